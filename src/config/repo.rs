@@ -1,0 +1,482 @@
+//! `.promptgate.yml`: suites, thresholds, evaluators and the release tier (SPEC §1).
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::manifest::{ModelSpec, Parameters, ProviderKind};
+use super::parse_yaml;
+use crate::diag::{line_of, Diagnostic, Diagnostics};
+
+/// Where the config lives in a repository.
+pub const CONFIG_PATH: &str = ".promptgate.yml";
+
+/// Default for `max_regression` when a suite does not set one.
+pub const DEFAULT_MAX_REGRESSION: f64 = 0.05;
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RepoConfig {
+    pub version: u32,
+    pub suites: BTreeMap<String, SuiteConfig>,
+    #[serde(default)]
+    pub evaluators: Evaluators,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub release: Option<ReleaseConfig>,
+}
+
+/// Message role → template file. Messages are sent in the order system, user, assistant.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Prompts {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub system: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub assistant: Option<String>,
+}
+
+impl Prompts {
+    /// (role, template path) in message order.
+    pub fn roles(&self) -> Vec<(&'static str, &str)> {
+        let mut out = Vec::new();
+        if let Some(p) = &self.system {
+            out.push(("system", p.as_str()));
+        }
+        if let Some(p) = &self.user {
+            out.push(("user", p.as_str()));
+        }
+        if let Some(p) = &self.assistant {
+            out.push(("assistant", p.as_str()));
+        }
+        out
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SuiteConfig {
+    pub prompts: Prompts,
+    pub model: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub guardrail: Option<String>,
+    pub dataset: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub watch: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub untrusted_vars: Vec<String>,
+    #[serde(default = "one")]
+    pub samples: u32,
+    #[serde(default)]
+    pub metrics: BTreeMap<MetricName, Threshold>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_regression: Option<f64>,
+}
+
+fn one() -> u32 {
+    1
+}
+
+impl SuiteConfig {
+    pub fn max_regression(&self) -> f64 {
+        self.max_regression.unwrap_or(DEFAULT_MAX_REGRESSION)
+    }
+
+    /// Every file path the suite names directly (templates, manifest, guardrail, dataset).
+    pub fn files(&self) -> Vec<&str> {
+        let mut out: Vec<&str> = self.prompts.roles().into_iter().map(|(_, p)| p).collect();
+        out.push(&self.model);
+        if let Some(g) = &self.guardrail {
+            out.push(g);
+        }
+        out.push(&self.dataset);
+        out
+    }
+
+    pub fn uses_judge(&self) -> bool {
+        self.metrics.keys().any(|m| m.needs_judge())
+    }
+
+    pub fn uses_embedding(&self) -> bool {
+        self.metrics.contains_key(&MetricName::Similarity)
+    }
+}
+
+/// The metrics a suite can gate on. Declaration order is display order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MetricName {
+    Assertions,
+    Similarity,
+    Faithfulness,
+    Relevance,
+    HallucinationRate,
+    LatencyP50Ms,
+    LatencyP95Ms,
+    CostPerCaseUsd,
+    InjectionFailures,
+    GuardrailFailures,
+}
+
+impl MetricName {
+    pub const ALL: [MetricName; 10] = [
+        MetricName::Assertions,
+        MetricName::Similarity,
+        MetricName::Faithfulness,
+        MetricName::Relevance,
+        MetricName::HallucinationRate,
+        MetricName::LatencyP50Ms,
+        MetricName::LatencyP95Ms,
+        MetricName::CostPerCaseUsd,
+        MetricName::InjectionFailures,
+        MetricName::GuardrailFailures,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MetricName::Assertions => "assertions",
+            MetricName::Similarity => "similarity",
+            MetricName::Faithfulness => "faithfulness",
+            MetricName::Relevance => "relevance",
+            MetricName::HallucinationRate => "hallucination_rate",
+            MetricName::LatencyP50Ms => "latency_p50_ms",
+            MetricName::LatencyP95Ms => "latency_p95_ms",
+            MetricName::CostPerCaseUsd => "cost_per_case_usd",
+            MetricName::InjectionFailures => "injection_failures",
+            MetricName::GuardrailFailures => "guardrail_failures",
+        }
+    }
+
+    /// Metrics on a 0..1 scale, which `max_regression` applies to.
+    pub fn is_unit_scale(self) -> bool {
+        matches!(
+            self,
+            MetricName::Assertions
+                | MetricName::Similarity
+                | MetricName::Faithfulness
+                | MetricName::Relevance
+                | MetricName::HallucinationRate
+        )
+    }
+
+    /// True when a larger value is better; a regression is a move the other way.
+    pub fn higher_is_better(self) -> bool {
+        matches!(
+            self,
+            MetricName::Assertions
+                | MetricName::Similarity
+                | MetricName::Faithfulness
+                | MetricName::Relevance
+        )
+    }
+
+    pub fn needs_judge(self) -> bool {
+        matches!(
+            self,
+            MetricName::Faithfulness | MetricName::Relevance | MetricName::HallucinationRate
+        )
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Threshold {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max: Option<f64>,
+}
+
+impl Threshold {
+    pub fn holds(&self, value: f64) -> bool {
+        self.min.is_none_or(|m| value >= m - 1e-12) && self.max.is_none_or(|m| value <= m + 1e-12)
+    }
+}
+
+/// An evaluator model: inline manifest fields, or `manifest: PATH` to reuse a file.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelRef {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub manifest: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provider: Option<ProviderKind>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_url: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_key_env: Option<String>,
+    #[serde(default)]
+    pub parameters: Parameters,
+}
+
+impl ModelRef {
+    /// The inline spec, or `None` when the ref points at a manifest file instead.
+    pub fn inline_spec(&self) -> Option<ModelSpec> {
+        Some(ModelSpec {
+            provider: self.provider?,
+            model: self.model.clone()?,
+            region: self.region.clone(),
+            base_url: self.base_url.clone(),
+            api_key_env: self.api_key_env.clone(),
+            parameters: self.parameters.clone(),
+        })
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Evaluators {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub embedding: Option<ModelRef>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub judge: Option<ModelRef>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReleaseConfig {
+    #[serde(default)]
+    pub branches: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub judge: Option<ModelRef>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub samples: Option<u32>,
+    #[serde(default)]
+    pub approvers: Vec<String>,
+}
+
+impl RepoConfig {
+    /// Parses and checks the config text. Checks that need other files (do they exist,
+    /// do templates render) happen when the suite is loaded at a revision.
+    pub fn parse(text: &str) -> Result<Self, Diagnostics> {
+        let file = CONFIG_PATH;
+        let cfg: RepoConfig = parse_yaml(file, text)?;
+        let mut diags = Diagnostics::default();
+        if cfg.version != 1 {
+            diags.push(Diagnostic::new(
+                file,
+                line_of(text, "version"),
+                format!(
+                    "unsupported version {} (this promptgate reads version 1)",
+                    cfg.version
+                ),
+            ));
+        }
+        if cfg.suites.is_empty() {
+            diags.push(Diagnostic::new(
+                file,
+                line_of(text, "suites"),
+                "no suites are defined",
+            ));
+        }
+        for (name, suite) in &cfg.suites {
+            let at = line_of(text, &format!("{name}:"));
+            if name.is_empty()
+                || !name
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
+            {
+                diags.push(Diagnostic::new(
+                    file,
+                    at,
+                    format!("suite name `{name}` must match [a-z0-9-_]+"),
+                ));
+            }
+            if suite.prompts.roles().is_empty() {
+                diags.push(Diagnostic::new(
+                    file,
+                    at,
+                    format!("suite `{name}` has no prompts"),
+                ));
+            }
+            if suite.samples == 0 {
+                diags.push(Diagnostic::new(
+                    file,
+                    line_of(text, "samples"),
+                    format!("suite `{name}`: samples must be at least 1"),
+                ));
+            }
+            for glob in &suite.watch {
+                if let Err(e) = globset::Glob::new(glob) {
+                    diags.push(Diagnostic::new(
+                        file,
+                        line_of(text, glob),
+                        format!("suite `{name}`: bad glob `{glob}`: {}", e.kind()),
+                    ));
+                }
+            }
+            if let Some(r) = suite.max_regression {
+                if !(0.0..=1.0).contains(&r) {
+                    diags.push(Diagnostic::new(
+                        file,
+                        line_of(text, "max_regression"),
+                        format!("suite `{name}`: max_regression {r} is outside 0..1"),
+                    ));
+                }
+            }
+            for (metric, t) in &suite.metrics {
+                if t.min.is_none() && t.max.is_none() {
+                    diags.push(Diagnostic::new(
+                        file,
+                        line_of(text, metric.as_str()),
+                        format!(
+                            "suite `{name}`: metric `{}` needs `min` or `max`",
+                            metric.as_str()
+                        ),
+                    ));
+                }
+            }
+            if suite.uses_judge() && cfg.evaluators.judge.is_none() {
+                diags.push(Diagnostic::new(
+                    file,
+                    at,
+                    format!("suite `{name}` uses a judge metric but `evaluators.judge` is not set"),
+                ));
+            }
+            if suite.uses_embedding() && cfg.evaluators.embedding.is_none() {
+                diags.push(Diagnostic::new(
+                    file,
+                    at,
+                    format!(
+                        "suite `{name}` uses `similarity` but `evaluators.embedding` is not set"
+                    ),
+                ));
+            }
+        }
+        let mut refs: Vec<(&str, &ModelRef)> = Vec::new();
+        if let Some(e) = &cfg.evaluators.embedding {
+            refs.push(("evaluators.embedding", e));
+        }
+        if let Some(j) = &cfg.evaluators.judge {
+            refs.push(("evaluators.judge", j));
+        }
+        if let Some(release) = &cfg.release {
+            if let Some(j) = &release.judge {
+                refs.push(("release.judge", j));
+            }
+            for glob in &release.branches {
+                if let Err(e) = globset::Glob::new(glob) {
+                    diags.push(Diagnostic::new(
+                        file,
+                        line_of(text, glob),
+                        format!("release.branches: bad glob `{glob}`: {}", e.kind()),
+                    ));
+                }
+            }
+            if release.samples == Some(0) {
+                diags.push(Diagnostic::new(
+                    file,
+                    line_of(text, "samples"),
+                    "release.samples must be at least 1",
+                ));
+            }
+        }
+        for (what, r) in refs {
+            let inline = r.provider.is_some() || r.model.is_some();
+            if r.manifest.is_some() == inline || (inline && r.inline_spec().is_none()) {
+                diags.push(Diagnostic::new(
+                    file,
+                    line_of(text, what.rsplit('.').next().unwrap_or(what)),
+                    format!("{what}: give either `manifest: PATH` or both `provider` and `model`"),
+                ));
+            }
+        }
+        if diags.is_empty() {
+            Ok(cfg)
+        } else {
+            Err(diags)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub const SPEC_EXAMPLE: &str = r#"version: 1
+suites:
+  support-answer:
+    prompts:
+      system: prompts/support/system.j2
+      user: prompts/support/user.j2
+    model: models/support.yaml
+    guardrail: guardrails/support.yaml
+    dataset: evals/support/golden.jsonl
+    watch: ["src/retrieval/**"]
+    untrusted_vars: [question]
+    samples: 1
+    metrics:
+      similarity:         { min: 0.82 }
+      faithfulness:       { min: 0.85 }
+      relevance:          { min: 0.90 }
+      hallucination_rate: { max: 0.02 }
+      assertions:         { min: 1.0 }
+      latency_p95_ms:     { max: 450 }
+      cost_per_case_usd:  { max: 0.01 }
+      injection_failures: { max: 0 }
+      guardrail_failures: { max: 0 }
+    max_regression: 0.05
+evaluators:
+  embedding: { provider: bedrock, model: amazon.titan-embed-text-v2:0 }
+  judge:     { provider: bedrock, model: anthropic.claude-3-haiku-20240307-v1:0 }
+release:
+  branches: ["release/*"]
+  judge:    { provider: bedrock, model: anthropic.claude-3-5-sonnet-20240620-v1:0 }
+  samples: 3
+  approvers: [alice, "@acme/ml-leads"]
+"#;
+
+    #[test]
+    fn parses_spec_example() {
+        let cfg = RepoConfig::parse(SPEC_EXAMPLE).unwrap();
+        let s = &cfg.suites["support-answer"];
+        assert_eq!(s.metrics.len(), 9);
+        assert_eq!(
+            s.prompts.roles()[0],
+            ("system", "prompts/support/system.j2")
+        );
+        assert_eq!(cfg.release.unwrap().approvers.len(), 2);
+    }
+
+    #[test]
+    fn unknown_key_names_line() {
+        let text = SPEC_EXAMPLE.replace("    samples: 1\n", "    sample: 1\n");
+        let err = RepoConfig::parse(&text).unwrap_err();
+        let s = err.to_string();
+        assert!(s.starts_with(".promptgate.yml:12:"), "{s}");
+        assert!(s.contains("unknown field `sample`"), "{s}");
+    }
+
+    #[test]
+    fn unknown_metric_is_an_error() {
+        let text = SPEC_EXAMPLE.replace("relevance:", "relevancy:");
+        let err = RepoConfig::parse(&text).unwrap_err();
+        assert!(err.to_string().contains("relevancy"), "{err}");
+    }
+
+    #[test]
+    fn bad_glob_names_line() {
+        let text = SPEC_EXAMPLE.replace("src/retrieval/**", "src/[retrieval");
+        let err = RepoConfig::parse(&text).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with(".promptgate.yml:10: suite `support-answer`: bad glob"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn collects_several_errors() {
+        let text = SPEC_EXAMPLE
+            .replace("version: 1", "version: 2")
+            .replace("src/retrieval/**", "a/[b")
+            .replace("max_regression: 0.05", "max_regression: 5");
+        let err = RepoConfig::parse(&text).unwrap_err();
+        assert_eq!(err.0.len(), 3, "{err}");
+    }
+}

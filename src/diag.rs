@@ -1,0 +1,87 @@
+//! Diagnostics that name the file and line, so a user can go straight to the mistake.
+
+use std::fmt;
+
+/// One problem in a repository's config or data files.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Diagnostic {
+    /// Repository-relative path of the file at fault.
+    pub file: String,
+    /// 1-based line, when it is known.
+    pub line: Option<usize>,
+    pub message: String,
+}
+
+impl Diagnostic {
+    pub fn new(file: impl Into<String>, line: Option<usize>, message: impl Into<String>) -> Self {
+        Self {
+            file: file.into(),
+            line,
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for Diagnostic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.line {
+            Some(line) => write!(f, "{}:{}: {}", self.file, line, self.message),
+            None => write!(f, "{}: {}", self.file, self.message),
+        }
+    }
+}
+
+/// A list of diagnostics, reported together (validate shows all of them, not the first).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Diagnostics(pub Vec<Diagnostic>);
+
+impl Diagnostics {
+    pub fn push(&mut self, d: Diagnostic) {
+        self.0.push(d);
+    }
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+    pub fn extend(&mut self, other: Diagnostics) {
+        self.0.extend(other.0);
+    }
+}
+
+impl fmt::Display for Diagnostics {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, d) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{d}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for Diagnostics {}
+
+/// The 1-based line of the first occurrence of `needle` in `text`, used to point at
+/// the place in a YAML file where a value (a path, a glob) was written.
+pub fn line_of(text: &str, needle: &str) -> Option<usize> {
+    text.lines().position(|l| l.contains(needle)).map(|i| i + 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn display_names_file_and_line() {
+        let d = Diagnostic::new(".promptgate.yml", Some(3), "unknown key `sutes`");
+        assert_eq!(d.to_string(), ".promptgate.yml:3: unknown key `sutes`");
+        let d = Diagnostic::new("a.jsonl", None, "missing");
+        assert_eq!(d.to_string(), "a.jsonl: missing");
+    }
+
+    #[test]
+    fn line_of_finds_first_match() {
+        assert_eq!(line_of("a\nb: x.j2\nc", "x.j2"), Some(2));
+        assert_eq!(line_of("a", "zz"), None);
+    }
+}

@@ -1,0 +1,100 @@
+//! Model calls: one `Provider` trait for OpenAI-compatible servers, Bedrock and
+//! recorded responses, behind a `ModelClient` that adds what every provider shares:
+//! the result cache, at most K calls in flight, a per-call timeout, retries with
+//! backoff and jitter, and recording.
+
+pub mod bedrock;
+pub mod client;
+pub mod openai;
+pub mod replay;
+pub mod retry;
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use crate::config::ModelSpec;
+
+pub use client::{ClientOptions, Fetched, Mode, ModelClient, UsageCounters};
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Message {
+    pub role: String,
+    pub content: String,
+}
+
+impl Message {
+    pub fn new(role: impl Into<String>, content: impl Into<String>) -> Self {
+        Self {
+            role: role.into(),
+            content: content.into(),
+        }
+    }
+}
+
+/// A chat generation. `key` is the content key of the request (the input key for a
+/// case, the judge key for a judge call): the cache and recordings are indexed by it.
+#[derive(Clone, Debug)]
+pub struct ChatRequest {
+    pub key: String,
+    pub spec: ModelSpec,
+    pub messages: Vec<Message>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ChatResponse {
+    pub text: String,
+    #[serde(default)]
+    pub input_tokens: u64,
+    #[serde(default)]
+    pub output_tokens: u64,
+    /// The provider's own latency figure where it reports one (Converse
+    /// `metrics.latencyMs`), else the measured wall time of the successful attempt.
+    #[serde(default)]
+    pub latency_ms: u64,
+}
+
+#[derive(Clone, Debug)]
+pub struct EmbedRequest {
+    pub key: String,
+    pub spec: ModelSpec,
+    pub text: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EmbedResponse {
+    pub vector: Vec<f32>,
+    #[serde(default)]
+    pub input_tokens: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProviderError {
+    /// 429, 5xx, ThrottlingException, a connection reset, a timeout: worth retrying.
+    #[error("{message}")]
+    Retryable {
+        message: String,
+        retry_after: Option<Duration>,
+    },
+    /// A request the provider will never accept (400, 401, 404, a bad answer shape).
+    #[error("{0}")]
+    Fatal(String),
+    /// Replay found no recording for the request.
+    #[error("no recording for key {key} (looked in {path}); run `promptgate check --record` with a reachable model first")]
+    MissingRecording { key: String, path: String },
+}
+
+impl ProviderError {
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, ProviderError::Retryable { .. })
+    }
+}
+
+#[async_trait]
+pub trait Provider: Send + Sync {
+    /// Short name for messages, e.g. `openai http://127.0.0.1:11434/v1`.
+    fn describe(&self) -> String;
+    async fn chat(&self, req: &ChatRequest) -> Result<ChatResponse, ProviderError>;
+    async fn embed(&self, req: &EmbedRequest) -> Result<EmbedResponse, ProviderError>;
+}

@@ -1,0 +1,24 @@
+//! promptgate: diff-scoped, paired base/head evaluation of LLM prompt, model and
+//! guardrail changes.
+//!
+//! The modules follow the pipeline, one folder per step:
+//! `config` (repository config and data files) → `detect` (changed paths → suites →
+//! cases) → `plan` (rendered requests, input and score keys) → `execute` (providers,
+//! concurrency, retries, record/replay) → `score` (assertions, similarity, judge,
+//! latency, cost) → `gate` (thresholds and regressions → verdict) → `report` (JSON and
+//! the markdown comment). `store` is the result cache keyed by content; `source` reads
+//! files at a revision (local git now, forge APIs in the bot); `check` runs the whole
+//! pipeline and is what both the CLI and the bot call.
+
+pub mod check;
+pub mod config;
+pub mod detect;
+pub mod diag;
+pub mod execute;
+pub mod gate;
+pub mod plan;
+pub mod report;
+pub mod score;
+pub mod source;
+pub mod store;
+pub mod validate;
