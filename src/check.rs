@@ -1,1 +1,790 @@
-//! TODO
+//! `check`: the whole pipeline for one change, from base to head. The CLI calls it on a
+//! local git repository; the bot calls it with a forge-backed `Source`. It never fails:
+//! every problem ends up in the report, with verdict `error` and a message naming the
+//! file and line or the case.
+
+use std::time::Instant;
+
+use futures::future::join_all;
+use serde_json::json;
+
+use crate::config::{MetricName, ModelRef, ModelSpec, RepoConfig, SuiteConfig, CONFIG_PATH};
+use crate::detect;
+use crate::diag::Diagnostics;
+use crate::execute::{ChatRequest, EmbedRequest, ModelClient};
+use crate::gate;
+use crate::plan::{self, keys, EvaluatorSpecs, PlannedCase, SidePlan};
+use crate::report::{
+    CaseCounts, CaseDetail, CaseSide, ConfigChange, Failure, Report, SuiteReport, Tier, Usage,
+    Verdict,
+};
+use crate::score::{self, assertions, judge, CaseScores, SampleScores};
+use crate::source::{read_text, Rev, Source};
+
+/// Longest output excerpt kept in the report's per-case details.
+const EXCERPT_CHARS: usize = 2000;
+
+#[derive(Clone, Debug)]
+pub struct CheckOptions {
+    /// Only these suites (all when empty).
+    pub suites: Vec<String>,
+    /// Evaluate every case, not only the affected ones.
+    pub full: bool,
+    pub tier: Tier,
+}
+
+impl Default for CheckOptions {
+    fn default() -> Self {
+        Self {
+            suites: Vec::new(),
+            full: false,
+            tier: Tier::Pr,
+        }
+    }
+}
+
+/// What the caller knows about the two revisions.
+pub struct Revisions {
+    pub base: Rev,
+    pub head: Rev,
+    /// Commit ids shown in the report.
+    pub base_label: String,
+    pub head_label: String,
+}
+
+/// Runs the gate for one change.
+pub async fn run(
+    source: &dyn Source,
+    revs: &Revisions,
+    opts: &CheckOptions,
+    client: &ModelClient,
+) -> Report {
+    let started = Instant::now();
+    let mut report = Report {
+        verdict: Verdict::Pass,
+        base: revs.base_label.clone(),
+        head: revs.head_label.clone(),
+        tier: opts.tier,
+        suites: Vec::new(),
+        usage: Usage::default(),
+        duration_ms: 0,
+        errors: Vec::new(),
+        notes: Vec::new(),
+        config_change: None,
+    };
+    if let Err(e) = run_into(source, revs, opts, client, &mut report).await {
+        report.errors.push(e);
+    }
+    let counters = client.usage();
+    report.usage.model_calls = counters.chat_calls;
+    report.usage.embedding_calls = counters.embed_calls;
+    report.usage.cache_hits = counters.cache_hits;
+    report.usage.input_tokens = counters.input_tokens;
+    report.usage.output_tokens = counters.output_tokens;
+    let mut verdicts: Vec<Verdict> = report.suites.iter().map(|s| s.verdict).collect();
+    if !report.errors.is_empty() {
+        verdicts.push(Verdict::Error);
+    }
+    report.verdict = Verdict::combine(verdicts);
+    report.duration_ms = started.elapsed().as_millis() as u64;
+    report
+}
+
+/// Policy (suites, thresholds, evaluators) comes from base; head's config is only
+/// validated and summarised, so a PR cannot loosen its own gate (SPEC §1).
+async fn run_into(
+    source: &dyn Source,
+    revs: &Revisions,
+    opts: &CheckOptions,
+    client: &ModelClient,
+    report: &mut Report,
+) -> Result<(), String> {
+    let read_config = |rev: Rev| async move {
+        read_text(source, &rev, CONFIG_PATH)
+            .await
+            .map_err(|e| format!("{CONFIG_PATH}: cannot read at {}: {e:#}", rev.label()))
+    };
+    let base_text = read_config(revs.base.clone()).await?;
+    let head_text = read_config(revs.head.clone()).await?;
+
+    let (policy_text, policy_rev) = match (&base_text, &head_text) {
+        (Some(b), _) => (b.clone(), revs.base.clone()),
+        (None, Some(h)) => {
+            report.notes.push(format!(
+                "{CONFIG_PATH} does not exist at base; this first run uses the head's config."
+            ));
+            (h.clone(), revs.head.clone())
+        }
+        (None, None) => {
+            return Err(format!(
+                "{CONFIG_PATH} does not exist at base or head: nothing to evaluate"
+            ))
+        }
+    };
+    let config = RepoConfig::parse(&policy_text).map_err(|d| {
+        format!(
+            "the policy config (at {}) is invalid:\n{d}",
+            policy_rev.label()
+        )
+    })?;
+    if let (Some(b), Some(h)) = (&base_text, &head_text) {
+        if b != h {
+            report.config_change = Some(config_change(&config, h));
+        }
+    }
+
+    for name in &opts.suites {
+        if !config.suites.contains_key(name) {
+            let known: Vec<&str> = config.suites.keys().map(String::as_str).collect();
+            return Err(format!(
+                "unknown suite `{name}` (the base config defines: {})",
+                known.join(", ")
+            ));
+        }
+    }
+
+    let changed = source
+        .changed_paths(&revs.base, &revs.head)
+        .await
+        .map_err(|e| format!("listing changed files: {e:#}"))?;
+
+    let full = opts.full || opts.tier == Tier::Release;
+    let release = config.release.clone().unwrap_or_default();
+    let evaluators =
+        match resolve_evaluators(source, &policy_rev, &config, opts.tier, &policy_text).await {
+            Ok(e) => e,
+            Err(d) => return Err(d.to_string()),
+        };
+
+    // Plan every suite first, then run all their calls together under one limit.
+    let mut planned: Vec<PlannedSuite> = Vec::new();
+    for (name, suite) in &config.suites {
+        if !opts.suites.is_empty() && !opts.suites.contains(name) {
+            continue;
+        }
+        let triggered = detect::triggered_by(suite, &changed);
+        if triggered.is_empty() && !full {
+            report
+                .suites
+                .push(skipped(name, suite, source, &revs.head).await);
+            continue;
+        }
+        let samples = match opts.tier {
+            Tier::Release => release.samples.unwrap_or(suite.samples),
+            Tier::Pr => suite.samples,
+        };
+        let evaluators = suite_evaluators(suite, &evaluators);
+        match plan_suite(source, revs, suite, &evaluators, samples, &policy_text).await {
+            Ok((base, head, notes)) => {
+                report
+                    .notes
+                    .extend(notes.into_iter().map(|n| format!("suite `{name}`: {n}")));
+                planned.push(PlannedSuite {
+                    name: name.clone(),
+                    suite: suite.clone(),
+                    triggered,
+                    base,
+                    head,
+                    evaluators,
+                    full,
+                });
+            }
+            Err(d) => report.suites.push(errored(name, triggered, &d)),
+        }
+    }
+
+    let results = join_all(planned.iter().map(|p| evaluate_suite(p, client))).await;
+    for (p, (base_scores, head_scores)) in planned.iter().zip(results) {
+        report.usage.cost_usd += base_scores
+            .iter()
+            .chain(head_scores.iter())
+            .flat_map(|c| c.samples.iter())
+            .map(|s| s.paid_usd)
+            .sum::<f64>();
+        report
+            .suites
+            .push(suite_report(p, base_scores, head_scores));
+    }
+    report.suites.sort_by(|a, b| a.name.cmp(&b.name));
+
+    let deferred: Vec<&str> = config
+        .suites
+        .values()
+        .flat_map(|s| s.metrics.keys())
+        .filter(|m| {
+            matches!(
+                m,
+                MetricName::InjectionFailures | MetricName::GuardrailFailures
+            )
+        })
+        .map(|m| m.as_str())
+        .collect();
+    if !deferred.is_empty() {
+        report.notes.push(
+            "injection_failures and guardrail_failures are not evaluated by this version; their rows are omitted."
+                .to_string(),
+        );
+    }
+    Ok(())
+}
+
+/// The evaluators in force for the tier: `release.judge` replaces the judge on release.
+async fn resolve_evaluators(
+    source: &dyn Source,
+    rev: &Rev,
+    config: &RepoConfig,
+    tier: Tier,
+    config_text: &str,
+) -> Result<EvaluatorSpecs, Diagnostics> {
+    let judge_ref = match (tier, config.release.as_ref().and_then(|r| r.judge.as_ref())) {
+        (Tier::Release, Some(j)) => Some(j),
+        _ => config.evaluators.judge.as_ref(),
+    };
+    let mut diags = Diagnostics::default();
+    let mut resolve = async |r: Option<&ModelRef>| -> Option<ModelSpec> {
+        let r = r?;
+        if let Some(spec) = r.inline_spec() {
+            return Some(spec);
+        }
+        let path = r.manifest.as_deref()?;
+        match read_text(source, rev, path).await {
+            Ok(Some(text)) => match crate::config::ModelManifest::parse(path, &text) {
+                Ok(m) => Some(m.spec()),
+                Err(d) => {
+                    diags.extend(d);
+                    None
+                }
+            },
+            Ok(None) => {
+                diags.push(crate::diag::Diagnostic::new(
+                    CONFIG_PATH,
+                    crate::diag::line_of(config_text, path),
+                    format!(
+                        "evaluator manifest `{path}` does not exist at {}",
+                        rev.label()
+                    ),
+                ));
+                None
+            }
+            Err(e) => {
+                diags.push(crate::diag::Diagnostic::new(
+                    path,
+                    None,
+                    format!("cannot read: {e:#}"),
+                ));
+                None
+            }
+        }
+    };
+    let embedding = resolve(config.evaluators.embedding.as_ref()).await;
+    let judge = resolve(judge_ref).await;
+    if diags.is_empty() {
+        Ok(EvaluatorSpecs { embedding, judge })
+    } else {
+        Err(diags)
+    }
+}
+
+/// Only the evaluators a suite's metrics use go into its score keys and calls.
+fn suite_evaluators(suite: &SuiteConfig, all: &EvaluatorSpecs) -> EvaluatorSpecs {
+    EvaluatorSpecs {
+        embedding: if suite.uses_embedding() {
+            all.embedding.clone()
+        } else {
+            None
+        },
+        judge: if suite.uses_judge() {
+            all.judge.clone()
+        } else {
+            None
+        },
+    }
+}
+
+struct PlannedSuite {
+    name: String,
+    suite: SuiteConfig,
+    triggered: Vec<String>,
+    /// `None` when the suite does not exist or cannot be evaluated at base.
+    base: Option<SidePlan>,
+    head: SidePlan,
+    evaluators: EvaluatorSpecs,
+    full: bool,
+}
+
+impl PlannedSuite {
+    /// Head cases to evaluate: those whose input or score key differs from base (or
+    /// that are new), or every case with `--full`.
+    fn evaluated(&self) -> Vec<(&PlannedCase, Option<&PlannedCase>, bool)> {
+        self.head
+            .cases
+            .iter()
+            .filter_map(|h| {
+                let b = self.base.as_ref().and_then(|b| b.get(&h.case.id));
+                let affected = match b {
+                    Some(b) => b.input_keys != h.input_keys || b.score_key != h.score_key,
+                    None => true,
+                };
+                (affected || self.full).then_some((h, b, affected))
+            })
+            .collect()
+    }
+}
+
+async fn plan_suite(
+    source: &dyn Source,
+    revs: &Revisions,
+    suite: &SuiteConfig,
+    evaluators: &EvaluatorSpecs,
+    samples: u32,
+    config_text: &str,
+) -> Result<(Option<SidePlan>, SidePlan, Vec<String>), Diagnostics> {
+    let head_files = plan::load_suite(source, &revs.head, suite, config_text).await?;
+    let head = plan::plan_side(suite, &head_files, evaluators, samples)?;
+    let mut notes = Vec::new();
+    let base = match plan::load_suite(source, &revs.base, suite, config_text).await {
+        Ok(files) => match plan::plan_side(suite, &files, evaluators, samples) {
+            Ok(plan) => Some(plan),
+            Err(d) => {
+                notes.push(format!(
+                    "the base revision cannot be evaluated, so every case counts as new:\n{d}"
+                ));
+                None
+            }
+        },
+        Err(d) => {
+            notes.push(format!(
+                "the base revision cannot be evaluated, so every case counts as new:\n{d}"
+            ));
+            None
+        }
+    };
+    Ok((base, head, notes))
+}
+
+/// Evaluates the suite's cases at base and head; returns (base scores, head scores).
+async fn evaluate_suite(
+    p: &PlannedSuite,
+    client: &ModelClient,
+) -> (Vec<CaseScores>, Vec<CaseScores>) {
+    let chosen = p.evaluated();
+    let head_jobs = chosen
+        .iter()
+        .map(|(h, _, _)| evaluate_case(p, &p.head, h, "head", client));
+    let base_plan = p.base.as_ref();
+    let base_jobs = chosen.iter().filter_map(|(_, b, _)| {
+        let (plan, case) = (base_plan?, (*b)?);
+        Some(evaluate_case(p, plan, case, "base", client))
+    });
+    let (head, base) = futures::join!(join_all(head_jobs), join_all(base_jobs));
+    (base, head)
+}
+
+/// Runs one case's samples and scores them. Any failure makes the case an error that
+/// names the case, its dataset line and the side.
+async fn evaluate_case(
+    p: &PlannedSuite,
+    plan: &SidePlan,
+    case: &PlannedCase,
+    side: &str,
+    client: &ModelClient,
+) -> CaseScores {
+    let samples = join_all(
+        case.input_keys
+            .iter()
+            .map(|key| evaluate_sample(p, plan, case, key, client)),
+    )
+    .await;
+    let mut scores = CaseScores {
+        id: case.case.id.clone(),
+        cached: true,
+        ..Default::default()
+    };
+    for s in samples {
+        match s {
+            Ok((sample, cached)) => {
+                scores.cached &= cached;
+                scores.samples.push(sample);
+            }
+            Err(e) => {
+                scores.cached = false;
+                if scores.error.is_none() {
+                    scores.error = Some(format!(
+                        "case `{}` ({}:{}) at {side}: {e}",
+                        case.case.id, plan.dataset_file, case.case.line
+                    ));
+                }
+            }
+        }
+    }
+    scores
+}
+
+async fn evaluate_sample(
+    p: &PlannedSuite,
+    plan: &SidePlan,
+    case: &PlannedCase,
+    key: &str,
+    client: &ModelClient,
+) -> Result<(SampleScores, bool), String> {
+    let gen = client
+        .chat(ChatRequest {
+            key: key.to_string(),
+            spec: plan.spec.clone(),
+            messages: case.messages.clone(),
+        })
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut all_cached = gen.cached;
+    let out = gen.value;
+    let mut sample = SampleScores {
+        output: out.text.clone(),
+        latency_ms: out.latency_ms,
+        cost_usd: plan
+            .pricing
+            .as_ref()
+            .map(|pr| pr.cost(out.input_tokens, out.output_tokens)),
+        ..Default::default()
+    };
+    if !all_cached {
+        sample.paid_usd = sample.cost_usd.unwrap_or(0.0);
+    }
+    if !case.case.asserts.is_empty() {
+        sample.assertions = Some(assertions::evaluate(&case.case.asserts, &out.text));
+    }
+    if let (Some(spec), Some(expected)) = (&p.evaluators.embedding, &case.case.expected) {
+        let embed = |text: String| {
+            let key = keys::digest(
+                keys::EMBED,
+                &json!({"model": spec.identity(), "text": text}),
+            );
+            client.embed(EmbedRequest {
+                key,
+                spec: spec.clone(),
+                text,
+            })
+        };
+        let (a, b) = futures::join!(embed(out.text.clone()), embed(expected.clone()));
+        let (a, b) = (
+            a.map_err(|e| format!("embedding: {e}"))?,
+            b.map_err(|e| format!("embedding: {e}"))?,
+        );
+        all_cached &= a.cached && b.cached;
+        sample.similarity = score::cosine(&a.value.vector, &b.value.vector);
+    }
+    if let Some(spec) = &p.evaluators.judge {
+        let messages = judge::prompt(
+            &case.messages,
+            &case.case.vars,
+            case.case.expected.as_deref(),
+            &out.text,
+        );
+        let key = keys::digest(
+            keys::JUDGE,
+            &json!({"model": spec.identity(), "messages": messages}),
+        );
+        let verdict = client
+            .chat(ChatRequest {
+                key,
+                spec: spec.clone(),
+                messages,
+            })
+            .await
+            .map_err(|e| format!("judge: {e}"))?;
+        all_cached &= verdict.cached;
+        sample.judge = Some(judge::parse(&verdict.value.text)?);
+    }
+    Ok((sample, all_cached))
+}
+
+fn excerpt(text: &str) -> String {
+    if text.chars().count() <= EXCERPT_CHARS {
+        text.to_string()
+    } else {
+        let mut s: String = text.chars().take(EXCERPT_CHARS).collect();
+        s.push('…');
+        s
+    }
+}
+
+fn case_side(c: &CaseScores) -> CaseSide {
+    let mut scores = std::collections::BTreeMap::new();
+    let named: [(&str, Option<f64>); 5] = [
+        ("assertions", c.assertions()),
+        ("similarity", c.similarity()),
+        ("faithfulness", c.faithfulness()),
+        ("relevance", c.relevance()),
+        ("hallucination", c.hallucination()),
+    ];
+    for (k, v) in named {
+        if let Some(v) = v {
+            scores.insert(k.to_string(), v);
+        }
+    }
+    CaseSide {
+        output: c
+            .samples
+            .first()
+            .map(|s| excerpt(&s.output))
+            .unwrap_or_default(),
+        scores,
+        error: c.error.clone(),
+    }
+}
+
+/// Per-case failures at head: errors, failed assertions, and per-case scores under a
+/// suite threshold, so a reviewer sees which cases pull a metric down.
+fn case_failures(suite: &SuiteConfig, c: &CaseScores) -> Vec<Failure> {
+    let mut out = Vec::new();
+    let fail = |metric: &str, detail: String| Failure {
+        case: c.id.clone(),
+        metric: metric.to_string(),
+        detail,
+    };
+    if let Some(e) = &c.error {
+        out.push(fail("error", e.clone()));
+        return out;
+    }
+    let failed: Vec<String> = c
+        .samples
+        .iter()
+        .filter_map(|s| s.assertions.as_ref())
+        .filter(|a| !a.pass)
+        .flat_map(|a| a.failures.clone())
+        .collect();
+    if !failed.is_empty() {
+        let mut uniq = failed;
+        uniq.dedup();
+        out.push(fail("assertions", uniq.join("; ")));
+    }
+    for (metric, value) in [
+        (MetricName::Similarity, c.similarity()),
+        (MetricName::Faithfulness, c.faithfulness()),
+        (MetricName::Relevance, c.relevance()),
+    ] {
+        if let (Some(t), Some(v)) = (suite.metrics.get(&metric), value) {
+            if !t.holds(v) {
+                out.push(fail(
+                    metric.as_str(),
+                    format!("{v:.3} is below {:.3}", t.min.unwrap_or_default()),
+                ));
+            }
+        }
+    }
+    if let Some(j) = c
+        .samples
+        .iter()
+        .filter_map(|s| s.judge.as_ref())
+        .find(|j| j.hallucination)
+    {
+        if suite.metrics.contains_key(&MetricName::HallucinationRate) {
+            out.push(fail(
+                "hallucination_rate",
+                format!("judge flagged: {}", j.reason),
+            ));
+        }
+    }
+    out
+}
+
+fn suite_report(p: &PlannedSuite, base: Vec<CaseScores>, head: Vec<CaseScores>) -> SuiteReport {
+    let chosen = p.evaluated();
+    let affected = chosen.iter().filter(|(_, _, a)| *a).count();
+    let base_has = |m| gate::metric_value(m, &base).is_some();
+    let head_has = |m| gate::metric_value(m, &head).is_some();
+    let shown = gate::shown_metrics(&p.suite, |m| base_has(m) || head_has(m));
+    let metrics: Vec<_> = shown
+        .into_iter()
+        .filter(|m| {
+            !matches!(
+                m,
+                MetricName::InjectionFailures | MetricName::GuardrailFailures
+            )
+        })
+        .map(|m| {
+            gate::metric_row(
+                m,
+                p.suite.metrics.get(&m).copied(),
+                if p.base.is_some() {
+                    gate::metric_value(m, &base)
+                } else {
+                    None
+                },
+                gate::metric_value(m, &head),
+                p.suite.max_regression(),
+            )
+        })
+        .collect();
+    let errors: Vec<String> = head
+        .iter()
+        .chain(base.iter())
+        .filter_map(|c| c.error.clone())
+        .collect();
+    let verdict = if chosen.is_empty() {
+        Verdict::Skipped
+    } else {
+        gate::suite_verdict(&metrics, !errors.is_empty())
+    };
+    let failures: Vec<Failure> = head
+        .iter()
+        .flat_map(|c| case_failures(&p.suite, c))
+        .collect();
+    let flaky: Vec<String> = head
+        .iter()
+        .filter(|c| c.flaky())
+        .map(|c| c.id.clone())
+        .collect();
+    let details = head
+        .iter()
+        .map(|h| {
+            let b = base.iter().find(|b| b.id == h.id);
+            let status = if h.error.is_some() {
+                "error"
+            } else if !case_failures(&p.suite, h).is_empty() {
+                "fail"
+            } else if b.is_none() && p.base.as_ref().is_some_and(|bp| bp.get(&h.id).is_none()) {
+                "added"
+            } else {
+                "pass"
+            };
+            CaseDetail {
+                case: h.id.clone(),
+                status: status.to_string(),
+                flaky: h.flaky(),
+                base: b.map(case_side),
+                head: Some(case_side(h)),
+            }
+        })
+        .collect();
+    let cached = head
+        .iter()
+        .filter(|h| h.cached && base.iter().find(|b| b.id == h.id).is_none_or(|b| b.cached))
+        .count();
+    SuiteReport {
+        name: p.name.clone(),
+        verdict,
+        triggered_by: p.triggered.clone(),
+        cases: CaseCounts {
+            total: p.head.cases.len(),
+            affected,
+            evaluated: chosen.len(),
+            cached,
+        },
+        metrics,
+        failures,
+        injection: None,
+        guardrail: None,
+        errors,
+        flaky,
+        details,
+    }
+}
+
+async fn skipped(name: &str, suite: &SuiteConfig, source: &dyn Source, head: &Rev) -> SuiteReport {
+    let total = match read_text(source, head, &suite.dataset).await {
+        Ok(Some(text)) => text.lines().filter(|l| !l.trim().is_empty()).count(),
+        _ => 0,
+    };
+    SuiteReport {
+        name: name.to_string(),
+        verdict: Verdict::Skipped,
+        triggered_by: Vec::new(),
+        cases: CaseCounts {
+            total,
+            ..Default::default()
+        },
+        metrics: Vec::new(),
+        failures: Vec::new(),
+        injection: None,
+        guardrail: None,
+        errors: Vec::new(),
+        flaky: Vec::new(),
+        details: Vec::new(),
+    }
+}
+
+fn errored(name: &str, triggered: Vec<String>, d: &Diagnostics) -> SuiteReport {
+    SuiteReport {
+        name: name.to_string(),
+        verdict: Verdict::Error,
+        triggered_by: triggered,
+        cases: CaseCounts::default(),
+        metrics: Vec::new(),
+        failures: Vec::new(),
+        injection: None,
+        guardrail: None,
+        errors: d.0.iter().map(|x| x.to_string()).collect(),
+        flaky: Vec::new(),
+        details: Vec::new(),
+    }
+}
+
+/// Validates the head's config and lists what it would change in policy.
+fn config_change(base: &RepoConfig, head_text: &str) -> ConfigChange {
+    match RepoConfig::parse(head_text) {
+        Err(d) => ConfigChange {
+            valid: false,
+            errors: d.0.iter().map(|x| x.to_string()).collect(),
+            changes: Vec::new(),
+        },
+        Ok(head) => {
+            let mut changes = Vec::new();
+            for name in head.suites.keys().filter(|n| !base.suites.contains_key(*n)) {
+                changes.push(format!("adds suite `{name}`"));
+            }
+            for name in base.suites.keys().filter(|n| !head.suites.contains_key(*n)) {
+                changes.push(format!("removes suite `{name}`"));
+            }
+            for (name, b) in &base.suites {
+                let Some(h) = head.suites.get(name) else {
+                    continue;
+                };
+                for m in MetricName::ALL {
+                    let (bt, ht) = (b.metrics.get(&m), h.metrics.get(&m));
+                    if bt != ht {
+                        changes.push(format!(
+                            "`{name}.{}`: {} → {}",
+                            m.as_str(),
+                            fmt_threshold(bt),
+                            fmt_threshold(ht)
+                        ));
+                    }
+                }
+                if b.max_regression() != h.max_regression() {
+                    changes.push(format!(
+                        "`{name}.max_regression`: {} → {}",
+                        b.max_regression(),
+                        h.max_regression()
+                    ));
+                }
+                if b.samples != h.samples {
+                    changes.push(format!("`{name}.samples`: {} → {}", b.samples, h.samples));
+                }
+            }
+            if base.evaluators != head.evaluators {
+                changes.push("changes `evaluators`".to_string());
+            }
+            if base.release != head.release {
+                changes
+                    .push("changes `release` (branches, judge, samples or approvers)".to_string());
+            }
+            ConfigChange {
+                valid: true,
+                errors: Vec::new(),
+                changes,
+            }
+        }
+    }
+}
+
+fn fmt_threshold(t: Option<&crate::config::Threshold>) -> String {
+    match t {
+        None => "none".to_string(),
+        Some(t) => match (t.min, t.max) {
+            (Some(a), Some(b)) => format!("min {a}, max {b}"),
+            (Some(a), None) => format!("min {a}"),
+            (None, Some(b)) => format!("max {b}"),
+            (None, None) => "none".to_string(),
+        },
+    }
+}

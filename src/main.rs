@@ -1,1 +1,277 @@
-fn main() {}
+//! The `promptgate` command line (SPEC §4).
+
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand, ValueEnum};
+
+use promptgate::check::{self, CheckOptions, Revisions};
+use promptgate::execute::{ClientOptions, Mode, ModelClient};
+use promptgate::report::markdown::{render_comment, RenderOptions};
+use promptgate::report::{Tier, Verdict};
+use promptgate::source::{GitSource, Rev};
+use promptgate::store::Store;
+
+#[derive(Parser)]
+#[command(
+    name = "promptgate",
+    version,
+    about = "Diff-scoped evaluation gate for LLM prompt, model and guardrail changes"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Format {
+    Markdown,
+    Json,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum TierArg {
+    Pr,
+    Release,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Evaluate the change from --base to --head and print the PR comment or the report.
+    Check(CheckArgs),
+    /// Check the config, datasets, manifests and templates; report every problem.
+    Validate {
+        #[arg(long, default_value = ".")]
+        repo: PathBuf,
+        /// Validate this revision instead of the work tree.
+        #[arg(long)]
+        rev: Option<String>,
+    },
+    /// Run the webhook service.
+    Serve {
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+}
+
+#[derive(clap::Args)]
+struct CheckArgs {
+    #[arg(long, default_value = ".")]
+    repo: PathBuf,
+    /// Base revision (default: the merge base of HEAD with the default branch).
+    #[arg(long)]
+    base: Option<String>,
+    /// Head revision (default: the work tree, uncommitted changes included).
+    #[arg(long)]
+    head: Option<String>,
+    /// Only this suite (repeatable).
+    #[arg(long = "suite", value_name = "NAME")]
+    suites: Vec<String>,
+    /// Evaluate every case, not only the affected ones.
+    #[arg(long)]
+    full: bool,
+    #[arg(long, value_enum, default_value = "markdown")]
+    format: Format,
+    /// Write the output here instead of stdout.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Store every model response fetched under the recordings folder.
+    #[arg(long, conflicts_with = "replay")]
+    record: bool,
+    /// Answer every model call from the recordings folder; no network.
+    #[arg(long)]
+    replay: bool,
+    /// Recordings folder (default: .promptgate/recordings in the repository).
+    #[arg(long)]
+    recordings: Option<PathBuf>,
+    /// `release` runs every case with the release judge and samples.
+    #[arg(long, value_enum, default_value = "pr")]
+    tier: TierArg,
+    /// Result cache (default: promptgate/cache.db inside the repository's .git folder).
+    #[arg(long, env = "PROMPTGATE_CACHE")]
+    cache: Option<PathBuf>,
+    /// Model calls in flight.
+    #[arg(long, env = "PROMPTGATE_MAX_CONCURRENCY", default_value_t = 8)]
+    max_concurrency: usize,
+    /// Per-call timeout in seconds.
+    #[arg(long, default_value_t = 60)]
+    timeout: u64,
+    /// Folder of comment templates that override the built-in ones.
+    #[arg(long, env = "PROMPTGATE_TEMPLATES")]
+    templates: Option<PathBuf>,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("PROMPTGATE_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("promptgate: cannot start the async runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let code = runtime.block_on(async {
+        match cli.command {
+            Command::Check(args) => run_check(args).await,
+            Command::Validate { repo, rev } => run_validate(repo, rev).await,
+            Command::Serve { .. } => Err(anyhow::anyhow!(
+                "`serve` (the webhook service) is not part of this build yet; use `check` in CI"
+            )),
+        }
+    });
+    match code {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("promptgate: error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+async fn run_validate(repo: PathBuf, rev: Option<String>) -> anyhow::Result<u8> {
+    let source = GitSource::open(&repo).await?;
+    let rev = match rev {
+        Some(r) => Rev::Commit(source.resolve(&r).await?),
+        None => Rev::WorkTree,
+    };
+    let diags = promptgate::validate::validate(&source, &rev, &CheckOptions::default()).await;
+    if diags.is_empty() {
+        println!("promptgate: configuration is valid");
+        Ok(0)
+    } else {
+        for d in &diags.0 {
+            println!("{d}");
+        }
+        eprintln!("promptgate: {} problem(s) found", diags.0.len());
+        Ok(2)
+    }
+}
+
+async fn run_check(args: CheckArgs) -> anyhow::Result<u8> {
+    let source = GitSource::open(&args.repo).await?;
+    let base_sha = match &args.base {
+        Some(b) => source.resolve(b).await?,
+        None => source.default_base().await?,
+    };
+    let (head, head_label) = match &args.head {
+        Some(h) => {
+            let sha = source.resolve(h).await?;
+            (Rev::Commit(sha.clone()), sha)
+        }
+        None => {
+            let sha = source.resolve("HEAD").await?;
+            let label = if source.is_dirty().await? {
+                format!("{sha}+dirty")
+            } else {
+                sha
+            };
+            (Rev::WorkTree, label)
+        }
+    };
+    let revs = Revisions {
+        base: Rev::Commit(base_sha.clone()),
+        head,
+        base_label: base_sha,
+        head_label,
+    };
+    let cache_path = match args.cache {
+        Some(p) => p,
+        None => source.git_dir().await?.join("promptgate").join("cache.db"),
+    };
+    let store = Store::open_sqlite(&cache_path).await?;
+    let recordings = args
+        .recordings
+        .unwrap_or_else(|| source.root().join(".promptgate").join("recordings"));
+    let mode = if args.replay {
+        Mode::Replay(recordings.clone())
+    } else if args.record {
+        Mode::Record(recordings.clone())
+    } else {
+        Mode::Live
+    };
+    let client = Arc::new(ModelClient::new(
+        store,
+        ClientOptions {
+            max_in_flight: args.max_concurrency.max(1),
+            timeout: Duration::from_secs(args.timeout.max(1)),
+            mode,
+            recordings_dir: Some(recordings),
+            ..ClientOptions::default()
+        },
+    ));
+    let opts = CheckOptions {
+        suites: args.suites,
+        full: args.full,
+        tier: match args.tier {
+            TierArg::Pr => Tier::Pr,
+            TierArg::Release => Tier::Release,
+        },
+    };
+
+    let progress = std::io::stderr().is_terminal().then(|| {
+        let client = Arc::clone(&client);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_millis(250)).await;
+                let u = client.usage();
+                eprint!(
+                    "\rpromptgate: {} model requests done ({} calls, {} cached)   ",
+                    client.done(),
+                    u.chat_calls + u.embed_calls,
+                    u.cache_hits
+                );
+            }
+        })
+    });
+    let report = check::run(&source, &revs, &opts, &client).await;
+    if let Some(p) = progress {
+        p.abort();
+        eprint!("\r\x1b[2K");
+    }
+
+    let text = match args.format {
+        Format::Json => serde_json::to_string_pretty(&report).context("encoding the report")?,
+        Format::Markdown => {
+            let opts = RenderOptions {
+                templates_dir: args.templates,
+                ..RenderOptions::default()
+            };
+            match render_comment(&report, &opts) {
+                Ok(t) => t,
+                Err(e) => {
+                    eprintln!("promptgate: error: the comment template does not render: {e}");
+                    return Ok(Verdict::Error.exit_code() as u8);
+                }
+            }
+        }
+    };
+    match &args.out {
+        Some(path) => std::fs::write(path, text.as_bytes())
+            .with_context(|| format!("writing {}", path.display()))?,
+        None => {
+            let mut out = std::io::stdout().lock();
+            out.write_all(text.as_bytes())?;
+            if !text.ends_with('\n') {
+                out.write_all(b"\n")?;
+            }
+        }
+    }
+    for e in &report.errors {
+        eprintln!("promptgate: error: {e}");
+    }
+    Ok(report.verdict.exit_code() as u8)
+}

@@ -254,9 +254,48 @@ impl RepoConfig {
     /// Parses and checks the config text. Checks that need other files (do they exist,
     /// do templates render) happen when the suite is loaded at a revision.
     pub fn parse(text: &str) -> Result<Self, Diagnostics> {
+        match Self::parse_all(text) {
+            (Some(cfg), d) if d.is_empty() => Ok(cfg),
+            (_, d) => Err(d),
+        }
+    }
+
+    /// Parses as far as possible and returns every problem found. An unknown key stops
+    /// serde at the first one, so its line (and the block under it) is blanked and the
+    /// text parsed again: line numbers stay true and all unknown keys are reported.
+    pub fn parse_all(text: &str) -> (Option<Self>, Diagnostics) {
         let file = CONFIG_PATH;
-        let cfg: RepoConfig = parse_yaml(file, text)?;
         let mut diags = Diagnostics::default();
+        let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
+        let cfg = loop {
+            let attempt = lines.join("\n");
+            match parse_yaml::<RepoConfig>(file, &attempt) {
+                Ok(cfg) => break Some(cfg),
+                Err(d) => {
+                    let unknown =
+                        d.0.first()
+                            .filter(|x| x.message.contains("unknown field"))
+                            .and_then(|x| x.line);
+                    diags.extend(d);
+                    match unknown {
+                        Some(line) if line >= 1 && line <= lines.len() && diags.0.len() < 50 => {
+                            blank_block(&mut lines, line - 1)
+                        }
+                        _ => break None,
+                    }
+                }
+            }
+        };
+        let Some(cfg) = cfg else {
+            return (None, diags);
+        };
+        cfg.check(text, &mut diags);
+        (Some(cfg), diags)
+    }
+
+    fn check(&self, text: &str, diags: &mut Diagnostics) {
+        let file = CONFIG_PATH;
+        let cfg = self;
         if cfg.version != 1 {
             diags.push(Diagnostic::new(
                 file,
@@ -386,10 +425,19 @@ impl RepoConfig {
                 ));
             }
         }
-        if diags.is_empty() {
-            Ok(cfg)
+    }
+}
+
+/// Blanks line `i` and the more-indented lines under it (its YAML block).
+fn blank_block(lines: &mut [String], i: usize) {
+    let indent = |l: &str| l.len() - l.trim_start().len();
+    let own = indent(&lines[i]);
+    lines[i].clear();
+    for l in lines.iter_mut().skip(i + 1) {
+        if l.trim().is_empty() || indent(l) > own {
+            l.clear();
         } else {
-            Err(diags)
+            break;
         }
     }
 }
@@ -467,6 +515,30 @@ release:
             err.to_string()
                 .starts_with(".promptgate.yml:10: suite `support-answer`: bad glob"),
             "{err}"
+        );
+    }
+
+    #[test]
+    fn reports_every_unknown_key() {
+        let text = SPEC_EXAMPLE
+            .replace("    samples: 1\n", "    sample: 1\n")
+            .replace("  samples: 3\n", "  samples: 3\n  aprovers: [bob]\n")
+            .replace("src/retrieval/**", "a/[b");
+        let (cfg, d) = RepoConfig::parse_all(&text);
+        assert!(cfg.is_some());
+        let got: Vec<String> = d.0.iter().map(|x| x.to_string()).collect();
+        assert_eq!(got.len(), 3, "{got:?}");
+        assert!(
+            got[0].starts_with(".promptgate.yml:12: suites.support-answer: unknown field `sample`"),
+            "{got:?}"
+        );
+        assert!(
+            got[1].starts_with(".promptgate.yml:31: release: unknown field `aprovers`"),
+            "{got:?}"
+        );
+        assert!(
+            got[2].starts_with(".promptgate.yml:10: suite `support-answer`: bad glob"),
+            "{got:?}"
         );
     }
 

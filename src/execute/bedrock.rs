@@ -1,1 +1,332 @@
-//! STUB: replaced by the provider work.
+//! Amazon Bedrock: chat through the Converse API, embeddings through InvokeModel
+//! (Titan Text Embeddings v2 body shape). Credentials, region and endpoint come from
+//! the standard AWS configuration chain (environment, profile, instance role;
+//! `AWS_ENDPOINT_URL_BEDROCK_RUNTIME` / `AWS_ENDPOINT_URL` for an endpoint override).
+
+use std::collections::HashMap;
+use std::time::Instant;
+
+use async_trait::async_trait;
+use aws_config::retry::RetryConfig;
+use aws_config::BehaviorVersion;
+use aws_sdk_bedrockruntime::config::Region;
+use aws_sdk_bedrockruntime::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_bedrockruntime::primitives::Blob;
+use aws_sdk_bedrockruntime::types::{
+    ContentBlock, ConversationRole, ConverseOutput, InferenceConfiguration,
+    Message as BedrockMessage, SystemContentBlock,
+};
+use aws_sdk_bedrockruntime::Client;
+use serde_json::{json, Value};
+use tokio::sync::Mutex;
+
+use super::{ChatRequest, ChatResponse, EmbedRequest, EmbedResponse, Provider, ProviderError};
+use crate::config::ModelSpec;
+
+/// Error codes worth retrying whatever the HTTP status.
+const RETRYABLE_CODES: &[&str] = &[
+    "ThrottlingException",
+    "ServiceUnavailableException",
+    "InternalServerException",
+    "ModelNotReadyException",
+    "ModelTimeoutException",
+    "TooManyRequestsException",
+];
+
+/// One SDK client per region, built on first use. The SDK's own retries are off: the
+/// `ModelClient` retries in one place.
+#[derive(Default)]
+pub struct BedrockProvider {
+    clients: Mutex<HashMap<Option<String>, Client>>,
+}
+
+impl BedrockProvider {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    async fn client(&self, region: Option<&str>) -> Client {
+        let mut clients = self.clients.lock().await;
+        let key = region.map(str::to_string);
+        if let Some(client) = clients.get(&key) {
+            return client.clone();
+        }
+        let mut loader =
+            aws_config::defaults(BehaviorVersion::latest()).retry_config(RetryConfig::disabled());
+        if let Some(region) = region {
+            loader = loader.region(Region::new(region.to_string()));
+        }
+        let config = loader.load().await;
+        let client = Client::new(&config);
+        clients.insert(key, client.clone());
+        client
+    }
+}
+
+/// Converse messages: `system` messages go to the system prompt; consecutive messages
+/// of one role are merged (Converse requires roles to alternate).
+fn converse_messages(
+    req: &ChatRequest,
+) -> Result<(Vec<SystemContentBlock>, Vec<BedrockMessage>), ProviderError> {
+    let mut system = Vec::new();
+    let mut turns: Vec<(ConversationRole, Vec<ContentBlock>)> = Vec::new();
+    for m in &req.messages {
+        let role = match m.role.as_str() {
+            "system" => {
+                system.push(SystemContentBlock::Text(m.content.clone()));
+                continue;
+            }
+            "user" => ConversationRole::User,
+            "assistant" => ConversationRole::Assistant,
+            other => {
+                return Err(ProviderError::Fatal(format!(
+                    "model `{}`: Bedrock Converse does not take messages with role `{other}` (use system, user or assistant)",
+                    req.spec.model
+                )))
+            }
+        };
+        let block = ContentBlock::Text(m.content.clone());
+        match turns.last_mut() {
+            Some((last, blocks)) if *last == role => blocks.push(block),
+            _ => turns.push((role, vec![block])),
+        }
+    }
+    let messages = turns
+        .into_iter()
+        .map(|(role, blocks)| {
+            BedrockMessage::builder()
+                .role(role)
+                .set_content(Some(blocks))
+                .build()
+                .map_err(|e| {
+                    ProviderError::Fatal(format!(
+                        "model `{}`: cannot build a Converse message: {e}",
+                        req.spec.model
+                    ))
+                })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok((system, messages))
+}
+
+fn inference_config(spec: &ModelSpec) -> Option<InferenceConfiguration> {
+    let p = &spec.parameters;
+    if p.temperature.is_none() && p.max_tokens.is_none() && p.top_p.is_none() && p.stop.is_none() {
+        return None;
+    }
+    Some(
+        InferenceConfiguration::builder()
+            .set_max_tokens(p.max_tokens.map(|n| i32::try_from(n).unwrap_or(i32::MAX)))
+            .set_temperature(p.temperature.map(|t| t as f32))
+            .set_top_p(p.top_p.map(|t| t as f32))
+            .set_stop_sequences(p.stop.clone())
+            .build(),
+    )
+}
+
+fn non_negative(n: i64) -> u64 {
+    u64::try_from(n).unwrap_or(0)
+}
+
+/// Maps an SDK error: throttling, unavailability, server errors, timeouts and
+/// connection failures are retryable; anything else (validation, access denied, an
+/// unknown model) is fatal and carries the error code and message.
+fn map_sdk_error<E>(model: &str, operation: &str, err: SdkError<E>) -> ProviderError
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    let status = err.raw_response().map(|r| r.status().as_u16());
+    let retryable = |message: String| ProviderError::Retryable {
+        message,
+        retry_after: None,
+    };
+    match &err {
+        SdkError::ServiceError(ctx) => {
+            let e = ctx.err();
+            let code = e.code().unwrap_or("UnknownError");
+            let message = e.message().unwrap_or("no message");
+            let status_text = status.map(|s| format!(" (HTTP {s})")).unwrap_or_default();
+            let text =
+                format!("model `{model}`: Bedrock {operation}: {code}: {message}{status_text}");
+            let server_side = status.is_some_and(|s| s == 429 || s >= 500);
+            if RETRYABLE_CODES.contains(&code) || server_side {
+                retryable(text)
+            } else {
+                ProviderError::Fatal(text)
+            }
+        }
+        SdkError::TimeoutError(_) => retryable(format!(
+            "model `{model}`: Bedrock {operation} timed out: {}",
+            DisplayErrorContext(&err)
+        )),
+        SdkError::DispatchFailure(failure) if !failure.is_user() => retryable(format!(
+            "model `{model}`: Bedrock {operation}: cannot reach the service: {}",
+            DisplayErrorContext(&err)
+        )),
+        SdkError::ResponseError(_) if status.is_some_and(|s| s >= 500) => retryable(format!(
+            "model `{model}`: Bedrock {operation}: {}",
+            DisplayErrorContext(&err)
+        )),
+        _ => ProviderError::Fatal(format!(
+            "model `{model}`: Bedrock {operation}: {}",
+            DisplayErrorContext(&err)
+        )),
+    }
+}
+
+#[async_trait]
+impl Provider for BedrockProvider {
+    fn describe(&self) -> String {
+        "bedrock".to_string()
+    }
+
+    async fn chat(&self, req: &ChatRequest) -> Result<ChatResponse, ProviderError> {
+        let spec = &req.spec;
+        let (system, messages) = converse_messages(req)?;
+        let client = self.client(spec.region.as_deref()).await;
+        let mut call = client
+            .converse()
+            .model_id(&spec.model)
+            .set_messages(Some(messages));
+        if !system.is_empty() {
+            call = call.set_system(Some(system));
+        }
+        if let Some(config) = inference_config(spec) {
+            call = call.inference_config(config);
+        }
+        let start = Instant::now();
+        let out = call
+            .send()
+            .await
+            .map_err(|e| map_sdk_error(&spec.model, "Converse", e))?;
+        let wall_ms = u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX);
+
+        let text = match out.output() {
+            Some(ConverseOutput::Message(message)) => message
+                .content()
+                .iter()
+                .filter_map(|block| block.as_text().ok())
+                .map(String::as_str)
+                .collect::<Vec<_>>()
+                .join(""),
+            _ => {
+                return Err(ProviderError::Fatal(format!(
+                    "model `{}`: Bedrock Converse answered without a message (stop reason {})",
+                    spec.model,
+                    out.stop_reason().as_str()
+                )))
+            }
+        };
+        let (input_tokens, output_tokens) = out
+            .usage()
+            .map(|u| {
+                (
+                    non_negative(u.input_tokens().into()),
+                    non_negative(u.output_tokens().into()),
+                )
+            })
+            .unwrap_or((0, 0));
+        let latency_ms = out
+            .metrics()
+            .map(|m| non_negative(m.latency_ms()))
+            .unwrap_or(wall_ms);
+        Ok(ChatResponse {
+            text,
+            input_tokens,
+            output_tokens,
+            latency_ms,
+        })
+    }
+
+    async fn embed(&self, req: &EmbedRequest) -> Result<EmbedResponse, ProviderError> {
+        let spec = &req.spec;
+        let body = serde_json::to_vec(&json!({"inputText": req.text})).map_err(|e| {
+            ProviderError::Fatal(format!(
+                "model `{}`: cannot encode the request: {e}",
+                spec.model
+            ))
+        })?;
+        let client = self.client(spec.region.as_deref()).await;
+        let out = client
+            .invoke_model()
+            .model_id(&spec.model)
+            .content_type("application/json")
+            .accept("application/json")
+            .body(Blob::new(body))
+            .send()
+            .await
+            .map_err(|e| map_sdk_error(&spec.model, "InvokeModel", e))?;
+        let v: Value = serde_json::from_slice(out.body().as_ref()).map_err(|e| {
+            ProviderError::Fatal(format!(
+                "model `{}`: Bedrock InvokeModel answered with invalid JSON: {e}",
+                spec.model
+            ))
+        })?;
+        let vector = v
+            .get("embedding")
+            .and_then(Value::as_array)
+            .and_then(|xs| {
+                xs.iter()
+                    .map(|x| x.as_f64().map(|f| f as f32))
+                    .collect::<Option<Vec<f32>>>()
+            })
+            .ok_or_else(|| {
+                ProviderError::Fatal(format!(
+                    "model `{}`: Bedrock InvokeModel answered without a numeric `embedding` (is it a Titan text embeddings model?): {}",
+                    spec.model,
+                    super::openai::excerpt(&v.to_string())
+                ))
+            })?;
+        let input_tokens = v
+            .get("inputTextTokenCount")
+            .and_then(Value::as_u64)
+            .unwrap_or(0);
+        Ok(EmbedResponse {
+            vector,
+            input_tokens,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Parameters, ProviderKind};
+    use crate::execute::Message;
+
+    fn req(messages: Vec<Message>) -> ChatRequest {
+        ChatRequest {
+            key: "k".into(),
+            spec: ModelSpec {
+                provider: ProviderKind::Bedrock,
+                model: "m".into(),
+                region: None,
+                base_url: None,
+                api_key_env: None,
+                parameters: Parameters::default(),
+            },
+            messages,
+        }
+    }
+
+    #[test]
+    fn system_goes_apart_and_same_roles_merge() {
+        let (system, messages) = converse_messages(&req(vec![
+            Message::new("system", "be brief"),
+            Message::new("user", "a"),
+            Message::new("user", "b"),
+            Message::new("assistant", "c"),
+        ]))
+        .unwrap();
+        assert_eq!(system.len(), 1);
+        assert_eq!(messages.len(), 2);
+        assert_eq!(messages[0].content().len(), 2);
+        assert_eq!(*messages[1].role(), ConversationRole::Assistant);
+    }
+
+    #[test]
+    fn unknown_role_is_fatal() {
+        let err = converse_messages(&req(vec![Message::new("tool", "x")])).unwrap_err();
+        assert!(err.to_string().contains("`tool`"), "{err}");
+    }
+}

@@ -1,14 +1,34 @@
-//! STUB: replaced by the provider work. Public API is fixed.
-use std::path::PathBuf;
+//! `ModelClient`: what every provider shares. In order, for each request:
+//! the result cache (by the request's content key), in-flight de-duplication (one
+//! provider call per key however many tasks ask at once), at most `max_in_flight`
+//! provider calls at a time, a per-attempt timeout and retries with backoff
+//! ([`super::retry`]), then the cache write and, in record mode, the recording.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
-use super::{ChatRequest, ChatResponse, EmbedRequest, EmbedResponse, ProviderError};
-use crate::store::Store;
+use serde_json::{json, Value};
+use tokio::sync::{OwnedMutexGuard, Semaphore};
+
+use super::bedrock::BedrockProvider;
+use super::openai::OpenAiProvider;
+use super::replay::{recording_path, write_recording, ReplayProvider, DEFAULT_RECORDINGS_DIR};
+use super::retry::{with_retries, RetryPolicy};
+use super::{ChatRequest, ChatResponse, EmbedRequest, EmbedResponse, Provider, ProviderError};
+use crate::config::{ModelSpec, ProviderKind};
+use crate::store::{Store, KIND_CHAT, KIND_EMBEDDING};
 
 #[derive(Clone, Debug)]
 pub enum Mode {
+    /// Call the configured providers.
     Live,
+    /// Call the configured providers and write a recording of every result (fetched or
+    /// cached) into the directory.
     Record(PathBuf),
+    /// Answer everything from the recordings in the directory; no model is reached.
     Replay(PathBuf),
 }
 
@@ -19,6 +39,9 @@ pub struct ClientOptions {
     pub max_attempts: u32,
     pub backoff_base: Duration,
     pub mode: Mode,
+    /// Where `provider: replay` manifests read in `Live` mode (Record and Replay name
+    /// their own folder); the CLI passes the repository's `.promptgate/recordings`.
+    pub recordings_dir: Option<PathBuf>,
 }
 
 impl Default for ClientOptions {
@@ -29,6 +52,7 @@ impl Default for ClientOptions {
             max_attempts: 5,
             backoff_base: Duration::from_millis(500),
             mode: Mode::Live,
+            recordings_dir: None,
         }
     }
 }
@@ -49,28 +73,357 @@ pub struct UsageCounters {
     pub retries: u64,
 }
 
+#[derive(Default)]
+struct Counters {
+    chat_calls: AtomicU64,
+    embed_calls: AtomicU64,
+    cache_hits: AtomicU64,
+    input_tokens: AtomicU64,
+    output_tokens: AtomicU64,
+    retries: AtomicU64,
+    done: AtomicU64,
+}
+
+fn add(counter: &AtomicU64, n: u64) {
+    counter.fetch_add(n, Ordering::Relaxed);
+}
+
+/// One async lock per key currently being fetched; entries are removed when the last
+/// holder or waiter is gone.
+#[derive(Default)]
+struct KeyLocks {
+    map: std::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+struct KeyGuard<'a> {
+    locks: &'a KeyLocks,
+    key: String,
+    guard: Option<OwnedMutexGuard<()>>,
+}
+
+impl KeyLocks {
+    async fn lock(&self, key: &str) -> KeyGuard<'_> {
+        let lock = {
+            let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
+            map.entry(key.to_string()).or_default().clone()
+        };
+        let guard = lock.lock_owned().await;
+        KeyGuard {
+            locks: self,
+            key: key.to_string(),
+            guard: Some(guard),
+        }
+    }
+}
+
+impl Drop for KeyGuard<'_> {
+    fn drop(&mut self) {
+        drop(self.guard.take());
+        let mut map = self.locks.map.lock().unwrap_or_else(|e| e.into_inner());
+        // Clones are only taken under the map lock, so a count of 1 (the map's own)
+        // means nobody holds or waits for this key.
+        if map
+            .get(&self.key)
+            .is_some_and(|l| Arc::strong_count(l) == 1)
+        {
+            map.remove(&self.key);
+        }
+    }
+}
+
+/// A request of either kind, so the cache/dedup/retry/record path is written once.
+#[derive(Clone, Copy)]
+enum Job<'a> {
+    Chat(&'a ChatRequest),
+    Embed(&'a EmbedRequest),
+}
+
+enum Answer {
+    Chat(ChatResponse),
+    Embed(EmbedResponse),
+}
+
+impl Job<'_> {
+    fn key(&self) -> &str {
+        match self {
+            Job::Chat(r) => &r.key,
+            Job::Embed(r) => &r.key,
+        }
+    }
+
+    fn spec(&self) -> &ModelSpec {
+        match self {
+            Job::Chat(r) => &r.spec,
+            Job::Embed(r) => &r.spec,
+        }
+    }
+
+    fn kind(&self) -> &'static str {
+        match self {
+            Job::Chat(_) => KIND_CHAT,
+            Job::Embed(_) => KIND_EMBEDDING,
+        }
+    }
+
+    /// The human-readable request stored in a recording.
+    fn summary(&self) -> Value {
+        let mut summary = self.spec().identity();
+        if let Value::Object(map) = &mut summary {
+            match self {
+                Job::Chat(r) => {
+                    map.insert("messages".into(), json!(r.messages));
+                }
+                Job::Embed(r) => {
+                    map.insert("text".into(), json!(r.text));
+                }
+            }
+        }
+        summary
+    }
+
+    /// Reads a cached value of this job's kind; `None` if it does not fit.
+    fn answer_from(&self, value: Value) -> Option<Answer> {
+        match self {
+            Job::Chat(_) => serde_json::from_value(value).ok().map(Answer::Chat),
+            Job::Embed(_) => serde_json::from_value(value).ok().map(Answer::Embed),
+        }
+    }
+}
+
+impl Answer {
+    fn to_value(&self) -> Result<Value, serde_json::Error> {
+        match self {
+            Answer::Chat(r) => serde_json::to_value(r),
+            Answer::Embed(r) => serde_json::to_value(r),
+        }
+    }
+
+    fn tokens(&self) -> (u64, u64) {
+        match self {
+            Answer::Chat(r) => (r.input_tokens, r.output_tokens),
+            Answer::Embed(r) => (r.input_tokens, 0),
+        }
+    }
+}
+
 pub struct ModelClient {
-    #[allow(dead_code)]
     store: Store,
-    #[allow(dead_code)]
     opts: ClientOptions,
+    limiter: Semaphore,
+    openai: OpenAiProvider,
+    bedrock: BedrockProvider,
+    replay: ReplayProvider,
+    key_locks: KeyLocks,
+    counters: Counters,
 }
 
 impl ModelClient {
     pub fn new(store: Store, opts: ClientOptions) -> Self {
-        Self { store, opts }
+        let permits = opts.max_in_flight.clamp(1, Semaphore::MAX_PERMITS);
+        let replay_dir = match &opts.mode {
+            Mode::Record(dir) | Mode::Replay(dir) => dir.clone(),
+            Mode::Live => opts
+                .recordings_dir
+                .clone()
+                .unwrap_or_else(|| PathBuf::from(DEFAULT_RECORDINGS_DIR)),
+        };
+        Self {
+            store,
+            opts,
+            limiter: Semaphore::new(permits),
+            openai: OpenAiProvider::new(),
+            bedrock: BedrockProvider::new(),
+            replay: ReplayProvider::new(replay_dir),
+            key_locks: KeyLocks::default(),
+            counters: Counters::default(),
+        }
     }
-    pub async fn chat(&self, _req: ChatRequest) -> Result<Fetched<ChatResponse>, ProviderError> {
-        Err(ProviderError::Fatal("stub".into()))
+
+    pub async fn chat(&self, req: ChatRequest) -> Result<Fetched<ChatResponse>, ProviderError> {
+        let fetched = self.run(Job::Chat(&req)).await?;
+        match fetched.value {
+            Answer::Chat(value) => Ok(Fetched {
+                value,
+                cached: fetched.cached,
+            }),
+            Answer::Embed(_) => Err(ProviderError::Fatal(format!(
+                "internal error: key {} answered with an embedding",
+                req.key
+            ))),
+        }
     }
-    pub async fn embed(&self, _req: EmbedRequest) -> Result<Fetched<EmbedResponse>, ProviderError> {
-        Err(ProviderError::Fatal("stub".into()))
+
+    pub async fn embed(&self, req: EmbedRequest) -> Result<Fetched<EmbedResponse>, ProviderError> {
+        let fetched = self.run(Job::Embed(&req)).await?;
+        match fetched.value {
+            Answer::Embed(value) => Ok(Fetched {
+                value,
+                cached: fetched.cached,
+            }),
+            Answer::Chat(_) => Err(ProviderError::Fatal(format!(
+                "internal error: key {} answered with a chat response",
+                req.key
+            ))),
+        }
     }
+
     pub fn usage(&self) -> UsageCounters {
-        UsageCounters::default()
+        let c = &self.counters;
+        UsageCounters {
+            chat_calls: c.chat_calls.load(Ordering::Relaxed),
+            embed_calls: c.embed_calls.load(Ordering::Relaxed),
+            cache_hits: c.cache_hits.load(Ordering::Relaxed),
+            input_tokens: c.input_tokens.load(Ordering::Relaxed),
+            output_tokens: c.output_tokens.load(Ordering::Relaxed),
+            retries: c.retries.load(Ordering::Relaxed),
+        }
     }
-    /// Calls finished so far (fetched or cached), for progress display.
+
+    /// Calls finished so far (fetched or cached; a call that failed is finished too),
+    /// for progress display.
     pub fn done(&self) -> u64 {
-        0
+        self.counters.done.load(Ordering::Relaxed)
+    }
+
+    fn provider_for(&self, spec: &ModelSpec) -> &dyn Provider {
+        if let Mode::Replay(_) = self.opts.mode {
+            return &self.replay;
+        }
+        match spec.provider {
+            ProviderKind::Openai => &self.openai,
+            ProviderKind::Bedrock => &self.bedrock,
+            ProviderKind::Replay => &self.replay,
+        }
+    }
+
+    fn record_dir(&self) -> Option<&Path> {
+        match &self.opts.mode {
+            Mode::Record(dir) => Some(dir),
+            _ => None,
+        }
+    }
+
+    async fn run(&self, job: Job<'_>) -> Result<Fetched<Answer>, ProviderError> {
+        let result = self.run_inner(job).await;
+        add(&self.counters.done, 1);
+        result
+    }
+
+    async fn run_inner(&self, job: Job<'_>) -> Result<Fetched<Answer>, ProviderError> {
+        if let Some(answer) = self.lookup(job).await {
+            return self.cache_hit(job, answer).await;
+        }
+        // One fetch per key: later askers wait here, then find the result cached.
+        let _key_guard = self.key_locks.lock(job.key()).await;
+        if let Some(answer) = self.lookup(job).await {
+            return self.cache_hit(job, answer).await;
+        }
+
+        let provider = self.provider_for(job.spec());
+        match job {
+            Job::Chat(_) => add(&self.counters.chat_calls, 1),
+            Job::Embed(_) => add(&self.counters.embed_calls, 1),
+        }
+        let policy = RetryPolicy::new(
+            self.opts.max_attempts,
+            self.opts.backoff_base,
+            self.opts.timeout,
+        );
+        let (result, retries) = with_retries(&policy, Some(&self.limiter), move || async move {
+            match job {
+                Job::Chat(r) => provider.chat(r).await.map(Answer::Chat),
+                Job::Embed(r) => provider.embed(r).await.map(Answer::Embed),
+            }
+        })
+        .await;
+        add(&self.counters.retries, u64::from(retries));
+        let answer = result?;
+
+        let (input_tokens, output_tokens) = answer.tokens();
+        add(&self.counters.input_tokens, input_tokens);
+        add(&self.counters.output_tokens, output_tokens);
+
+        match answer.to_value() {
+            Ok(value) => {
+                if let Err(e) = self.store.put(job.key(), job.kind(), &value).await {
+                    tracing::warn!("cannot cache the result for key {}: {e:#}", job.key());
+                }
+                if let Some(dir) = self.record_dir() {
+                    self.record(dir, job, value).await?;
+                }
+            }
+            Err(e) => tracing::warn!("cannot serialise the result for key {}: {e}", job.key()),
+        }
+        Ok(Fetched {
+            value: answer,
+            cached: false,
+        })
+    }
+
+    /// The cached answer for a job, if there is a readable one of the right kind.
+    async fn lookup(&self, job: Job<'_>) -> Option<Answer> {
+        match self.store.get(job.key()).await {
+            Ok(Some(value)) => {
+                let answer = job.answer_from(value);
+                if answer.is_none() {
+                    tracing::warn!(
+                        "cache entry {} is not a {} result; fetching it again",
+                        job.key(),
+                        job.kind()
+                    );
+                }
+                answer
+            }
+            Ok(None) => None,
+            Err(e) => {
+                tracing::warn!("cannot read the result cache for key {}: {e:#}", job.key());
+                None
+            }
+        }
+    }
+
+    async fn cache_hit(
+        &self,
+        job: Job<'_>,
+        answer: Answer,
+    ) -> Result<Fetched<Answer>, ProviderError> {
+        add(&self.counters.cache_hits, 1);
+        if let Some(dir) = self.record_dir() {
+            // A recording set must be complete even when the cache was warm.
+            if !recording_path(dir, job.key()).exists() {
+                let value = answer.to_value().map_err(|e| {
+                    ProviderError::Fatal(format!(
+                        "cannot serialise the result for key {}: {e}",
+                        job.key()
+                    ))
+                })?;
+                self.record(dir, job, value).await?;
+            }
+        }
+        Ok(Fetched {
+            value: answer,
+            cached: true,
+        })
+    }
+
+    async fn record(&self, dir: &Path, job: Job<'_>, response: Value) -> Result<(), ProviderError> {
+        let dir = dir.to_path_buf();
+        let key = job.key().to_string();
+        let kind = job.kind();
+        let summary = job.summary();
+        let shown = recording_path(&dir, &key).display().to_string();
+        let written = tokio::task::spawn_blocking(move || {
+            write_recording(&dir, &key, kind, summary, response)
+        })
+        .await;
+        match written {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(ProviderError::Fatal(format!(
+                "cannot write recording {shown}: {e}"
+            ))),
+            Err(e) => Err(ProviderError::Fatal(format!(
+                "cannot write recording {shown}: {e}"
+            ))),
+        }
     }
 }

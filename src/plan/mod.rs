@@ -1,1 +1,446 @@
-//! TODO
+//! Planning: load a suite's files at one revision, render every case's messages, and
+//! compute the input and score keys that decide what is affected (SPEC §3).
+
+pub mod keys;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use minijinja::{Environment, UndefinedBehavior};
+use serde_json::json;
+
+use crate::config::{
+    Case, Dataset, GuardrailConfig, ModelManifest, ModelSpec, Pricing, SuiteConfig, CONFIG_PATH,
+};
+use crate::diag::{line_of, Diagnostic, Diagnostics};
+use crate::execute::Message;
+use crate::source::{read_text, Rev, Source};
+
+/// Evaluator models, resolved from `evaluators` (and `release.judge` on the release tier).
+#[derive(Clone, Debug, Default)]
+pub struct EvaluatorSpecs {
+    pub embedding: Option<ModelSpec>,
+    pub judge: Option<ModelSpec>,
+}
+
+/// A suite's files as they are at one revision.
+#[derive(Clone, Debug)]
+pub struct SuiteFiles {
+    pub manifest: ModelManifest,
+    /// Template path → text, including every template reached through include/import.
+    pub templates: BTreeMap<String, String>,
+    pub dataset: Dataset,
+    pub guardrail: Option<GuardrailConfig>,
+    /// Digest of the files matched by `watch`: a change there changes every key.
+    pub watch_digest: Option<String>,
+}
+
+/// One case, ready to run: its rendered messages and keys.
+#[derive(Clone, Debug)]
+pub struct PlannedCase {
+    pub case: Case,
+    pub messages: Vec<Message>,
+    /// One input key per sample index.
+    pub input_keys: Vec<String>,
+    pub score_key: String,
+}
+
+/// Every case of a suite at one revision.
+#[derive(Clone, Debug)]
+pub struct SidePlan {
+    pub spec: ModelSpec,
+    pub pricing: Option<Pricing>,
+    pub dataset_file: String,
+    pub cases: Vec<PlannedCase>,
+}
+
+impl SidePlan {
+    pub fn get(&self, id: &str) -> Option<&PlannedCase> {
+        self.cases.iter().find(|c| c.case.id == id)
+    }
+}
+
+/// Static include/import/extends names, fetched before rendering because a `Source`
+/// read is async and minijinja's loader is not.
+fn referenced_templates(text: &str) -> Vec<String> {
+    static RE: std::sync::OnceLock<Option<regex::Regex>> = std::sync::OnceLock::new();
+    let re = RE.get_or_init(|| {
+        regex::Regex::new(r#"\{%-?\s*(?:include|import|extends|from)\s+["']([^"']+)["']"#).ok()
+    });
+    match re {
+        Some(re) => re.captures_iter(text).map(|c| c[1].to_string()).collect(),
+        None => Vec::new(),
+    }
+}
+
+/// Resolves a template name used inside `parent`: as a repository path, or relative to
+/// the parent's folder.
+fn join_template(name: &str, parent: &str, known: &BTreeSet<String>) -> String {
+    if known.contains(name) {
+        return name.to_string();
+    }
+    match parent.rsplit_once('/') {
+        Some((dir, _)) => normalize(&format!("{dir}/{name}")),
+        None => normalize(name),
+    }
+}
+
+fn normalize(path: &str) -> String {
+    let mut parts: Vec<&str> = Vec::new();
+    for p in path.split('/') {
+        match p {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            other => parts.push(other),
+        }
+    }
+    parts.join("/")
+}
+
+/// Reads a file the config names; absence is a diagnostic pointing at the config line.
+async fn read_named(
+    source: &dyn Source,
+    rev: &Rev,
+    path: &str,
+    what: &str,
+    config_text: &str,
+    diags: &mut Diagnostics,
+) -> Option<String> {
+    match read_text(source, rev, path).await {
+        Ok(Some(text)) => Some(text),
+        Ok(None) => {
+            diags.push(Diagnostic::new(
+                CONFIG_PATH,
+                line_of(config_text, path),
+                format!("{what} `{path}` does not exist at {}", rev.label()),
+            ));
+            None
+        }
+        Err(e) => {
+            diags.push(Diagnostic::new(path, None, format!("cannot read: {e:#}")));
+            None
+        }
+    }
+}
+
+/// Loads and parses every file of a suite at `rev`, collecting all problems.
+pub async fn load_suite(
+    source: &dyn Source,
+    rev: &Rev,
+    suite: &SuiteConfig,
+    config_text: &str,
+) -> Result<SuiteFiles, Diagnostics> {
+    let mut diags = Diagnostics::default();
+
+    let manifest = match read_named(
+        source,
+        rev,
+        &suite.model,
+        "model manifest",
+        config_text,
+        &mut diags,
+    )
+    .await
+    {
+        Some(text) => ModelManifest::parse(&suite.model, &text)
+            .map_err(|d| diags.extend(d))
+            .ok(),
+        None => None,
+    };
+    let dataset = match read_named(
+        source,
+        rev,
+        &suite.dataset,
+        "dataset",
+        config_text,
+        &mut diags,
+    )
+    .await
+    {
+        Some(text) => Dataset::parse(&suite.dataset, &text)
+            .map_err(|d| diags.extend(d))
+            .ok(),
+        None => None,
+    };
+    let guardrail = match &suite.guardrail {
+        Some(path) => match read_named(
+            source,
+            rev,
+            path,
+            "guardrail config",
+            config_text,
+            &mut diags,
+        )
+        .await
+        {
+            Some(text) => GuardrailConfig::parse(path, &text)
+                .map_err(|d| diags.extend(d))
+                .ok(),
+            None => None,
+        },
+        None => None,
+    };
+
+    // Templates, then whatever they include, breadth first.
+    let mut templates = BTreeMap::new();
+    let mut queue: Vec<(String, Option<String>)> = suite
+        .prompts
+        .roles()
+        .into_iter()
+        .map(|(_, p)| (p.to_string(), None))
+        .collect();
+    while let Some((path, parent)) = queue.pop() {
+        if templates.contains_key(&path) {
+            continue;
+        }
+        let text = match &parent {
+            None => read_named(source, rev, &path, "template", config_text, &mut diags).await,
+            Some(parent) => match read_text(source, rev, &path).await {
+                Ok(Some(t)) => Some(t),
+                Ok(None) => {
+                    let line = templates
+                        .get(parent)
+                        .and_then(|t: &String| line_of(t, &path));
+                    diags.push(Diagnostic::new(
+                        parent.clone(),
+                        line,
+                        format!(
+                            "included template `{path}` does not exist at {}",
+                            rev.label()
+                        ),
+                    ));
+                    None
+                }
+                Err(e) => {
+                    diags.push(Diagnostic::new(
+                        path.clone(),
+                        None,
+                        format!("cannot read: {e:#}"),
+                    ));
+                    None
+                }
+            },
+        };
+        if let Some(text) = text {
+            let known: BTreeSet<String> = templates.keys().cloned().collect();
+            for name in referenced_templates(&text) {
+                queue.push((join_template(&name, &path, &known), Some(path.clone())));
+            }
+            templates.insert(path, text);
+        }
+    }
+
+    let watch_digest = if suite.watch.is_empty() {
+        None
+    } else {
+        match watch_digest(source, rev, &suite.watch).await {
+            Ok(d) => Some(d),
+            Err(e) => {
+                diags.push(Diagnostic::new(
+                    CONFIG_PATH,
+                    line_of(config_text, "watch"),
+                    format!("reading watched files: {e:#}"),
+                ));
+                None
+            }
+        }
+    };
+
+    match (manifest, dataset) {
+        (Some(manifest), Some(dataset)) if diags.is_empty() => Ok(SuiteFiles {
+            manifest,
+            templates,
+            dataset,
+            guardrail,
+            watch_digest,
+        }),
+        _ => Err(diags),
+    }
+}
+
+/// A digest over the paths and contents of every file matched by `watch`.
+async fn watch_digest(source: &dyn Source, rev: &Rev, globs: &[String]) -> anyhow::Result<String> {
+    let mut builder = globset::GlobSetBuilder::new();
+    for g in globs {
+        builder.add(globset::Glob::new(g)?);
+    }
+    let set = builder.build()?;
+    let mut entries = Vec::new();
+    for path in source.list_files(rev).await? {
+        if set.is_match(&path) {
+            let bytes = source.read(rev, &path).await?.unwrap_or_default();
+            entries.push(json!([
+                path,
+                keys::digest(keys::FILES, &json!(hex::encode(&bytes)))
+            ]));
+        }
+    }
+    Ok(keys::digest(keys::FILES, &json!(entries)))
+}
+
+/// The per-sample input key (SPEC §3): provider, model, parameters, the rendered
+/// messages, the sample index, and the digest of watched files.
+pub fn input_key(
+    spec: &ModelSpec,
+    messages: &[Message],
+    sample: u32,
+    watch: Option<&str>,
+) -> String {
+    keys::digest(
+        keys::INPUT,
+        &json!({
+            "model": spec.identity(),
+            "messages": messages,
+            "sample": sample,
+            "watch": watch,
+        }),
+    )
+}
+
+/// The score key adds what scoring depends on: expected output, assertions, evaluators.
+pub fn score_key(input_keys: &[String], case: &Case, evaluators: &EvaluatorSpecs) -> String {
+    keys::digest(
+        keys::SCORE,
+        &json!({
+            "inputs": input_keys,
+            "expected": case.expected,
+            "assert": case.asserts,
+            "embedding": evaluators.embedding.as_ref().map(ModelSpec::identity),
+            "judge": evaluators.judge.as_ref().map(ModelSpec::identity),
+        }),
+    )
+}
+
+/// Renders every case and computes its keys. Template errors name the template file and
+/// line and the case's dataset line; all of them are collected.
+pub fn plan_side(
+    suite: &SuiteConfig,
+    files: &SuiteFiles,
+    evaluators: &EvaluatorSpecs,
+    samples: u32,
+) -> Result<SidePlan, Diagnostics> {
+    let mut diags = Diagnostics::default();
+    let env = build_env(&files.templates)?;
+    let spec = files.manifest.spec();
+    let mut cases = Vec::with_capacity(files.dataset.cases.len());
+    for case in &files.dataset.cases {
+        let mut messages = Vec::new();
+        let mut ok = true;
+        for (role, path) in suite.prompts.roles() {
+            match render(&env, path, case) {
+                Ok(text) => messages.push(Message::new(role, text)),
+                Err(e) => {
+                    ok = false;
+                    diags.push(Diagnostic::new(
+                        path,
+                        e.line(),
+                        format!(
+                            "does not render for case `{}` ({}:{}): {}",
+                            case.id,
+                            files.dataset.file,
+                            case.line,
+                            error_text(&e)
+                        ),
+                    ));
+                }
+            }
+        }
+        if !ok {
+            continue;
+        }
+        let input_keys: Vec<String> = (0..samples)
+            .map(|s| input_key(&spec, &messages, s, files.watch_digest.as_deref()))
+            .collect();
+        let score_key = score_key(&input_keys, case, evaluators);
+        cases.push(PlannedCase {
+            case: case.clone(),
+            messages,
+            input_keys,
+            score_key,
+        });
+    }
+    if diags.is_empty() {
+        Ok(SidePlan {
+            spec,
+            pricing: files.manifest.pricing.clone(),
+            dataset_file: files.dataset.file.clone(),
+            cases,
+        })
+    } else {
+        Err(diags)
+    }
+}
+
+fn error_text(e: &minijinja::Error) -> String {
+    match e.detail() {
+        Some(d) => format!("{}: {d}", e.kind()),
+        None => e.kind().to_string(),
+    }
+}
+
+fn build_env(templates: &BTreeMap<String, String>) -> Result<Environment<'static>, Diagnostics> {
+    let mut env = Environment::new();
+    env.set_undefined_behavior(UndefinedBehavior::Strict);
+    env.set_keep_trailing_newline(false);
+    let known: Arc<BTreeSet<String>> = Arc::new(templates.keys().cloned().collect());
+    let known_for_join = Arc::clone(&known);
+    env.set_path_join_callback(move |name, parent| {
+        join_template(name, parent, &known_for_join).into()
+    });
+    let mut diags = Diagnostics::default();
+    for (path, text) in templates {
+        if let Err(e) = env.add_template_owned(path.clone(), text.clone()) {
+            diags.push(Diagnostic::new(
+                path.clone(),
+                e.line(),
+                format!("template does not parse: {}", error_text(&e)),
+            ));
+        }
+    }
+    if diags.is_empty() {
+        Ok(env)
+    } else {
+        Err(diags)
+    }
+}
+
+fn render(env: &Environment<'static>, path: &str, case: &Case) -> Result<String, minijinja::Error> {
+    let tmpl = env.get_template(path)?;
+    let out = tmpl.render(minijinja::Value::from_serialize(&case.vars))?;
+    Ok(out.trim_end_matches('\n').to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_static_includes() {
+        let t =
+            r#"{% include "partials/a.j2" %} {%- import 'm.j2' as m %} {% extends "base.j2" %}"#;
+        assert_eq!(
+            referenced_templates(t),
+            vec!["partials/a.j2", "m.j2", "base.j2"]
+        );
+    }
+
+    #[test]
+    fn joins_relative_to_parent() {
+        let known = BTreeSet::new();
+        assert_eq!(
+            join_template("a.j2", "prompts/s/user.j2", &known),
+            "prompts/s/a.j2"
+        );
+        assert_eq!(
+            join_template("../c/a.j2", "prompts/s/user.j2", &known),
+            "prompts/c/a.j2"
+        );
+        let known: BTreeSet<String> = ["shared/a.j2".to_string()].into();
+        assert_eq!(
+            join_template("shared/a.j2", "prompts/s/user.j2", &known),
+            "shared/a.j2"
+        );
+    }
+}

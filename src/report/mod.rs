@@ -1,1 +1,205 @@
-//! TODO
+//! The run report: the JSON of SPEC §5 (what `check --format json` prints and what the
+//! bot stores per run) and the markdown PR comment rendered from it.
+
+pub mod markdown;
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::Threshold;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    Pass,
+    Skipped,
+    NeedsReview,
+    Fail,
+    Error,
+}
+
+impl Verdict {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Pass => "pass",
+            Verdict::Skipped => "skipped",
+            Verdict::NeedsReview => "needs_review",
+            Verdict::Fail => "fail",
+            Verdict::Error => "error",
+        }
+    }
+
+    /// CLI exit status: 0 pass, 1 fail or needs_review, 2 error (SPEC §4).
+    pub fn exit_code(self) -> i32 {
+        match self {
+            Verdict::Pass | Verdict::Skipped => 0,
+            Verdict::NeedsReview | Verdict::Fail => 1,
+            Verdict::Error => 2,
+        }
+    }
+
+    /// The run verdict over suites: the worst one wins (error > fail > needs_review >
+    /// pass); skipped suites count as pass.
+    pub fn combine(verdicts: impl IntoIterator<Item = Verdict>) -> Verdict {
+        verdicts
+            .into_iter()
+            .map(|v| {
+                if v == Verdict::Skipped {
+                    Verdict::Pass
+                } else {
+                    v
+                }
+            })
+            .max()
+            .unwrap_or(Verdict::Pass)
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Tier {
+    Pr,
+    Release,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Report {
+    pub verdict: Verdict,
+    pub base: String,
+    pub head: String,
+    pub tier: Tier,
+    pub suites: Vec<SuiteReport>,
+    pub usage: Usage,
+    pub duration_ms: u64,
+    /// Run-level errors (config that does not parse, a revision that cannot be read),
+    /// each naming the file and line where there is one.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<String>,
+    /// Things the reader should know that are not failures (config taken from head
+    /// because base has none, a base revision that could not be evaluated, ...).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
+    /// Present when the change edits `.promptgate.yml`: the new config is validated and
+    /// shown, but policy still comes from base until it is merged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_change: Option<ConfigChange>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ConfigChange {
+    pub valid: bool,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<String>,
+    /// Human-readable summary of what changed in policy (thresholds, suites).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub changes: Vec<String>,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct CaseCounts {
+    pub total: usize,
+    pub affected: usize,
+    pub evaluated: usize,
+    pub cached: usize,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct MetricRow {
+    pub name: String,
+    pub base: Option<f64>,
+    pub head: Option<f64>,
+    pub delta: Option<f64>,
+    pub threshold: Option<Threshold>,
+    /// The head value meets the threshold (true when there is no threshold or no value).
+    pub pass: bool,
+    /// The head fell more than `max_regression` below base on a 0..1 metric.
+    #[serde(default)]
+    pub regression: bool,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Failure {
+    pub case: String,
+    pub metric: String,
+    pub detail: String,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct InjectionBlock {
+    pub attempts: usize,
+    pub failures: Vec<InjectionFailure>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct InjectionFailure {
+    pub case: String,
+    pub attack: String,
+    #[serde(default)]
+    pub technique: String,
+    pub evidence: String,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct GuardrailBlock {
+    pub tests: usize,
+    pub failures: Vec<Failure>,
+}
+
+/// One side (base or head) of a case, as shown in the collapsed details.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct CaseSide {
+    /// Output excerpt of the first sample.
+    pub output: String,
+    /// Scores of this side: metric name → value (means over samples).
+    pub scores: std::collections::BTreeMap<String, f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct CaseDetail {
+    pub case: String,
+    /// `pass`, `fail`, `error`, `added` (new in head) ...
+    pub status: String,
+    #[serde(default)]
+    pub flaky: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base: Option<CaseSide>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub head: Option<CaseSide>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct SuiteReport {
+    pub name: String,
+    pub verdict: Verdict,
+    pub triggered_by: Vec<String>,
+    pub cases: CaseCounts,
+    pub metrics: Vec<MetricRow>,
+    pub failures: Vec<Failure>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub injection: Option<InjectionBlock>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub guardrail: Option<GuardrailBlock>,
+    /// Errors that made the suite's verdict `error`, each naming file:line or the case.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<String>,
+    /// Ids of cases whose samples disagreed on pass/fail.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub flaky: Vec<String>,
+    /// Per-case base/head details of the evaluated cases.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub details: Vec<CaseDetail>,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Usage {
+    /// Chat calls made (generations and judge calls); cached answers are not counted.
+    pub model_calls: u64,
+    /// Embedding calls made, counted apart from chat calls.
+    #[serde(default)]
+    pub embedding_calls: u64,
+    pub cache_hits: u64,
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    pub cost_usd: f64,
+}

@@ -1,0 +1,1335 @@
+//! The sticky PR comment (SPEC §7), rendered from `comment-templates/` with minijinja.
+//!
+//! The templates are embedded in the binary; a directory given in
+//! [`RenderOptions::templates_dir`] may override any of them (the root `comment.md.j2` or a
+//! partial) with a file of the same name. Formatting (numbers, deltas, thresholds, excerpts,
+//! fences) is done here, so the templates only lay out pre-formatted strings; user-provided
+//! text goes through the filters registered in [`environment`]:
+//!
+//! - `text`: one line of inline markdown (newlines become spaces, `<` is escaped);
+//! - `cell`: makes a value safe inside a table cell (pipes escaped, newlines removed);
+//!   apply it last, e.g. `{{ f.detail | text | cell }}` or `{{ f.case | code | cell }}`;
+//! - `code`: an inline code span whose backtick delimiter is longer than any run inside;
+//! - `html`: HTML-escapes (for `<summary>` lines);
+//! - `fence`: a backtick fence longer than any backtick run in the text;
+//! - `thousands`: `4873` → `4,873`.
+//!
+//! The comment always fits in [`RenderOptions::max_chars`] characters: the renderer starts
+//! with a generous budget (excerpt length, details and failures shown per suite) and shrinks
+//! it until the result fits, then drops every list and keeps only verdict, tables and usage,
+//! and as the very last resort emits a summary built without templates.
+
+use std::path::{Path, PathBuf};
+
+use minijinja::{AutoEscape, Environment, UndefinedBehavior};
+use serde::Serialize;
+
+use super::{CaseDetail, CaseSide, Failure, MetricRow, Report, SuiteReport, Tier, Usage, Verdict};
+use crate::config::Threshold;
+
+/// Hidden marker the bot uses to find its one sticky comment; always the first line.
+pub const COMMENT_MARKER: &str = "<!-- promptgate:sticky -->";
+
+/// GitHub's maximum comment body size, in characters.
+pub const GITHUB_COMMENT_LIMIT: usize = 65_536;
+
+/// The root template.
+pub const ROOT_TEMPLATE: &str = "comment.md.j2";
+
+/// The embedded templates, by name. A file of the same name in
+/// [`RenderOptions::templates_dir`] replaces the embedded one.
+pub const EMBEDDED_TEMPLATES: &[(&str, &str)] = &[
+    (
+        "comment.md.j2",
+        include_str!("../../comment-templates/comment.md.j2"),
+    ),
+    (
+        "config_change.md.j2",
+        include_str!("../../comment-templates/config_change.md.j2"),
+    ),
+    (
+        "suite.md.j2",
+        include_str!("../../comment-templates/suite.md.j2"),
+    ),
+    (
+        "case.md.j2",
+        include_str!("../../comment-templates/case.md.j2"),
+    ),
+    (
+        "usage.md.j2",
+        include_str!("../../comment-templates/usage.md.j2"),
+    ),
+];
+
+#[derive(Clone, Debug)]
+pub struct RenderOptions {
+    /// Directory whose files override the embedded templates of the same name.
+    pub templates_dir: Option<PathBuf>,
+    /// Link to the full report (`/runs/{id}`), shown at the end of the comment.
+    pub report_url: Option<String>,
+    /// Maximum size of the comment in characters (not bytes).
+    pub max_chars: usize,
+}
+
+impl Default for RenderOptions {
+    fn default() -> Self {
+        RenderOptions {
+            templates_dir: None,
+            report_url: None,
+            max_chars: GITHUB_COMMENT_LIMIT,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RenderError {
+    /// A template does not parse or does not render.
+    #[error("comment template {file}{}: {message}", line_suffix(.line))]
+    Template {
+        /// The template's name, or its path when it comes from the override directory.
+        file: String,
+        line: Option<usize>,
+        message: String,
+    },
+}
+
+fn line_suffix(line: &Option<usize>) -> String {
+    match line {
+        Some(l) => format!(" line {l}"),
+        None => String::new(),
+    }
+}
+
+/// Renders the sticky PR comment for `report`. The result starts with
+/// [`COMMENT_MARKER`], is at most `opts.max_chars` characters long and has no unclosed
+/// `<details>` or code fence. Only a broken template is an error, never the size.
+pub fn render_comment(report: &Report, opts: &RenderOptions) -> Result<String, RenderError> {
+    let env = environment(opts.templates_dir.as_deref());
+    let dir = opts.templates_dir.as_deref();
+    let tmpl = env
+        .get_template(ROOT_TEMPLATE)
+        .map_err(|e| template_error(&e, dir))?;
+
+    let mut budget = Budget::initial();
+    loop {
+        let view = CommentView::build(report, opts, &budget);
+        let raw = tmpl.render(&view).map_err(|e| template_error(&e, dir))?;
+        let out = finish(&raw);
+        if out.chars().count() <= opts.max_chars {
+            return Ok(out);
+        }
+        if !budget.shrink(report) {
+            break;
+        }
+    }
+    Ok(fallback(report, opts))
+}
+
+/// The minijinja environment with the embedded templates, the overrides of `dir` and the
+/// filters the templates use.
+pub fn environment(dir: Option<&Path>) -> Environment<'static> {
+    let mut env = Environment::new();
+    env.set_undefined_behavior(UndefinedBehavior::Strict);
+    env.set_auto_escape_callback(|_| AutoEscape::None);
+    env.set_trim_blocks(true);
+    env.set_lstrip_blocks(true);
+    env.set_keep_trailing_newline(true);
+    let dir = dir.map(Path::to_path_buf);
+    env.set_loader(move |name| load_template(dir.as_deref(), name));
+    env.add_filter("cell", cell);
+    env.add_filter("text", text);
+    env.add_filter("code", code_span);
+    env.add_filter("html", html_escape);
+    env.add_filter("fence", fence_for);
+    env.add_filter("thousands", |n: i64| thousands(n));
+    env
+}
+
+fn load_template(dir: Option<&Path>, name: &str) -> Result<Option<String>, minijinja::Error> {
+    let safe = !name.is_empty()
+        && name
+            .split(['/', '\\'])
+            .all(|part| !part.is_empty() && part != "." && part != "..")
+        && !name.contains(':');
+    if let (Some(dir), true) = (dir, safe) {
+        let path = dir.join(name);
+        if path.is_file() {
+            return std::fs::read_to_string(&path).map(Some).map_err(|e| {
+                minijinja::Error::new(
+                    minijinja::ErrorKind::InvalidOperation,
+                    format!("cannot read {}: {e}", path.display()),
+                )
+            });
+        }
+    }
+    Ok(EMBEDDED_TEMPLATES
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, src)| (*src).to_string()))
+}
+
+fn template_error(err: &minijinja::Error, dir: Option<&Path>) -> RenderError {
+    // The innermost minijinja error that knows its template is the most precise one (an
+    // error in an included partial is wrapped by the include in the parent).
+    let mut best = err;
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(err);
+    while let Some(e) = cur {
+        if let Some(me) = e.downcast_ref::<minijinja::Error>() {
+            if me.name().is_some() {
+                best = me;
+            }
+        }
+        cur = e.source();
+    }
+    let name = best.name().unwrap_or(ROOT_TEMPLATE);
+    let file = match dir.map(|d| d.join(name)) {
+        Some(p) if p.is_file() => p.display().to_string(),
+        _ => name.to_string(),
+    };
+    let message = match best.detail() {
+        Some(d) => format!("{}: {d}", best.kind()),
+        None => best.kind().to_string(),
+    };
+    RenderError::Template {
+        file,
+        line: best.line(),
+        message,
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Budget
+// ---------------------------------------------------------------------------------------
+
+/// How much of each suite the comment shows; shrunk step by step until the comment fits.
+#[derive(Clone, Debug, Serialize)]
+struct Budget {
+    /// Characters of each output excerpt.
+    excerpt_chars: usize,
+    /// Case details shown per suite.
+    max_details: usize,
+    /// Failures (and injection / guardrail failures) shown per suite.
+    max_failures: usize,
+    /// Entries of the other lists (errors, notes, flaky cases, triggering paths).
+    max_items: usize,
+    /// Characters of one line of user-provided text (error, failure detail, evidence).
+    text_chars: usize,
+    /// Drop every list: keep only verdict, errors, tables, counts and usage.
+    compact: bool,
+}
+
+const MIN_EXCERPT_CHARS: usize = 200;
+
+impl Budget {
+    fn initial() -> Budget {
+        Budget {
+            excerpt_chars: 1_600,
+            max_details: 20,
+            max_failures: 50,
+            max_items: 20,
+            text_chars: 400,
+            compact: false,
+        }
+    }
+
+    /// One step smaller; false when there is nothing left to shrink. Steps that would not
+    /// change what `report` shows (halving excerpts no output is that long, ...) are skipped.
+    fn shrink(&mut self, report: &Report) -> bool {
+        if self.compact {
+            if self.max_items > 3 || self.text_chars > 100 {
+                self.max_items = (self.max_items / 2).max(3);
+                self.text_chars = (self.text_chars / 2).max(100);
+                return true;
+            }
+            return false;
+        }
+        let most_details = report.suites.iter().map(|s| s.details.len()).max();
+        let most_details = most_details.unwrap_or(0).min(self.max_details);
+        let most_failures = report
+            .suites
+            .iter()
+            .map(|s| {
+                let inj = s.injection.as_ref().map_or(0, |i| i.failures.len());
+                let gr = s.guardrail.as_ref().map_or(0, |g| g.failures.len());
+                s.failures.len().max(inj).max(gr)
+            })
+            .max();
+        let most_failures = most_failures.unwrap_or(0).min(self.max_failures);
+        let longest_output = report
+            .suites
+            .iter()
+            .flat_map(|s| &s.details)
+            .flat_map(|d| [&d.base, &d.head])
+            .flatten()
+            .map(|side| side.output.len())
+            .max()
+            .unwrap_or(0);
+        if most_details > 0
+            && self.excerpt_chars > MIN_EXCERPT_CHARS
+            && longest_output > MIN_EXCERPT_CHARS
+        {
+            self.excerpt_chars =
+                (self.excerpt_chars.min(longest_output) / 2).max(MIN_EXCERPT_CHARS);
+        } else if most_details > 0 {
+            self.max_details = most_details / 2;
+        } else if most_failures > 0 {
+            self.max_details = 0;
+            self.max_failures = most_failures / 2;
+            self.text_chars = (self.text_chars * 3 / 4).max(160);
+        } else {
+            self.compact = true;
+            self.max_details = 0;
+            self.max_failures = 0;
+            self.max_items = self.max_items.min(10);
+            self.text_chars = self.text_chars.min(200);
+        }
+        true
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// The view the templates see
+// ---------------------------------------------------------------------------------------
+
+#[derive(Serialize)]
+struct CommentView {
+    marker: &'static str,
+    verdict: VerdictView,
+    base: String,
+    head: String,
+    tier: &'static str,
+    tier_label: &'static str,
+    errors: Vec<String>,
+    errors_more: usize,
+    notes: Vec<String>,
+    notes_more: usize,
+    config_change: Option<ConfigChangeView>,
+    suites: Vec<SuiteView>,
+    suites_skipped: usize,
+    usage: UsageView,
+    report_url: Option<String>,
+    budget: Budget,
+    /// True when the size budget is down to verdict, tables and usage.
+    compact: bool,
+}
+
+#[derive(Serialize)]
+struct VerdictView {
+    key: &'static str,
+    emoji: &'static str,
+    label: &'static str,
+}
+
+#[derive(Serialize)]
+struct ConfigChangeView {
+    valid: bool,
+    errors: Vec<String>,
+    errors_more: usize,
+    changes: Vec<String>,
+    changes_more: usize,
+}
+
+#[derive(Serialize)]
+struct SuiteView {
+    name: String,
+    verdict: VerdictView,
+    skipped: bool,
+    triggered_by: Vec<String>,
+    triggered_by_more: usize,
+    cases: CountsView,
+    metrics: Vec<MetricView>,
+    errors: Vec<String>,
+    errors_more: usize,
+    failures: Vec<FailureView>,
+    failures_total: usize,
+    failures_more: usize,
+    flaky: Vec<String>,
+    flaky_total: usize,
+    flaky_more: usize,
+    injection: Option<InjectionView>,
+    guardrail: Option<GuardrailView>,
+    details: Vec<DetailView>,
+    details_total: usize,
+    details_more: usize,
+    /// What compact mode leaves out, e.g. `5,000 failures`, `12 case details`.
+    omitted: Vec<String>,
+}
+
+#[derive(Serialize)]
+struct CountsView {
+    total: usize,
+    affected: usize,
+    evaluated: usize,
+    cached: usize,
+}
+
+#[derive(Serialize)]
+struct MetricView {
+    name: String,
+    base: String,
+    head: String,
+    delta: String,
+    threshold: String,
+    result: String,
+    pass: bool,
+    regression: bool,
+}
+
+#[derive(Serialize)]
+struct FailureView {
+    case: String,
+    metric: String,
+    detail: String,
+}
+
+#[derive(Serialize)]
+struct InjectionView {
+    attempts: usize,
+    failures: Vec<InjectionFailureView>,
+    failures_total: usize,
+    failures_more: usize,
+}
+
+#[derive(Serialize)]
+struct InjectionFailureView {
+    case: String,
+    attack: String,
+    technique: String,
+    evidence: String,
+}
+
+#[derive(Serialize)]
+struct GuardrailView {
+    tests: usize,
+    failures: Vec<FailureView>,
+    failures_total: usize,
+    failures_more: usize,
+}
+
+#[derive(Serialize)]
+struct DetailView {
+    case: String,
+    status: String,
+    icon: &'static str,
+    flaky: bool,
+    sides: Vec<SideView>,
+}
+
+#[derive(Serialize)]
+struct SideView {
+    /// `base` or `head`.
+    label: &'static str,
+    /// False when the case does not exist on this side.
+    present: bool,
+    output: String,
+    /// Backtick fence longer than any backtick run of `output`.
+    fence: String,
+    /// The output was cut to `budget.excerpt_chars`.
+    truncated: bool,
+    output_chars: usize,
+    scores: Vec<ScoreView>,
+    error: Option<String>,
+}
+
+#[derive(Serialize)]
+struct ScoreView {
+    name: String,
+    value: String,
+}
+
+#[derive(Serialize)]
+struct UsageView {
+    model_calls: u64,
+    embedding_calls: u64,
+    cache_hits: u64,
+    input_tokens: u64,
+    output_tokens: u64,
+    cost: String,
+    duration: String,
+}
+
+impl CommentView {
+    fn build(report: &Report, opts: &RenderOptions, budget: &Budget) -> CommentView {
+        let (errors, errors_more) = take_texts(&report.errors, budget.max_items, budget);
+        let (notes, notes_more) = take_texts(&report.notes, budget.max_items, budget);
+        let config_change = report.config_change.as_ref().map(|cc| {
+            let (errors, errors_more) = take_texts(&cc.errors, budget.max_items, budget);
+            let (changes, changes_more) = take_texts(&cc.changes, budget.max_items, budget);
+            ConfigChangeView {
+                valid: cc.valid,
+                errors,
+                errors_more,
+                changes,
+                changes_more,
+            }
+        });
+        CommentView {
+            marker: COMMENT_MARKER,
+            verdict: verdict_view(report.verdict),
+            base: short_rev(&report.base),
+            head: short_rev(&report.head),
+            tier: match report.tier {
+                Tier::Pr => "pr",
+                Tier::Release => "release",
+            },
+            tier_label: tier_label(report.tier),
+            errors,
+            errors_more,
+            notes,
+            notes_more,
+            config_change,
+            suites: report
+                .suites
+                .iter()
+                .map(|s| suite_view(s, budget))
+                .collect(),
+            suites_skipped: report
+                .suites
+                .iter()
+                .filter(|s| s.verdict == Verdict::Skipped)
+                .count(),
+            usage: usage_view(&report.usage, report.duration_ms),
+            report_url: opts.report_url.as_deref().map(link_destination),
+            budget: budget.clone(),
+            compact: budget.compact,
+        }
+    }
+}
+
+fn suite_view(s: &SuiteReport, budget: &Budget) -> SuiteView {
+    let (triggered_by, triggered_by_more) = take_texts(&s.triggered_by, budget.max_items, budget);
+    let (errors, errors_more) = take_texts(&s.errors, budget.max_items, budget);
+    let (flaky, flaky_more) = take_texts(&s.flaky, budget.max_items, budget);
+    let (flaky, flaky_more) = if budget.compact {
+        (Vec::new(), s.flaky.len())
+    } else {
+        (flaky, flaky_more)
+    };
+    let shown_failures = s.failures.len().min(budget.max_failures);
+    let injection = s.injection.as_ref().map(|inj| {
+        let shown = inj.failures.len().min(budget.max_failures);
+        InjectionView {
+            attempts: inj.attempts,
+            failures: inj.failures[..shown]
+                .iter()
+                .map(|f| InjectionFailureView {
+                    case: clip(&f.case, budget.text_chars),
+                    attack: clip(&f.attack, budget.text_chars),
+                    technique: clip(&f.technique, budget.text_chars),
+                    evidence: clip(&f.evidence, budget.text_chars),
+                })
+                .collect(),
+            failures_total: inj.failures.len(),
+            failures_more: inj.failures.len() - shown,
+        }
+    });
+    let guardrail = s.guardrail.as_ref().map(|g| {
+        let shown = g.failures.len().min(budget.max_failures);
+        GuardrailView {
+            tests: g.tests,
+            failures: failure_views(&g.failures[..shown], budget),
+            failures_total: g.failures.len(),
+            failures_more: g.failures.len() - shown,
+        }
+    });
+    // Failing and erroring cases first (stable, so the report's order decides among them).
+    let mut order: Vec<&CaseDetail> = s.details.iter().collect();
+    order.sort_by_key(|d| detail_rank(d));
+    let shown_details = s.details.len().min(budget.max_details);
+    let mut omitted = Vec::new();
+    let mut omit = |n: usize, one: &str, many: &str| {
+        if n > 0 {
+            omitted.push(format!(
+                "{} {}",
+                thousands(n as i64),
+                if n == 1 { one } else { many }
+            ));
+        }
+    };
+    omit(s.failures.len(), "failure", "failures");
+    omit(
+        s.injection.as_ref().map_or(0, |i| i.failures.len()),
+        "injection failure",
+        "injection failures",
+    );
+    omit(
+        s.guardrail.as_ref().map_or(0, |g| g.failures.len()),
+        "guardrail failure",
+        "guardrail failures",
+    );
+    omit(s.flaky.len(), "flaky case", "flaky cases");
+    omit(s.details.len(), "case detail", "case details");
+    SuiteView {
+        name: s.name.clone(),
+        verdict: verdict_view(s.verdict),
+        skipped: s.verdict == Verdict::Skipped,
+        triggered_by,
+        triggered_by_more,
+        cases: CountsView {
+            total: s.cases.total,
+            affected: s.cases.affected,
+            evaluated: s.cases.evaluated,
+            cached: s.cases.cached,
+        },
+        metrics: s.metrics.iter().map(metric_view).collect(),
+        errors,
+        errors_more,
+        failures: failure_views(&s.failures[..shown_failures], budget),
+        failures_total: s.failures.len(),
+        failures_more: s.failures.len() - shown_failures,
+        flaky,
+        flaky_total: s.flaky.len(),
+        flaky_more,
+        injection,
+        guardrail,
+        details: order[..shown_details]
+            .iter()
+            .map(|d| detail_view(d, budget))
+            .collect(),
+        details_total: s.details.len(),
+        details_more: s.details.len() - shown_details,
+        omitted,
+    }
+}
+
+fn detail_rank(d: &CaseDetail) -> u8 {
+    match d.status.as_str() {
+        "error" => 0,
+        "fail" => 1,
+        _ if d.flaky => 2,
+        "pass" => 4,
+        _ => 3,
+    }
+}
+
+fn failure_views(failures: &[Failure], budget: &Budget) -> Vec<FailureView> {
+    failures
+        .iter()
+        .map(|f| FailureView {
+            case: clip(&f.case, budget.text_chars),
+            metric: clip(&f.metric, budget.text_chars),
+            detail: clip(&f.detail, budget.text_chars),
+        })
+        .collect()
+}
+
+fn detail_view(d: &CaseDetail, budget: &Budget) -> DetailView {
+    let icon = match d.status.as_str() {
+        "pass" => "✅",
+        "fail" => "❌",
+        "error" => "🛑",
+        "added" => "🆕",
+        "removed" => "➖",
+        _ => "🔹",
+    };
+    DetailView {
+        case: clip(&d.case, budget.text_chars),
+        status: clip(&d.status, 40),
+        icon,
+        flaky: d.flaky,
+        sides: vec![
+            side_view("base", d.base.as_ref(), budget),
+            side_view("head", d.head.as_ref(), budget),
+        ],
+    }
+}
+
+fn side_view(label: &'static str, side: Option<&CaseSide>, budget: &Budget) -> SideView {
+    let Some(side) = side else {
+        return SideView {
+            label,
+            present: false,
+            output: String::new(),
+            fence: "```".to_string(),
+            truncated: false,
+            output_chars: 0,
+            scores: Vec::new(),
+            error: None,
+        };
+    };
+    let (output, truncated, output_chars) = excerpt(&side.output, budget.excerpt_chars);
+    SideView {
+        label,
+        present: true,
+        fence: fence_for(&output),
+        output,
+        truncated,
+        output_chars,
+        scores: side
+            .scores
+            .iter()
+            .map(|(name, v)| ScoreView {
+                name: name.clone(),
+                value: fmt_value(metric_kind(name), *v),
+            })
+            .collect(),
+        error: side.error.as_deref().map(|e| clip(e, budget.text_chars)),
+    }
+}
+
+fn usage_view(u: &Usage, duration_ms: u64) -> UsageView {
+    UsageView {
+        model_calls: u.model_calls,
+        embedding_calls: u.embedding_calls,
+        cache_hits: u.cache_hits,
+        input_tokens: u.input_tokens,
+        output_tokens: u.output_tokens,
+        cost: fmt_usd(u.cost_usd),
+        duration: fmt_duration(duration_ms),
+    }
+}
+
+fn verdict_view(v: Verdict) -> VerdictView {
+    VerdictView {
+        key: v.as_str(),
+        emoji: verdict_emoji(v),
+        label: verdict_label(v),
+    }
+}
+
+fn verdict_emoji(v: Verdict) -> &'static str {
+    match v {
+        Verdict::Pass => "✅",
+        Verdict::Skipped => "⏭️",
+        Verdict::NeedsReview => "⚠️",
+        Verdict::Fail => "❌",
+        Verdict::Error => "🛑",
+    }
+}
+
+fn verdict_label(v: Verdict) -> &'static str {
+    match v {
+        Verdict::Pass => "passed",
+        Verdict::Skipped => "skipped",
+        Verdict::NeedsReview => "needs review",
+        Verdict::Fail => "failed",
+        Verdict::Error => "error",
+    }
+}
+
+fn tier_label(t: Tier) -> &'static str {
+    match t {
+        Tier::Pr => "PR tier",
+        Tier::Release => "release tier",
+    }
+}
+
+/// The first `max` entries of a list of user texts, each clipped, and how many were left out.
+fn take_texts(items: &[String], max: usize, budget: &Budget) -> (Vec<String>, usize) {
+    let shown = items.len().min(max);
+    let out = items[..shown]
+        .iter()
+        .map(|s| clip(s, budget.text_chars))
+        .collect();
+    (out, items.len() - shown)
+}
+
+// ---------------------------------------------------------------------------------------
+// Formatting
+// ---------------------------------------------------------------------------------------
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Kind {
+    /// 0..1 scores and rates: three decimals.
+    Ratio,
+    /// Milliseconds: integers.
+    Millis,
+    /// US dollars.
+    Usd,
+    /// Counts (injection and guardrail failures): integers.
+    Count,
+}
+
+fn metric_kind(name: &str) -> Kind {
+    if name.ends_with("_ms") {
+        Kind::Millis
+    } else if name.ends_with("_usd") {
+        Kind::Usd
+    } else if name.ends_with("_failures") || name.ends_with("_count") {
+        Kind::Count
+    } else {
+        Kind::Ratio
+    }
+}
+
+fn fmt_value(kind: Kind, v: f64) -> String {
+    if !v.is_finite() {
+        return "n/a".to_string();
+    }
+    match kind {
+        Kind::Ratio => format!("{v:.3}"),
+        Kind::Millis => thousands(v.round() as i64),
+        Kind::Usd => fmt_usd(v),
+        Kind::Count if v.fract() == 0.0 => thousands(v as i64),
+        Kind::Count => format!("{v:.3}"),
+    }
+}
+
+/// Dollars with 4 to 6 decimals, enough for about three significant digits:
+/// `$0.0421`, `$0.00291`, `$0.000120`.
+fn fmt_usd(v: f64) -> String {
+    if !v.is_finite() {
+        return "n/a".to_string();
+    }
+    let a = v.abs();
+    let digits = if a == 0.0 || a >= 0.01 {
+        4
+    } else if a >= 0.001 {
+        5
+    } else {
+        6
+    };
+    let body = format!("{a:.digits$}");
+    if v < 0.0 && !is_zero_text(&body) {
+        format!("−${body}")
+    } else {
+        format!("${body}")
+    }
+}
+
+fn is_zero_text(s: &str) -> bool {
+    s.chars().all(|c| !c.is_ascii_digit() || c == '0')
+}
+
+/// Signed delta: `+0.012`, `−0.070`, `+12`, `−$0.0010`; `0.000` when it rounds to zero.
+fn fmt_delta(kind: Kind, d: f64) -> String {
+    if !d.is_finite() {
+        return "n/a".to_string();
+    }
+    let body = fmt_value(kind, d.abs());
+    if is_zero_text(&body) {
+        body
+    } else if d < 0.0 {
+        format!("−{body}")
+    } else {
+        format!("+{body}")
+    }
+}
+
+/// A threshold bound as written in the config: `0.82`, `450`, `$0.01`.
+fn fmt_bound(kind: Kind, v: f64) -> String {
+    let plain = if !v.is_finite() {
+        "n/a".to_string()
+    } else if v.fract() == 0.0 && v.abs() < 1e15 {
+        thousands(v as i64)
+    } else {
+        format!("{v}")
+    };
+    if kind == Kind::Usd {
+        format!("${plain}")
+    } else {
+        plain
+    }
+}
+
+fn fmt_threshold(kind: Kind, t: &Threshold) -> String {
+    let mut parts = Vec::new();
+    if let Some(min) = t.min {
+        parts.push(format!("≥ {}", fmt_bound(kind, min)));
+    }
+    if let Some(max) = t.max {
+        parts.push(format!("≤ {}", fmt_bound(kind, max)));
+    }
+    if parts.is_empty() {
+        "—".to_string()
+    } else {
+        parts.join(", ")
+    }
+}
+
+fn metric_view(m: &MetricRow) -> MetricView {
+    let kind = metric_kind(&m.name);
+    let opt = |v: Option<f64>| v.map_or_else(|| "—".to_string(), |v| fmt_value(kind, v));
+    let result = if m.head.is_none() && m.pass && !m.regression {
+        "—"
+    } else {
+        match (m.pass, m.regression) {
+            (true, false) => "✅",
+            (true, true) => "⚠️ regression",
+            (false, false) => "❌",
+            (false, true) => "❌ ⚠️ regression",
+        }
+    };
+    MetricView {
+        name: m.name.clone(),
+        base: opt(m.base),
+        head: opt(m.head),
+        delta: m
+            .delta
+            .map_or_else(|| "—".to_string(), |d| fmt_delta(kind, d)),
+        threshold: m
+            .threshold
+            .as_ref()
+            .map_or_else(|| "—".to_string(), |t| fmt_threshold(kind, t)),
+        result: result.to_string(),
+        pass: m.pass,
+        regression: m.regression,
+    }
+}
+
+/// `4873` → `4,873`.
+fn thousands(n: i64) -> String {
+    let digits = n.unsigned_abs().to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3 + 1);
+    if n < 0 {
+        out.push('-');
+    }
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// `850 ms`, `12.3 s`, `4m 05s`, `1h 02m`.
+fn fmt_duration(ms: u64) -> String {
+    if ms < 1_000 {
+        format!("{ms} ms")
+    } else if ms < 60_000 {
+        format!("{:.1} s", ms as f64 / 1000.0)
+    } else if ms < 3_600_000 {
+        let s = ms / 1000;
+        format!("{}m {:02}s", s / 60, s % 60)
+    } else {
+        let m = ms / 60_000;
+        format!("{}h {:02}m", m / 60, m % 60)
+    }
+}
+
+/// A commit SHA shortened to 7 characters; anything else (a branch name) kept, clipped.
+fn short_rev(rev: &str) -> String {
+    if rev.len() >= 12 && rev.chars().all(|c| c.is_ascii_hexdigit()) {
+        rev[..7].to_string()
+    } else {
+        clip(rev, 60)
+    }
+}
+
+/// Link destination safe inside `[text](…)`.
+fn link_destination(url: &str) -> String {
+    let mut out = String::with_capacity(url.len());
+    for c in url.chars() {
+        match c {
+            ' ' => out.push_str("%20"),
+            '(' => out.push_str("%28"),
+            ')' => out.push_str("%29"),
+            '<' => out.push_str("%3C"),
+            '>' => out.push_str("%3E"),
+            '\n' | '\r' | '\t' => {}
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// At most `max` characters of `s`, ending in `…` when cut.
+fn clip(s: &str, max: usize) -> String {
+    if s.chars().count() <= max {
+        return s.to_string();
+    }
+    let mut out: String = s.chars().take(max.saturating_sub(1)).collect();
+    out.push('…');
+    out
+}
+
+/// An output excerpt for a fenced block: line endings normalised, trailing whitespace
+/// dropped, cut to `max` characters, and `<details>`/`<summary>` tags neutralised so that
+/// text counting tags cannot be confused. Returns (excerpt, truncated, total chars).
+fn excerpt(s: &str, max: usize) -> (String, bool, usize) {
+    let norm = s.replace("\r\n", "\n").replace('\r', "\n");
+    let norm = norm.trim_end();
+    let total = norm.chars().count();
+    let (mut out, truncated) = if total > max {
+        let mut cut: String = norm.chars().take(max).collect();
+        cut.truncate(cut.trim_end().len());
+        cut.push_str("\n…");
+        (cut, true)
+    } else {
+        (norm.to_string(), false)
+    };
+    for tag in ["<details", "</details", "<summary", "</summary"] {
+        if out.to_ascii_lowercase().contains(tag) {
+            out = neutralise_tag(&out, tag);
+        }
+    }
+    (out, truncated, total)
+}
+
+/// Inserts a zero-width space after the `<` of every (case-insensitive) `tag`.
+fn neutralise_tag(s: &str, tag: &str) -> String {
+    let lower = s.to_ascii_lowercase();
+    let mut out = String::with_capacity(s.len() + 8);
+    let mut last = 0;
+    for (i, _) in lower.match_indices(tag) {
+        out.push_str(&s[last..i + 1]);
+        out.push('\u{200b}');
+        last = i + 1;
+    }
+    out.push_str(&s[last..]);
+    out
+}
+
+fn longest_backtick_run(s: &str) -> usize {
+    let mut best = 0;
+    let mut run = 0;
+    for c in s.chars() {
+        if c == '`' {
+            run += 1;
+            best = best.max(run);
+        } else {
+            run = 0;
+        }
+    }
+    best
+}
+
+// ---------------------------------------------------------------------------------------
+// Filters
+// ---------------------------------------------------------------------------------------
+
+/// A backtick fence longer than any backtick run in `s` (at least three).
+fn fence_for(s: &str) -> String {
+    "`".repeat((longest_backtick_run(s) + 1).max(3))
+}
+
+/// Makes a value safe as (part of) a table cell: newlines become spaces, pipes are escaped
+/// (also inside code spans, which GFM tables unescape), with an odd backslash run before a
+/// pipe evened out so the escape is not itself escaped.
+fn cell(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 8);
+    let mut backslashes = 0usize;
+    let mut chars = s.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\r' => {
+                if chars.peek() != Some(&'\n') {
+                    out.push(' ');
+                }
+                backslashes = 0;
+            }
+            '\n' => {
+                out.push(' ');
+                backslashes = 0;
+            }
+            '|' => {
+                if backslashes % 2 == 1 {
+                    out.push('\\');
+                }
+                out.push_str("\\|");
+                backslashes = 0;
+            }
+            '\\' => {
+                out.push('\\');
+                backslashes += 1;
+            }
+            c => {
+                out.push(c);
+                backslashes = 0;
+            }
+        }
+    }
+    out
+}
+
+/// One line of inline markdown text: newlines become spaces and a `<` that could start
+/// HTML or an autolink (`<x`, `</`, `<!`, `<?`) is escaped, so user text cannot open a tag
+/// such as a stray `</details>`.
+fn text(s: &str) -> String {
+    let one_line = s.replace("\r\n", " ").replace(['\n', '\r'], " ");
+    let mut out = String::with_capacity(one_line.len());
+    let mut chars = one_line.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '<'
+            && chars
+                .peek()
+                .is_some_and(|n| n.is_ascii_alphabetic() || matches!(n, '/' | '!' | '?'))
+        {
+            out.push_str("&lt;");
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// An inline code span that survives any backticks in `s`.
+fn code_span(s: &str) -> String {
+    let one_line = s.replace("\r\n", " ").replace(['\n', '\r'], " ");
+    let ticks = "`".repeat(longest_backtick_run(&one_line) + 1);
+    if one_line.is_empty() {
+        return "` `".to_string();
+    }
+    let pad = one_line.starts_with('`') || one_line.ends_with('`');
+    if pad {
+        format!("{ticks} {one_line} {ticks}")
+    } else {
+        format!("{ticks}{one_line}{ticks}")
+    }
+}
+
+fn html_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\n' | '\r' => out.push(' '),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+// ---------------------------------------------------------------------------------------
+// Post-processing and the last-resort summary
+// ---------------------------------------------------------------------------------------
+
+/// Makes the rendered text a well-formed comment: the marker as the first line, runs of
+/// blank lines outside code blocks collapsed, any code fence or `<details>` a (custom)
+/// template left open closed, one trailing newline.
+fn finish(raw: &str) -> String {
+    let mut out = String::with_capacity(raw.len() + COMMENT_MARKER.len() + 1);
+    let body = raw.trim_start_matches(['\n', '\r']);
+    if !body.starts_with(COMMENT_MARKER) {
+        out.push_str(COMMENT_MARKER);
+        out.push('\n');
+    }
+    let mut fence: Option<usize> = None;
+    let mut blank_run = 0usize;
+    let mut open_details: usize = 0;
+    for line in body.lines() {
+        let trimmed = line.trim_start();
+        let indent = line.len() - trimmed.len();
+        let ticks = trimmed.chars().take_while(|&c| c == '`').count();
+        match fence {
+            Some(n) => {
+                if indent < 4 && ticks >= n && trimmed[ticks..].trim().is_empty() {
+                    fence = None;
+                }
+            }
+            None => {
+                if line.trim().is_empty() {
+                    blank_run += 1;
+                    if blank_run > 1 {
+                        continue;
+                    }
+                } else {
+                    blank_run = 0;
+                }
+                if indent < 4 && ticks >= 3 && !trimmed[ticks..].contains('`') {
+                    fence = Some(ticks);
+                } else {
+                    let lower = line.to_ascii_lowercase();
+                    open_details += lower.matches("<details").count();
+                    open_details = open_details.saturating_sub(lower.matches("</details").count());
+                }
+            }
+        }
+        out.push_str(line.trim_end_matches('\r'));
+        out.push('\n');
+    }
+    if let Some(n) = fence {
+        out.push_str(&"`".repeat(n));
+        out.push('\n');
+    }
+    for _ in 0..open_details {
+        out.push_str("\n</details>\n");
+    }
+    let trimmed_len = out.trim_end().len();
+    out.truncate(trimmed_len);
+    out.push('\n');
+    out
+}
+
+/// The summary used when even the compact comment is too long (thousands of suites, a
+/// custom template that ignores the budget): built without templates, plain lines only,
+/// cut at a line boundary to fit.
+fn fallback(report: &Report, opts: &RenderOptions) -> String {
+    let max = opts.max_chars;
+    let mut head = vec![
+        COMMENT_MARKER.to_string(),
+        format!(
+            "## {} promptgate: {} — `{}`..`{}` ({})",
+            verdict_emoji(report.verdict),
+            verdict_label(report.verdict),
+            short_rev(&report.base).replace('`', "'"),
+            short_rev(&report.head).replace('`', "'"),
+            tier_label(report.tier)
+        ),
+        String::new(),
+        "_Summary only: the full comment exceeds the size limit — see the full report._"
+            .to_string(),
+        String::new(),
+    ];
+    for e in report.errors.iter().take(3) {
+        head.push(format!("- 🛑 {}", text(&clip(e, 160))));
+    }
+    if report.errors.len() > 3 {
+        head.push(format!(
+            "- …and {} more errors",
+            thousands((report.errors.len() - 3) as i64)
+        ));
+    }
+    if !report.errors.is_empty() {
+        head.push(String::new());
+    }
+    let mut tail = vec![String::new()];
+    let u = &report.usage;
+    tail.push(format!(
+        "**Usage:** {} model calls · {} embedding calls · {} cache hits · {} input + {} output tokens · {} · took {}",
+        thousands(u.model_calls as i64),
+        thousands(u.embedding_calls as i64),
+        thousands(u.cache_hits as i64),
+        thousands(u.input_tokens as i64),
+        thousands(u.output_tokens as i64),
+        fmt_usd(u.cost_usd),
+        fmt_duration(report.duration_ms)
+    ));
+    if let Some(url) = &opts.report_url {
+        tail.push(String::new());
+        tail.push(format!("📄 [Full report]({})", link_destination(url)));
+    }
+    let len = |lines: &[String]| lines.iter().map(|l| l.chars().count() + 1).sum::<usize>();
+    let mut suite_lines: Vec<String> = Vec::new();
+    let fixed = len(&head) + len(&tail);
+    let mut used = fixed;
+    for (i, s) in report.suites.iter().enumerate() {
+        let failures = match s.failures.len() {
+            0 => String::new(),
+            1 => ", 1 failure".to_string(),
+            n => format!(", {} failures", thousands(n as i64)),
+        };
+        let line = format!(
+            "- {} {} — {} ({} of {} cases affected{failures})",
+            verdict_emoji(s.verdict),
+            text(&clip(&s.name, 80)),
+            verdict_label(s.verdict),
+            thousands(s.cases.affected as i64),
+            thousands(s.cases.total as i64),
+        );
+        let line_len = line.chars().count() + 1;
+        let more = format!(
+            "- …and {} more suites — see the full report",
+            thousands((report.suites.len() - i) as i64)
+        );
+        let reserve = if i + 1 < report.suites.len() {
+            more.chars().count() + 1
+        } else {
+            0
+        };
+        if used + line_len + reserve > max {
+            if used + more.chars().count() < max {
+                suite_lines.push(more);
+            }
+            break;
+        }
+        used += line_len;
+        suite_lines.push(line);
+    }
+    head.extend(suite_lines);
+    head.extend(tail);
+    let mut out = String::new();
+    let mut count = 0usize;
+    for line in head {
+        let n = line.chars().count() + 1;
+        if count + n > max {
+            break;
+        }
+        out.push_str(&line);
+        out.push('\n');
+        count += n;
+    }
+    if out.is_empty() {
+        // Not even the marker fits: the best that can be done is to respect the limit.
+        out = COMMENT_MARKER.chars().take(max).collect();
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers() {
+        assert_eq!(thousands(4873), "4,873");
+        assert_eq!(thousands(-1234567), "-1,234,567");
+        assert_eq!(thousands(12), "12");
+        assert_eq!(fmt_delta(Kind::Ratio, -0.07), "−0.070");
+        assert_eq!(fmt_delta(Kind::Ratio, 0.012), "+0.012");
+        assert_eq!(fmt_delta(Kind::Ratio, -0.0001), "0.000");
+        assert_eq!(fmt_delta(Kind::Millis, 12.4), "+12");
+        assert_eq!(fmt_usd(0.0421), "$0.0421");
+        assert_eq!(fmt_usd(0.00012), "$0.000120");
+        assert_eq!(fmt_usd(0.00291), "$0.00291");
+        assert_eq!(
+            fmt_threshold(
+                Kind::Ratio,
+                &Threshold {
+                    min: Some(0.82),
+                    max: None
+                }
+            ),
+            "≥ 0.82"
+        );
+        assert_eq!(
+            fmt_threshold(
+                Kind::Millis,
+                &Threshold {
+                    min: None,
+                    max: Some(450.0)
+                }
+            ),
+            "≤ 450"
+        );
+        assert_eq!(fmt_duration(83_000), "1m 23s");
+        assert_eq!(fmt_duration(850), "850 ms");
+    }
+
+    #[test]
+    fn escaping() {
+        assert_eq!(cell("a|b\nc"), "a\\|b c");
+        assert_eq!(cell("a\\|b"), "a\\\\\\|b");
+        assert_eq!(code_span("a`b"), "``a`b``");
+        assert_eq!(code_span("`x`"), "`` `x` ``");
+        assert_eq!(fence_for("x ``` y"), "````");
+        assert_eq!(fence_for("plain"), "```");
+        assert_eq!(text("a<b\nc"), "a&lt;b c");
+        assert_eq!(text("0.6 < 0.8 </details>"), "0.6 < 0.8 &lt;/details>");
+    }
+
+    #[test]
+    fn finish_closes_what_is_open() {
+        let out = finish("hello\n<details><summary>x</summary>\n\n````text\nabc\n```\n");
+        assert!(out.starts_with(COMMENT_MARKER));
+        assert!(out.contains("abc\n```\n````\n"));
+        assert!(out.trim_end().ends_with("</details>"));
+    }
+
+    #[test]
+    fn fallback_fits() {
+        let report = Report {
+            verdict: Verdict::Fail,
+            base: "a".repeat(40),
+            head: "b".repeat(40),
+            tier: Tier::Pr,
+            suites: Vec::new(),
+            usage: Usage::default(),
+            duration_ms: 0,
+            errors: Vec::new(),
+            notes: Vec::new(),
+            config_change: None,
+        };
+        for max in [0, 5, 30, 100, 1000] {
+            let opts = RenderOptions {
+                max_chars: max,
+                ..RenderOptions::default()
+            };
+            assert!(fallback(&report, &opts).chars().count() <= max);
+        }
+    }
+}

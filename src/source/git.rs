@@ -1,0 +1,183 @@
+//! `Source` over a local git repository, by running the `git` command: it is on every
+//! machine that has a checkout, and it reads exactly what the user's git sees.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context};
+use async_trait::async_trait;
+use tokio::process::Command;
+
+use super::{Rev, Source};
+
+#[derive(Clone, Debug)]
+pub struct GitSource {
+    root: PathBuf,
+}
+
+impl GitSource {
+    /// Opens the repository that contains `path` (its top level is found by git).
+    pub async fn open(path: &Path) -> anyhow::Result<Self> {
+        let out = git_in(path, &["rev-parse", "--show-toplevel"])
+            .await
+            .with_context(|| format!("{} is not inside a git repository", path.display()))?;
+        Ok(Self {
+            root: PathBuf::from(String::from_utf8_lossy(&out).trim()),
+        })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The git directory (where the result cache lives by default, out of the diff).
+    pub async fn git_dir(&self) -> anyhow::Result<PathBuf> {
+        let out = self.git(&["rev-parse", "--absolute-git-dir"]).await?;
+        Ok(PathBuf::from(String::from_utf8_lossy(&out).trim()))
+    }
+
+    /// Resolves a revision name to a full commit id.
+    pub async fn resolve(&self, rev: &str) -> anyhow::Result<String> {
+        let spec = format!("{rev}^{{commit}}");
+        let out = self
+            .git(&["rev-parse", "--verify", "--quiet", &spec])
+            .await
+            .with_context(|| format!("unknown revision `{rev}`"))?;
+        Ok(String::from_utf8_lossy(&out).trim().to_string())
+    }
+
+    /// The default base: the merge base of HEAD with the default branch
+    /// (`origin/HEAD`, else `main`, else `master`), else HEAD itself.
+    pub async fn default_base(&self) -> anyhow::Result<String> {
+        let mut candidates = Vec::new();
+        if let Ok(out) = self
+            .git(&["symbolic-ref", "--quiet", "refs/remotes/origin/HEAD"])
+            .await
+        {
+            candidates.push(String::from_utf8_lossy(&out).trim().to_string());
+        }
+        candidates.extend(["main", "master", "origin/main", "origin/master"].map(String::from));
+        for c in candidates {
+            if let Ok(out) = self.git(&["merge-base", &c, "HEAD"]).await {
+                return Ok(String::from_utf8_lossy(&out).trim().to_string());
+            }
+        }
+        self.resolve("HEAD").await
+    }
+
+    /// The work tree differs from HEAD (tracked changes or untracked files).
+    pub async fn is_dirty(&self) -> anyhow::Result<bool> {
+        let out = self
+            .git(&["status", "--porcelain", "--untracked-files=normal"])
+            .await?;
+        Ok(!out.is_empty())
+    }
+
+    async fn git(&self, args: &[&str]) -> anyhow::Result<Vec<u8>> {
+        git_in(&self.root, args).await
+    }
+}
+
+async fn git_in(dir: &Path, args: &[&str]) -> anyhow::Result<Vec<u8>> {
+    let out = Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(args)
+        .env("GIT_TERMINAL_PROMPT", "0")
+        .output()
+        .await
+        .context("running git (is it installed?)")?;
+    if !out.status.success() {
+        bail!(
+            "git {} failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(out.stdout)
+}
+
+fn lines(bytes: &[u8]) -> Vec<String> {
+    String::from_utf8_lossy(bytes)
+        .lines()
+        .filter(|l| !l.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+#[async_trait]
+impl Source for GitSource {
+    async fn changed_paths(&self, base: &Rev, head: &Rev) -> anyhow::Result<Vec<String>> {
+        let Rev::Commit(base) = base else {
+            bail!("the base revision must be a commit");
+        };
+        let mut paths = match head {
+            Rev::Commit(head) => lines(
+                &self
+                    .git(&["diff", "--name-only", "--no-renames", base, head])
+                    .await?,
+            ),
+            Rev::WorkTree => {
+                let mut p = lines(
+                    &self
+                        .git(&["diff", "--name-only", "--no-renames", base])
+                        .await?,
+                );
+                p.extend(lines(
+                    &self
+                        .git(&["ls-files", "--others", "--exclude-standard"])
+                        .await?,
+                ));
+                p
+            }
+        };
+        paths.sort();
+        paths.dedup();
+        Ok(paths)
+    }
+
+    async fn read(&self, rev: &Rev, path: &str) -> anyhow::Result<Option<Vec<u8>>> {
+        if path.split('/').any(|c| c == "..") || path.starts_with('/') {
+            bail!("path `{path}` leaves the repository");
+        }
+        match rev {
+            Rev::WorkTree => match tokio::fs::read(self.root.join(path)).await {
+                Ok(bytes) => Ok(Some(bytes)),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+                Err(e) => Err(e).with_context(|| format!("reading {path}")),
+            },
+            Rev::Commit(sha) => {
+                let spec = format!("{sha}:{path}");
+                // `cat-file -e` tells "absent" apart from a failing git.
+                let exists = Command::new("git")
+                    .arg("-C")
+                    .arg(&self.root)
+                    .args(["cat-file", "-e", &spec])
+                    .output()
+                    .await
+                    .context("running git")?;
+                if !exists.status.success() {
+                    return Ok(None);
+                }
+                Ok(Some(self.git(&["cat-file", "blob", &spec]).await?))
+            }
+        }
+    }
+
+    async fn list_files(&self, rev: &Rev) -> anyhow::Result<Vec<String>> {
+        match rev {
+            Rev::Commit(sha) => Ok(lines(
+                &self.git(&["ls-tree", "-r", "--name-only", sha]).await?,
+            )),
+            Rev::WorkTree => {
+                let mut p = lines(
+                    &self
+                        .git(&["ls-files", "--cached", "--others", "--exclude-standard"])
+                        .await?,
+                );
+                p.sort();
+                p.dedup();
+                Ok(p)
+            }
+        }
+    }
+}

@@ -1,0 +1,364 @@
+//! Diff scoping through the real binary, with model calls counted at a fake
+//! OpenAI-compatible server (SPEC §3): only affected cases run, at base and head, and a
+//! re-run makes no call.
+
+mod common;
+
+use std::process::Command;
+
+use common::{calls, fake_openai, generation_calls, TestRepo};
+use serde_json::Value;
+
+const SUPPORT_CASES: usize = 6;
+const BILLING_CASES: usize = 4;
+
+fn config(similarity_min: f64) -> String {
+    format!(
+        r#"version: 1
+suites:
+  support:
+    prompts:
+      system: prompts/support/system.j2
+      user: prompts/support/user.j2
+    model: models/support.yaml
+    dataset: evals/support.jsonl
+    metrics:
+      assertions: {{ min: 1.0 }}
+      similarity: {{ min: {similarity_min} }}
+  billing:
+    prompts:
+      user: prompts/billing/user.j2
+    model: models/billing.yaml
+    dataset: evals/billing.jsonl
+    metrics:
+      assertions: {{ min: 1.0 }}
+evaluators:
+  embedding: {{ provider: openai, model: embed-1, base_url: "{{BASE}}" }}
+"#
+    )
+}
+
+fn manifest(base_url: &str, temperature: f64) -> String {
+    format!(
+        "provider: openai\nmodel: fake-chat\nbase_url: {base_url}\nparameters: {{ temperature: {temperature}, max_tokens: 64 }}\npricing: {{ input_per_1k_tokens: 0.001, output_per_1k_tokens: 0.002 }}\n"
+    )
+}
+
+fn support_dataset(n: usize) -> String {
+    (0..n)
+        .map(|i| {
+            format!(
+                "{{\"id\": \"s{i}\", \"vars\": {{\"question\": \"refund question {i}\"}}, \"expected\": \"refund question {i}\", \"assert\": [{{\"type\": \"contains\", \"value\": \"question {i}\"}}]}}\n"
+            )
+        })
+        .collect()
+}
+
+fn billing_dataset(n: usize) -> String {
+    (0..n)
+        .map(|i| format!("{{\"id\": \"b{i}\", \"vars\": {{\"invoice\": \"INV-{i}\"}}, \"assert\": [{{\"type\": \"icontains\", \"value\": \"inv-{i}\"}}]}}\n"))
+        .collect()
+}
+
+/// A repository with two suites, committed as the base.
+fn setup(base_url: &str) -> (TestRepo, String) {
+    let repo = TestRepo::new();
+    repo.write(".promptgate.yml", &config(0.8).replace("{BASE}", base_url));
+    repo.write("README.md", "# demo\n");
+    repo.write("prompts/support/system.j2", "You are a support agent.");
+    repo.write("prompts/support/user.j2", "{{ question }}");
+    repo.write("prompts/billing/user.j2", "Explain invoice {{ invoice }}.");
+    repo.write("models/support.yaml", &manifest(base_url, 0.2));
+    repo.write("models/billing.yaml", &manifest(base_url, 0.0));
+    repo.write("evals/support.jsonl", &support_dataset(SUPPORT_CASES));
+    repo.write("evals/billing.jsonl", &billing_dataset(BILLING_CASES));
+    let base = repo.commit("base");
+    (repo, base)
+}
+
+/// Runs `promptgate check --format json` and returns (exit code, report).
+fn check(repo: &TestRepo, base: &str, head: &str, extra: &[&str]) -> (i32, Value) {
+    let out = Command::new(env!("CARGO_BIN_EXE_promptgate"))
+        .args(["check", "--format", "json", "--repo"])
+        .arg(repo.path())
+        .args(["--base", base, "--head", head])
+        .args(extra)
+        .output()
+        .expect("run promptgate");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let report: Value = serde_json::from_str(&stdout).unwrap_or_else(|e| {
+        panic!(
+            "not JSON ({e}): {stdout}\nstderr: {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    (out.status.code().unwrap_or(-1), report)
+}
+
+fn suite<'a>(report: &'a Value, name: &str) -> &'a Value {
+    report["suites"]
+        .as_array()
+        .and_then(|s| s.iter().find(|s| s["name"] == name))
+        .unwrap_or_else(|| panic!("no suite {name} in {report}"))
+}
+
+#[tokio::test]
+async fn readme_only_change_runs_nothing() {
+    let server = fake_openai().await;
+    let (repo, base) = setup(&format!("{}/v1", server.uri()));
+    repo.write("README.md", "# demo\n\nMore words.\n");
+    let head = repo.commit("docs");
+    let (code, report) = check(&repo, &base, &head, &[]);
+    assert_eq!(code, 0, "{report}");
+    assert_eq!(report["verdict"], "pass");
+    assert_eq!(suite(&report, "support")["verdict"], "skipped");
+    assert_eq!(suite(&report, "billing")["verdict"], "skipped");
+    assert_eq!(calls(&server).await, (0, 0));
+    assert_eq!(report["usage"]["model_calls"], 0);
+}
+
+#[tokio::test]
+async fn one_template_runs_only_its_suite_at_base_and_head_then_rerun_is_free() {
+    let server = fake_openai().await;
+    let (repo, base) = setup(&format!("{}/v1", server.uri()));
+    repo.write(
+        "prompts/billing/user.j2",
+        "Please explain invoice {{ invoice }} briefly.",
+    );
+    let head = repo.commit("billing prompt");
+    let (code, report) = check(&repo, &base, &head, &[]);
+    assert_eq!(code, 0, "{report}");
+    assert_eq!(suite(&report, "support")["verdict"], "skipped");
+    let billing = suite(&report, "billing");
+    assert_eq!(billing["verdict"], "pass", "{billing}");
+    assert_eq!(billing["cases"]["affected"], BILLING_CASES);
+    assert_eq!(billing["triggered_by"][0], "prompts/billing/user.j2");
+    // Every affected case once at base and once at head; billing has no embeddings.
+    assert_eq!(calls(&server).await, (2 * BILLING_CASES, 0));
+    assert_eq!(report["usage"]["model_calls"], 2 * BILLING_CASES);
+
+    // A re-run is answered from the cache.
+    let (code2, report2) = check(&repo, &base, &head, &[]);
+    assert_eq!(code2, 0);
+    assert_eq!(
+        calls(&server).await,
+        (2 * BILLING_CASES, 0),
+        "re-run made calls"
+    );
+    assert_eq!(report2["usage"]["model_calls"], 0);
+    assert_eq!(suite(&report2, "billing")["cases"]["cached"], BILLING_CASES);
+    assert_eq!(
+        report2["usage"]["cache_hits"].as_u64().unwrap() as usize,
+        2 * BILLING_CASES
+    );
+}
+
+#[tokio::test]
+async fn one_dataset_line_runs_one_case() {
+    let server = fake_openai().await;
+    let (repo, base) = setup(&format!("{}/v1", server.uri()));
+    let text = repo
+        .read("evals/support.jsonl")
+        .replace("refund question 3\"}", "refund question 3, in euros\"}");
+    repo.write("evals/support.jsonl", &text);
+    let head = repo.commit("one case");
+    let (_, report) = check(&repo, &base, &head, &[]);
+    let support = suite(&report, "support");
+    assert_eq!(support["cases"]["total"], SUPPORT_CASES);
+    assert_eq!(support["cases"]["affected"], 1, "{support}");
+    assert_eq!(generation_calls(&server).await, 2);
+    assert_eq!(suite(&report, "billing")["verdict"], "skipped");
+}
+
+#[tokio::test]
+async fn expected_only_change_reuses_the_generation() {
+    let server = fake_openai().await;
+    let (repo, base) = setup(&format!("{}/v1", server.uri()));
+    let text = repo.read("evals/support.jsonl").replace(
+        "\"expected\": \"refund question 2\"",
+        "\"expected\": \"a refund answer\"",
+    );
+    repo.write("evals/support.jsonl", &text);
+    let head = repo.commit("expected changed");
+    let (_, report) = check(&repo, &base, &head, &[]);
+    // The score key changed, the input key did not: one generation serves both sides.
+    assert_eq!(suite(&report, "support")["cases"]["affected"], 1);
+    assert_eq!(generation_calls(&server).await, 1);
+}
+
+#[tokio::test]
+async fn manifest_parameter_runs_the_whole_suite() {
+    let server = fake_openai().await;
+    let url = format!("{}/v1", server.uri());
+    let (repo, base) = setup(&url);
+    repo.write("models/support.yaml", &manifest(&url, 0.7));
+    let head = repo.commit("temperature");
+    let (_, report) = check(&repo, &base, &head, &[]);
+    assert_eq!(
+        suite(&report, "support")["cases"]["affected"],
+        SUPPORT_CASES
+    );
+    assert_eq!(suite(&report, "billing")["verdict"], "skipped");
+    assert_eq!(generation_calls(&server).await, 2 * SUPPORT_CASES);
+    let (_, emb) = calls(&server).await;
+    assert!(emb > 0, "similarity needs embeddings");
+}
+
+#[tokio::test]
+async fn base_results_are_reused_by_a_later_change() {
+    let server = fake_openai().await;
+    let (repo, base) = setup(&format!("{}/v1", server.uri()));
+    repo.write("prompts/billing/user.j2", "Invoice {{ invoice }}: explain.");
+    let head1 = repo.commit("pr 1");
+    check(&repo, &base, &head1, &[]);
+    assert_eq!(generation_calls(&server).await, 2 * BILLING_CASES);
+    // A second PR from the same base: base answers come from the cache.
+    repo.git(&["checkout", "-q", "-b", "pr2", &base]);
+    repo.write(
+        "prompts/billing/user.j2",
+        "Invoice {{ invoice }}, explained.",
+    );
+    let head2 = repo.commit("pr 2");
+    check(&repo, &base, &head2, &[]);
+    assert_eq!(generation_calls(&server).await, 3 * BILLING_CASES);
+}
+
+#[tokio::test]
+async fn full_evaluates_every_case() {
+    let server = fake_openai().await;
+    let (repo, base) = setup(&format!("{}/v1", server.uri()));
+    repo.write("README.md", "# changed\n");
+    let head = repo.commit("docs");
+    let (_, report) = check(&repo, &base, &head, &["--full"]);
+    assert_eq!(
+        suite(&report, "support")["cases"]["evaluated"],
+        SUPPORT_CASES
+    );
+    assert_eq!(suite(&report, "support")["cases"]["affected"], 0);
+    // Base and head render identically, so each case is generated once.
+    assert_eq!(
+        generation_calls(&server).await,
+        SUPPORT_CASES + BILLING_CASES
+    );
+}
+
+#[tokio::test]
+async fn a_pr_cannot_loosen_its_own_thresholds() {
+    let server = fake_openai().await;
+    let url = format!("{}/v1", server.uri());
+    let (repo, base) = setup(&url);
+    // The head prefixes every answer, so `contains "question N"` still holds but the
+    // billing assertion is broken by the new prompt; the PR also drops the threshold.
+    repo.write("prompts/billing/user.j2", "Explain the bill.");
+    repo.write(
+        ".promptgate.yml",
+        &config(0.8).replace("{BASE}", &url).replace(
+            "assertions: { min: 1.0 }\nevaluators",
+            "assertions: { min: 0.0 }\nevaluators",
+        ),
+    );
+    let head = repo.commit("loosen");
+    let (code, report) = check(&repo, &base, &head, &[]);
+    assert_eq!(report["verdict"], "fail", "{report}");
+    assert_eq!(code, 1);
+    let change = &report["config_change"];
+    assert_eq!(change["valid"], true);
+    assert!(
+        change["changes"].to_string().contains("billing.assertions"),
+        "{change}"
+    );
+}
+
+#[tokio::test]
+async fn regression_beyond_max_regression_needs_review() {
+    let server = fake_openai().await;
+    let url = format!("{}/v1", server.uri());
+    let (repo, base) = setup(&url);
+    // The fake prefixes answers with the system prompt's PREFIX word, which lowers the
+    // similarity to `expected` without breaking the `contains` assertions.
+    repo.write(
+        "prompts/support/system.j2",
+        "You are a support agent. PREFIX=Sure:",
+    );
+    let head = repo.commit("prefix");
+    let (code, report) = check(&repo, &base, &head, &["--suite", "support"]);
+    let support = suite(&report, "support");
+    let sim = support["metrics"]
+        .as_array()
+        .and_then(|m| m.iter().find(|r| r["name"] == "similarity"))
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(sim["base"], 1.0, "{support}");
+    assert!(sim["delta"].as_f64().unwrap() < -0.05, "{sim}");
+    assert_eq!(sim["regression"], true);
+    assert_eq!(support["verdict"], "needs_review", "{support}");
+    assert_eq!(report["verdict"], "needs_review");
+    assert_eq!(code, 1);
+}
+
+#[tokio::test]
+async fn template_that_does_not_render_is_an_error_naming_file_and_line() {
+    let server = fake_openai().await;
+    let (repo, base) = setup(&format!("{}/v1", server.uri()));
+    repo.write("prompts/billing/user.j2", "Explain\ninvoice {{ invoce }}.");
+    let head = repo.commit("typo");
+    let (code, report) = check(&repo, &base, &head, &[]);
+    assert_eq!(code, 2, "{report}");
+    assert_eq!(report["verdict"], "error");
+    let errors = suite(&report, "billing")["errors"].to_string();
+    assert!(errors.contains("prompts/billing/user.j2:2"), "{errors}");
+    assert!(errors.contains("evals/billing.jsonl:1"), "{errors}");
+    assert_eq!(calls(&server).await, (0, 0));
+}
+
+#[tokio::test]
+async fn provider_failure_is_an_error_naming_the_case() {
+    // Nothing listens here: every call fails to connect.
+    let (repo, base) = setup("http://127.0.0.1:9/v1");
+    repo.write(
+        "prompts/billing/user.j2",
+        "Explain invoice {{ invoice }} now.",
+    );
+    let head = repo.commit("change");
+    let (code, report) = check(&repo, &base, &head, &["--timeout", "2"]);
+    assert_eq!(code, 2, "{report}");
+    let errors = suite(&report, "billing")["errors"].to_string();
+    assert!(
+        errors.contains("case `b0` (evals/billing.jsonl:1)"),
+        "{errors}"
+    );
+}
+
+#[tokio::test]
+async fn record_then_replay_needs_no_server() {
+    let server = fake_openai().await;
+    let (repo, base) = setup(&format!("{}/v1", server.uri()));
+    repo.write("prompts/support/user.j2", "Q: {{ question }}");
+    let head = repo.commit("change");
+    let (_, recorded) = check(&repo, &base, &head, &["--record"]);
+    let n = calls(&server).await;
+    assert!(n.0 > 0);
+    // Fresh cache, replay only: same verdict and metrics, no call reaches the server.
+    std::fs::remove_file(repo.cache_path()).expect("cache exists");
+    let (_, replayed) = check(&repo, &base, &head, &["--replay"]);
+    assert_eq!(calls(&server).await, n);
+    assert_eq!(replayed["verdict"], recorded["verdict"]);
+    assert_eq!(
+        suite(&replayed, "support")["metrics"],
+        suite(&recorded, "support")["metrics"]
+    );
+
+    // A case with no recording is an error that names it.
+    std::fs::remove_file(repo.cache_path()).expect("cache exists");
+    let text = repo.read("evals/support.jsonl")
+        + "{\"id\": \"new-case\", \"vars\": {\"question\": \"never recorded\"}}\n";
+    repo.write("evals/support.jsonl", &text);
+    let head2 = repo.commit("new case");
+    let (code, report) = check(&repo, &base, &head2, &["--replay"]);
+    assert_eq!(code, 2);
+    let errors = suite(&report, "support")["errors"].to_string();
+    assert!(
+        errors.contains("case `new-case`") && errors.contains("no recording"),
+        "{errors}"
+    );
+}
