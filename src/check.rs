@@ -75,6 +75,7 @@ pub async fn run(
     if let Err(e) = run_into(source, revs, opts, client, &mut report).await {
         report.errors.push(e);
     }
+    client.flush().await;
     let counters = client.usage();
     report.usage.model_calls = counters.chat_calls;
     report.usage.embedding_calls = counters.embed_calls;
@@ -193,6 +194,21 @@ async fn run_into(
         }
     }
 
+    let generation_keys: Vec<String> = planned
+        .iter()
+        .flat_map(|p| {
+            p.evaluated()
+                .into_iter()
+                .flat_map(|(h, b, _)| {
+                    h.input_keys
+                        .iter()
+                        .chain(b.into_iter().flat_map(|b| b.input_keys.iter()))
+                })
+                .cloned()
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    client.prefetch(&generation_keys).await;
     let results = join_all(planned.iter().map(|p| evaluate_suite(p, client))).await;
     for (p, (base_scores, head_scores)) in planned.iter().zip(results) {
         report.usage.cost_usd += base_scores
@@ -589,6 +605,8 @@ fn case_failures(suite: &SuiteConfig, c: &CaseScores) -> Vec<Failure> {
 
 fn suite_report(p: &PlannedSuite, base: Vec<CaseScores>, head: Vec<CaseScores>) -> SuiteReport {
     let chosen = p.evaluated();
+    let base_by_id: std::collections::HashMap<&str, &CaseScores> =
+        base.iter().map(|b| (b.id.as_str(), b)).collect();
     let affected = chosen.iter().filter(|(_, _, a)| *a).count();
     let base_has = |m| gate::metric_value(m, &base).is_some();
     let head_has = |m| gate::metric_value(m, &head).is_some();
@@ -637,7 +655,7 @@ fn suite_report(p: &PlannedSuite, base: Vec<CaseScores>, head: Vec<CaseScores>) 
     let details = head
         .iter()
         .map(|h| {
-            let b = base.iter().find(|b| b.id == h.id);
+            let b = base_by_id.get(h.id.as_str()).copied();
             let status = if h.error.is_some() {
                 "error"
             } else if !case_failures(&p.suite, h).is_empty() {
@@ -658,7 +676,7 @@ fn suite_report(p: &PlannedSuite, base: Vec<CaseScores>, head: Vec<CaseScores>) 
         .collect();
     let cached = head
         .iter()
-        .filter(|h| h.cached && base.iter().find(|b| b.id == h.id).is_none_or(|b| b.cached))
+        .filter(|h| h.cached && base_by_id.get(h.id.as_str()).is_none_or(|b| b.cached))
         .count();
     SuiteReport {
         name: p.name.clone(),

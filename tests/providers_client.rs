@@ -325,6 +325,8 @@ async fn record_mode_writes_recordings_for_cache_hits_too() {
         .await
         .unwrap();
     assert_eq!(request_count(&server).await, 1);
+    // Results are written to the store in batches; a client hands them on by flushing.
+    live.flush().await;
 
     let dir = tempfile::tempdir().unwrap();
     let recorder = ModelClient::new(store, opts(4, Mode::Record(dir.path().to_path_buf())));

@@ -4,7 +4,7 @@
 //! provider calls at a time, a per-attempt timeout and retries with backoff
 //! ([`super::retry`]), then the cache write and, in record mode, the recording.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -215,7 +215,17 @@ pub struct ModelClient {
     replay: ReplayProvider,
     key_locks: KeyLocks,
     counters: Counters,
+    /// Results known in this run (prefetched or fetched), so repeated lookups skip
+    /// the database.
+    memo: std::sync::Mutex<HashMap<String, Value>>,
+    /// Keys a prefetch found absent from the cache.
+    absent: std::sync::Mutex<HashSet<String>>,
+    /// Fetched results not yet written to the cache.
+    pending: tokio::sync::Mutex<Vec<(String, &'static str, Value)>>,
 }
+
+/// Fetched results are written to the cache in transactions of this many.
+const WRITE_BATCH: usize = 64;
 
 impl ModelClient {
     pub fn new(store: Store, opts: ClientOptions) -> Self {
@@ -236,7 +246,57 @@ impl ModelClient {
             replay: ReplayProvider::new(replay_dir),
             key_locks: KeyLocks::default(),
             counters: Counters::default(),
+            memo: std::sync::Mutex::new(HashMap::new()),
+            absent: std::sync::Mutex::new(HashSet::new()),
+            pending: tokio::sync::Mutex::new(Vec::new()),
         }
+    }
+
+    /// Loads the cached results for `keys` in a few queries, so the calls that follow
+    /// do not each make a database round trip (which dominates CPU time at scale).
+    pub async fn prefetch(&self, keys: &[String]) {
+        match self.store.get_many(keys).await {
+            Ok(found) => {
+                if let Ok(mut absent) = self.absent.lock() {
+                    absent.extend(keys.iter().filter(|k| !found.contains_key(*k)).cloned());
+                }
+                if let Ok(mut memo) = self.memo.lock() {
+                    memo.extend(found);
+                }
+            }
+            Err(e) => tracing::warn!("cannot prefetch from the result cache: {e:#}"),
+        }
+    }
+
+    /// Writes the results still buffered to the cache. `check` calls it at the end of
+    /// a run; results are also written every `WRITE_BATCH` answers.
+    pub async fn flush(&self) {
+        let batch = std::mem::take(&mut *self.pending.lock().await);
+        if batch.is_empty() {
+            return;
+        }
+        if let Err(e) = self.store.put_many(&batch).await {
+            tracing::warn!("cannot write {} results to the cache: {e:#}", batch.len());
+        }
+    }
+
+    /// Remembers a fetched result for this run and queues it for the cache.
+    async fn remember(&self, key: &str, kind: &'static str, value: Value) {
+        if let Ok(mut memo) = self.memo.lock() {
+            memo.insert(key.to_string(), value.clone());
+        }
+        let full = {
+            let mut pending = self.pending.lock().await;
+            pending.push((key.to_string(), kind, value));
+            pending.len() >= WRITE_BATCH
+        };
+        if full {
+            self.flush().await;
+        }
+    }
+
+    fn memo_get(&self, key: &str) -> Option<Value> {
+        self.memo.lock().ok().and_then(|m| m.get(key).cloned())
     }
 
     pub async fn chat(&self, req: ChatRequest) -> Result<Fetched<ChatResponse>, ProviderError> {
@@ -315,7 +375,7 @@ impl ModelClient {
         }
         // One fetch per key: later askers wait here, then find the result cached.
         let _key_guard = self.key_locks.lock(job.key()).await;
-        if let Some(answer) = self.lookup(job).await {
+        if let Some(answer) = self.memo_get(job.key()).and_then(|v| job.answer_from(v)) {
             return self.cache_hit(job, answer).await;
         }
 
@@ -345,12 +405,10 @@ impl ModelClient {
 
         match answer.to_value() {
             Ok(value) => {
-                if let Err(e) = self.store.put(job.key(), job.kind(), &value).await {
-                    tracing::warn!("cannot cache the result for key {}: {e:#}", job.key());
-                }
                 if let Some(dir) = self.record_dir() {
-                    self.record(dir, job, value).await?;
+                    self.record(dir, job, value.clone()).await?;
                 }
+                self.remember(job.key(), job.kind(), value).await;
             }
             Err(e) => tracing::warn!("cannot serialise the result for key {}: {e}", job.key()),
         }
@@ -362,6 +420,12 @@ impl ModelClient {
 
     /// The cached answer for a job, if there is a readable one of the right kind.
     async fn lookup(&self, job: Job<'_>) -> Option<Answer> {
+        if let Some(value) = self.memo_get(job.key()) {
+            return job.answer_from(value);
+        }
+        if self.absent.lock().is_ok_and(|a| a.contains(job.key())) {
+            return None;
+        }
         match self.store.get(job.key()).await {
             Ok(Some(value)) => {
                 let answer = job.answer_from(value);

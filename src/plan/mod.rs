@@ -52,11 +52,13 @@ pub struct SidePlan {
     pub pricing: Option<Pricing>,
     pub dataset_file: String,
     pub cases: Vec<PlannedCase>,
+    /// Case id → index in `cases`.
+    index: std::collections::HashMap<String, usize>,
 }
 
 impl SidePlan {
     pub fn get(&self, id: &str) -> Option<&PlannedCase> {
-        self.cases.iter().find(|c| c.case.id == id)
+        self.index.get(id).and_then(|&i| self.cases.get(i))
     }
 }
 
@@ -366,6 +368,11 @@ pub fn plan_side(
             spec,
             pricing: files.manifest.pricing.clone(),
             dataset_file: files.dataset.file.clone(),
+            index: cases
+                .iter()
+                .enumerate()
+                .map(|(i, c)| (c.case.id.clone(), i))
+                .collect(),
             cases,
         })
     } else {

@@ -84,19 +84,70 @@ impl Store {
     pub async fn put(
         &self,
         key: &str,
-        kind: &str,
+        kind: &'static str,
         value: &serde_json::Value,
     ) -> anyhow::Result<()> {
-        sqlx::query(
-            "INSERT INTO results (key, kind, value) VALUES (?1, ?2, ?3) \
-             ON CONFLICT(key) DO UPDATE SET value = excluded.value, kind = excluded.kind",
-        )
-        .bind(key)
-        .bind(kind)
-        .bind(value.to_string())
-        .execute(&self.pool)
-        .await
-        .context("writing the result cache")?;
+        self.put_many(&[(key.to_string(), kind, value.clone())])
+            .await
+    }
+
+    /// Looks up many keys in a few queries; absent keys are simply not in the map.
+    pub async fn get_many(
+        &self,
+        keys: &[String],
+    ) -> anyhow::Result<std::collections::HashMap<String, serde_json::Value>> {
+        let mut found = std::collections::HashMap::new();
+        // SQLite allows 32,766 bound parameters; stay far below.
+        for chunk in keys.chunks(500) {
+            let marks = vec!["?"; chunk.len()].join(",");
+            let sql = format!("SELECT key, value FROM results WHERE key IN ({marks})");
+            let mut q = sqlx::query(&sql);
+            for k in chunk {
+                q = q.bind(k);
+            }
+            for row in q
+                .fetch_all(&self.pool)
+                .await
+                .context("reading the result cache")?
+            {
+                let key: String = row.try_get("key")?;
+                let text: String = row.try_get("value")?;
+                match serde_json::from_str(&text) {
+                    Ok(v) => {
+                        found.insert(key, v);
+                    }
+                    Err(e) => {
+                        tracing::warn!("cache entry {key} is not valid JSON ({e}); ignoring it")
+                    }
+                }
+            }
+        }
+        Ok(found)
+    }
+
+    /// Writes many entries in one transaction.
+    pub async fn put_many(
+        &self,
+        entries: &[(String, &'static str, serde_json::Value)],
+    ) -> anyhow::Result<()> {
+        let mut tx = self
+            .pool
+            .begin()
+            .await
+            .context("writing the result cache")?;
+        for (key, kind, value) in entries {
+            sqlx::query(
+                "INSERT INTO results (key, kind, value) VALUES (?1, ?2, ?3) \
+                 ON CONFLICT(key) DO UPDATE SET value = excluded.value, kind = excluded.kind",
+            )
+            .bind(key)
+            .bind(*kind)
+            .bind(value.to_string())
+            .execute(&mut *tx)
+            .await
+            .context("writing the result cache")?;
+        }
+        tx.commit().await.context("writing the result cache")?;
         Ok(())
     }
 
@@ -130,11 +181,31 @@ mod tests {
             .unwrap();
         assert_eq!(store.get("k").await.unwrap().unwrap()["text"], "hi");
         assert_eq!(store.len().await.unwrap(), 1);
+        store
+            .put_many(&[
+                ("a".into(), KIND_CHAT, serde_json::json!(1)),
+                ("b".into(), KIND_CHAT, serde_json::json!(2)),
+            ])
+            .await
+            .unwrap();
+        let many = store
+            .get_many(&["a".into(), "k".into(), "zz".into()])
+            .await
+            .unwrap();
+        assert_eq!(many.len(), 2);
+        assert_eq!(many["a"], serde_json::json!(1));
+        assert!(!many.contains_key("zz"));
+        store
+            .put("a", KIND_CHAT, &serde_json::json!(3))
+            .await
+            .unwrap();
+        assert_eq!(store.get("a").await.unwrap(), Some(serde_json::json!(3)));
+        assert_eq!(store.len().await.unwrap(), 3);
         // Reopening keeps the entry: the cache outlives the process.
         drop(store);
         let store = Store::open_sqlite(&dir.path().join("c/cache.db"))
             .await
             .unwrap();
-        assert_eq!(store.len().await.unwrap(), 1);
+        assert_eq!(store.len().await.unwrap(), 3);
     }
 }
