@@ -78,8 +78,9 @@ fn referenced_templates(text: &str) -> Vec<String> {
 /// Resolves a template name used inside `parent`: as a repository path, or relative to
 /// the parent's folder.
 fn join_template(name: &str, parent: &str, known: &BTreeSet<String>) -> String {
-    if known.contains(name) {
-        return name.to_string();
+    let rooted = normalize(name);
+    if known.contains(&rooted) {
+        return rooted;
     }
     match parent.rsplit_once('/') {
         Some((dir, _)) => normalize(&format!("{dir}/{name}")),
@@ -185,50 +186,72 @@ pub async fn load_suite(
         None => None,
     };
 
-    // Templates, then whatever they include, breadth first.
-    let mut templates = BTreeMap::new();
+    // Templates, then whatever they include.
+    let mut templates: BTreeMap<String, String> = BTreeMap::new();
     let mut queue: Vec<(String, Option<String>)> = suite
         .prompts
         .roles()
         .into_iter()
         .map(|(_, p)| (p.to_string(), None))
         .collect();
-    while let Some((path, parent)) = queue.pop() {
-        if templates.contains_key(&path) {
-            continue;
-        }
-        let text = match &parent {
-            None => read_named(source, rev, &path, "template", config_text, &mut diags).await,
-            Some(parent) => match read_text(source, rev, &path).await {
-                Ok(Some(t)) => Some(t),
-                Ok(None) => {
-                    let line = templates
-                        .get(parent)
-                        .and_then(|t: &String| line_of(t, &path));
-                    diags.push(Diagnostic::new(
-                        parent.clone(),
-                        line,
-                        format!(
-                            "included template `{path}` does not exist at {}",
-                            rev.label()
-                        ),
-                    ));
-                    None
+    while let Some((name, parent)) = queue.pop() {
+        let (path, text) = match &parent {
+            None => {
+                if templates.contains_key(&name) {
+                    continue;
                 }
-                Err(e) => {
-                    diags.push(Diagnostic::new(
-                        path.clone(),
-                        None,
-                        format!("cannot read: {e:#}"),
-                    ));
-                    None
+                let text =
+                    read_named(source, rev, &name, "template", config_text, &mut diags).await;
+                (name.clone(), text)
+            }
+            Some(parent) => {
+                // The same order as the render-time join: a repository path first,
+                // then a path relative to the including template's folder.
+                let candidates = [
+                    normalize(&name),
+                    join_template(&name, parent, &BTreeSet::new()),
+                ];
+                if candidates.iter().any(|c| templates.contains_key(c)) {
+                    continue;
                 }
-            },
+                let mut found = None;
+                for c in &candidates {
+                    match read_text(source, rev, c).await {
+                        Ok(Some(t)) => {
+                            found = Some((c.clone(), t));
+                            break;
+                        }
+                        Ok(None) => {}
+                        Err(e) => {
+                            diags.push(Diagnostic::new(
+                                c.clone(),
+                                None,
+                                format!("cannot read: {e:#}"),
+                            ));
+                            break;
+                        }
+                    }
+                }
+                match found {
+                    Some((path, text)) => (path, Some(text)),
+                    None => {
+                        let line = templates.get(parent).and_then(|t| line_of(t, &name));
+                        diags.push(Diagnostic::new(
+                            parent.clone(),
+                            line,
+                            format!(
+                                "included template `{name}` does not exist at {}",
+                                rev.label()
+                            ),
+                        ));
+                        continue;
+                    }
+                }
+            }
         };
         if let Some(text) = text {
-            let known: BTreeSet<String> = templates.keys().cloned().collect();
-            for name in referenced_templates(&text) {
-                queue.push((join_template(&name, &path, &known), Some(path.clone())));
+            for child in referenced_templates(&text) {
+                queue.push((child, Some(path.clone())));
             }
             templates.insert(path, text);
         }
@@ -335,15 +358,13 @@ pub fn plan_side(
                 Ok(text) => messages.push(Message::new(role, text)),
                 Err(e) => {
                     ok = false;
+                    let (file, line, text) = innermost(path, &e);
                     diags.push(Diagnostic::new(
-                        path,
-                        e.line(),
+                        file,
+                        line,
                         format!(
-                            "does not render for case `{}` ({}:{}): {}",
-                            case.id,
-                            files.dataset.file,
-                            case.line,
-                            error_text(&e)
+                            "does not render for case `{}` ({}:{}): {text}",
+                            case.id, files.dataset.file, case.line
                         ),
                     ));
                 }
@@ -378,6 +399,26 @@ pub fn plan_side(
     } else {
         Err(diags)
     }
+}
+
+/// The template, line and message of the innermost error: an error inside an
+/// included template arrives wrapped in the includer's.
+fn innermost(path: &str, e: &minijinja::Error) -> (String, Option<usize>, String) {
+    let mut best = (
+        e.name().unwrap_or(path).to_string(),
+        e.line(),
+        error_text(e),
+    );
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
+    while let Some(err) = cur {
+        if let Some(inner) = err.downcast_ref::<minijinja::Error>() {
+            if let Some(name) = inner.name() {
+                best = (name.to_string(), inner.line(), error_text(inner));
+            }
+        }
+        cur = err.source();
+    }
+    best
 }
 
 fn error_text(e: &minijinja::Error) -> String {

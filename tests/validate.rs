@@ -1,0 +1,127 @@
+//! `promptgate validate` reports every problem at once, each naming its file and line.
+
+mod common;
+
+use std::process::Command;
+
+use common::TestRepo;
+
+fn validate(repo: &TestRepo) -> (i32, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_promptgate"))
+        .args(["validate", "--repo"])
+        .arg(repo.path())
+        .output()
+        .expect("run promptgate");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).to_string(),
+    )
+}
+
+fn good_repo() -> TestRepo {
+    let repo = TestRepo::new();
+    repo.write(
+        ".promptgate.yml",
+        "version: 1\nsuites:\n  support:\n    prompts:\n      system: prompts/system.j2\n      user: prompts/user.j2\n    model: models/m.yaml\n    dataset: evals/golden.jsonl\n    watch: [\"src/**\"]\n    metrics:\n      assertions: { min: 1.0 }\n",
+    );
+    repo.write("prompts/system.j2", "You help.");
+    repo.write("prompts/user.j2", "{% include \"prompts/partials/q.j2\" %}");
+    repo.write("prompts/partials/q.j2", "Q: {{ question }}");
+    repo.write(
+        "models/m.yaml",
+        "provider: openai\nmodel: m\nbase_url: http://127.0.0.1:1/v1\n",
+    );
+    repo.write(
+        "evals/golden.jsonl",
+        "{\"id\": \"a\", \"vars\": {\"question\": \"x\"}}\n{\"id\": \"b\", \"vars\": {\"question\": \"y\"}, \"assert\": [{\"type\": \"regex\", \"value\": \"^y\"}]}\n",
+    );
+    repo.commit("base");
+    repo
+}
+
+#[test]
+fn a_valid_repository_passes() {
+    let repo = good_repo();
+    let (code, out) = validate(&repo);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("valid"));
+}
+
+#[test]
+fn every_problem_is_reported_with_its_file_and_line() {
+    let repo = good_repo();
+    // Config: an unknown key on line 9 and a bad glob on line 10.
+    repo.write(
+        ".promptgate.yml",
+        "version: 1\nsuites:\n  support:\n    prompts:\n      system: prompts/system.j2\n      user: prompts/user.j2\n    model: models/m.yaml\n    dataset: evals/golden.jsonl\n    wach: [\"x\"]\n    watch: [\"src/[oops\"]\n  billing:\n    prompts: { user: prompts/missing.j2 }\n    model: models/m.yaml\n    dataset: evals/golden.jsonl\n",
+    );
+    // Manifest: unknown parameter on line 5.
+    repo.write(
+        "models/m.yaml",
+        "provider: openai\nmodel: m\nbase_url: http://127.0.0.1:1/v1\nparameters:\n  temprature: 0.1\n",
+    );
+    // Dataset: a duplicate id (line 2), bad JSON (line 3), a variable the template needs
+    // is missing (line 4).
+    repo.write(
+        "evals/golden.jsonl",
+        "{\"id\": \"a\", \"vars\": {\"question\": \"x\"}}\n{\"id\": \"a\", \"vars\": {\"question\": \"x\"}}\n{\"id\": \"c\",\n{\"id\": \"d\", \"vars\": {}}\n",
+    );
+    let (code, out) = validate(&repo);
+    assert_eq!(code, 2, "{out}");
+    for want in [
+        ".promptgate.yml:9: suites.support: unknown field `wach`",
+        ".promptgate.yml:10: suite `support`: bad glob `src/[oops`",
+        "models/m.yaml:5:",
+        "temprature",
+        "evals/golden.jsonl:2: duplicate case id `a` (first on line 1)",
+        "evals/golden.jsonl:3: invalid case",
+        ".promptgate.yml:12: template `prompts/missing.j2` does not exist",
+    ] {
+        assert!(out.contains(want), "missing {want:?} in:\n{out}");
+    }
+}
+
+#[test]
+fn a_template_that_does_not_render_names_template_line_and_case() {
+    let repo = good_repo();
+    repo.write("prompts/partials/q.j2", "Q:\n{{ question | nosuchfilter }}");
+    let (code, out) = validate(&repo);
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains("prompts/partials/q.j2:2:"), "{out}");
+
+    repo.write("prompts/partials/q.j2", "Q:\n\n{{ questoin }}");
+    let (_, out) = validate(&repo);
+    assert!(
+        out.contains("prompts/user.j2") || out.contains("prompts/partials/q.j2:3"),
+        "{out}"
+    );
+    assert!(out.contains("case `a` (evals/golden.jsonl:1)"), "{out}");
+    assert!(out.contains("case `b` (evals/golden.jsonl:2)"), "{out}");
+}
+
+#[test]
+fn a_missing_include_names_the_including_template() {
+    let repo = good_repo();
+    repo.write(
+        "prompts/user.j2",
+        "line one\n{% include \"prompts/partials/nope.j2\" %}",
+    );
+    let (code, out) = validate(&repo);
+    assert_eq!(code, 2, "{out}");
+    assert!(
+        out.contains(
+            "prompts/user.j2:2: included template `prompts/partials/nope.j2` does not exist"
+        ),
+        "{out}"
+    );
+}
+
+#[test]
+fn a_missing_config_is_reported() {
+    let repo = TestRepo::new();
+    repo.write("README.md", "x");
+    repo.commit("init");
+    let (code, out) = validate(&repo);
+    assert_eq!(code, 2);
+    assert!(out.contains(".promptgate.yml: file not found"), "{out}");
+}
