@@ -699,42 +699,19 @@ fn suite_report(p: &PlannedSuite, base: Vec<CaseScores>, head: Vec<CaseScores>) 
 }
 
 async fn skipped(name: &str, suite: &SuiteConfig, source: &dyn Source, head: &Rev) -> SuiteReport {
-    let total = match read_text(source, head, &suite.dataset).await {
+    let mut report = SuiteReport::empty(name, Verdict::Skipped);
+    report.cases.total = match read_text(source, head, &suite.dataset).await {
         Ok(Some(text)) => text.lines().filter(|l| !l.trim().is_empty()).count(),
         _ => 0,
     };
-    SuiteReport {
-        name: name.to_string(),
-        verdict: Verdict::Skipped,
-        triggered_by: Vec::new(),
-        cases: CaseCounts {
-            total,
-            ..Default::default()
-        },
-        metrics: Vec::new(),
-        failures: Vec::new(),
-        injection: None,
-        guardrail: None,
-        errors: Vec::new(),
-        flaky: Vec::new(),
-        details: Vec::new(),
-    }
+    report
 }
 
 fn errored(name: &str, triggered: Vec<String>, d: &Diagnostics) -> SuiteReport {
-    SuiteReport {
-        name: name.to_string(),
-        verdict: Verdict::Error,
-        triggered_by: triggered,
-        cases: CaseCounts::default(),
-        metrics: Vec::new(),
-        failures: Vec::new(),
-        injection: None,
-        guardrail: None,
-        errors: d.0.iter().map(|x| x.to_string()).collect(),
-        flaky: Vec::new(),
-        details: Vec::new(),
-    }
+    let mut report = SuiteReport::empty(name, Verdict::Error);
+    report.triggered_by = triggered;
+    report.errors = d.0.iter().map(|x| x.to_string()).collect();
+    report
 }
 
 /// Validates the head's config and lists what it would change in policy.

@@ -191,6 +191,25 @@ pub struct SuiteReport {
     pub details: Vec<CaseDetail>,
 }
 
+impl SuiteReport {
+    /// A suite with no evaluation yet: no cases, metrics or failures.
+    pub fn empty(name: &str, verdict: Verdict) -> Self {
+        Self {
+            name: name.to_string(),
+            verdict,
+            triggered_by: Vec::new(),
+            cases: CaseCounts::default(),
+            metrics: Vec::new(),
+            failures: Vec::new(),
+            injection: None,
+            guardrail: None,
+            errors: Vec::new(),
+            flaky: Vec::new(),
+            details: Vec::new(),
+        }
+    }
+}
+
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct Usage {
     /// Chat calls made (generations and judge calls); cached answers are not counted.
