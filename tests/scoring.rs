@@ -1,0 +1,206 @@
+//! Scoring through the real binary: samples and flaky cases, the judge (strict JSON or
+//! an error), and the release tier.
+
+mod common;
+
+use std::collections::HashMap;
+use std::process::Command;
+use std::sync::Mutex;
+
+use common::{calls, generation_calls, TestRepo};
+use serde_json::{json, Value};
+use wiremock::matchers::{method, path};
+use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
+
+fn chat_response(content: &str) -> ResponseTemplate {
+    ResponseTemplate::new(200).set_body_json(json!({
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": 10, "completion_tokens": 5}
+    }))
+}
+
+/// Repeated identical generation requests (the samples of one case) alternate between
+/// an answer with "30 days" and one without, whatever order calls arrive in; the judge
+/// answers with `judge_answer`.
+struct Alternating {
+    seen: Mutex<HashMap<String, usize>>,
+    judge_answer: String,
+}
+
+impl Respond for Alternating {
+    fn respond(&self, req: &Request) -> ResponseTemplate {
+        let body = String::from_utf8_lossy(&req.body);
+        if body.contains("You grade answers") {
+            return chat_response(&self.judge_answer);
+        }
+        let i = {
+            let mut seen = self.seen.lock().unwrap();
+            let n = seen.entry(body.to_string()).or_insert(0);
+            *n += 1;
+            *n - 1
+        };
+        chat_response(if i % 2 == 0 {
+            "Returns within 30 days."
+        } else {
+            "Returns are accepted."
+        })
+    }
+}
+
+async fn server(judge_answer: &str) -> MockServer {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/v1/chat/completions"))
+        .respond_with(Alternating {
+            seen: Mutex::new(HashMap::new()),
+            judge_answer: judge_answer.to_string(),
+        })
+        .mount(&server)
+        .await;
+    server
+}
+
+fn setup(url: &str, samples: u32, judge: bool) -> (TestRepo, String) {
+    let repo = TestRepo::new();
+    let judge_cfg = if judge {
+        format!("      faithfulness: {{ min: 0.5 }}\n      hallucination_rate: {{ max: 0.5 }}\nevaluators:\n  judge: {{ provider: openai, model: judge-1, base_url: \"{url}\" }}\nrelease:\n  branches: [\"release/*\"]\n  samples: 2\n  judge: {{ manifest: models/judge.yaml }}\n")
+    } else {
+        String::new()
+    };
+    repo.write(
+        ".promptgate.yml",
+        &format!("version: 1\nsuites:\n  s:\n    prompts: {{ user: prompts/user.j2 }}\n    model: models/m.yaml\n    dataset: evals/s.jsonl\n    samples: {samples}\n    metrics:\n      assertions: {{ min: 0.0 }}\n{judge_cfg}"),
+    );
+    repo.write("prompts/user.j2", "{{ q }}");
+    repo.write(
+        "models/m.yaml",
+        &format!("provider: openai\nmodel: chat-1\nbase_url: {url}\n"),
+    );
+    repo.write(
+        "models/judge.yaml",
+        &format!("provider: openai\nmodel: big-judge\nbase_url: {url}\n"),
+    );
+    repo.write(
+        "evals/s.jsonl",
+        "{\"id\": \"a\", \"vars\": {\"q\": \"How long to return?\"}, \"expected\": \"30 days\", \"assert\": [{\"type\": \"contains\", \"value\": \"30 days\"}]}\n{\"id\": \"b\", \"vars\": {\"q\": \"Return window?\"}, \"assert\": [{\"type\": \"contains\", \"value\": \"30 days\"}]}\n",
+    );
+    let base = repo.commit("base");
+    (repo, base)
+}
+
+fn check(repo: &TestRepo, base: &str, head: &str, extra: &[&str]) -> (i32, Value) {
+    let out = Command::new(env!("CARGO_BIN_EXE_promptgate"))
+        .args([
+            "check",
+            "--format",
+            "json",
+            "--max-concurrency",
+            "1",
+            "--repo",
+        ])
+        .arg(repo.path())
+        .args(["--base", base, "--head", head])
+        .args(extra)
+        .output()
+        .expect("run promptgate");
+    let report = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+    (out.status.code().unwrap_or(-1), report)
+}
+
+#[tokio::test]
+async fn samples_multiply_calls_and_disagreeing_samples_are_flaky() {
+    let server = server("").await;
+    let url = format!("{}/v1", server.uri());
+    let (repo, base) = setup(&url, 3, false);
+    repo.write("prompts/user.j2", "Q: {{ q }}");
+    let head = repo.commit("prompt");
+    let (code, report) = check(&repo, &base, &head, &[]);
+    assert_eq!(code, 0, "{report}");
+    // 2 affected cases × 3 samples × (base + head).
+    assert_eq!(generation_calls(&server).await, 12);
+    let suite = &report["suites"][0];
+    let flaky: Vec<&str> = suite["flaky"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|v| v.as_str())
+        .collect();
+    assert_eq!(flaky.len(), 2, "{suite}");
+    // Each case's score is the mean over its samples: 2 of 3 passed.
+    let head_assert = suite["metrics"][0]["head"].as_f64().unwrap();
+    assert!((head_assert - 2.0 / 3.0).abs() < 1e-9, "{suite}");
+}
+
+#[tokio::test]
+async fn judge_scores_feed_the_metrics() {
+    let server = server(
+        r#"{"faithfulness": 0.9, "relevance": 0.8, "hallucination": false, "reason": "ok"}"#,
+    )
+    .await;
+    let url = format!("{}/v1", server.uri());
+    let (repo, base) = setup(&url, 1, true);
+    repo.write("prompts/user.j2", "Q: {{ q }}");
+    let head = repo.commit("prompt");
+    let (code, report) = check(&repo, &base, &head, &[]);
+    assert_eq!(code, 0, "{report}");
+    let metrics = &report["suites"][0]["metrics"];
+    let faith = metrics
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["name"] == "faithfulness")
+        .unwrap();
+    assert_eq!(faith["head"], 0.9);
+    assert_eq!(faith["base"], 0.9);
+    // 2 cases × 2 sides generations + as many judge calls.
+    assert_eq!(calls(&server).await.0, 8);
+    assert_eq!(report["usage"]["model_calls"], 8);
+}
+
+#[tokio::test]
+async fn a_malformed_judge_answer_is_an_error_for_the_case_not_a_score() {
+    let server = server("The answer looks faithful to me.").await;
+    let url = format!("{}/v1", server.uri());
+    let (repo, base) = setup(&url, 1, true);
+    repo.write("prompts/user.j2", "Q: {{ q }}");
+    let head = repo.commit("prompt");
+    let (code, report) = check(&repo, &base, &head, &[]);
+    assert_eq!(code, 2, "{report}");
+    let suite = &report["suites"][0];
+    assert_eq!(suite["verdict"], "error");
+    let errors = suite["errors"].to_string();
+    assert!(errors.contains("case `a` (evals/s.jsonl:1)"), "{errors}");
+    assert!(errors.contains("not strict JSON"), "{errors}");
+}
+
+#[tokio::test]
+async fn release_tier_runs_every_case_with_release_judge_and_samples() {
+    let server = server(r#"{"faithfulness": 1, "relevance": 1, "hallucination": false}"#).await;
+    let url = format!("{}/v1", server.uri());
+    let (repo, base) = setup(&url, 1, true);
+    repo.write("README.md", "unrelated\n");
+    let head = repo.commit("docs");
+    let (_, report) = check(&repo, &base, &head, &["--tier", "release"]);
+    assert_eq!(report["tier"], "release");
+    let suite = &report["suites"][0];
+    assert_eq!(suite["cases"]["evaluated"], 2, "{suite}");
+    // Base and head render the same: 2 cases × 2 release samples, generated once.
+    assert_eq!(generation_calls(&server).await, 4);
+    let reqs = server.received_requests().await.unwrap();
+    let judge_models: Vec<String> = reqs
+        .iter()
+        .filter(|r| String::from_utf8_lossy(&r.body).contains("You grade answers"))
+        .map(|r| {
+            serde_json::from_slice::<Value>(&r.body).unwrap()["model"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    assert!(!judge_models.is_empty());
+    assert!(
+        judge_models.iter().all(|m| m == "big-judge"),
+        "{judge_models:?}"
+    );
+}
