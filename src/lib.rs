@@ -16,6 +16,7 @@ pub mod detect;
 pub mod diag;
 pub mod execute;
 pub mod gate;
+pub mod inject;
 pub mod plan;
 pub mod report;
 pub mod score;

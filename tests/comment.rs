@@ -54,6 +54,7 @@ fn side(output: &str, pairs: &[(&str, f64)]) -> Option<CaseSide> {
         output: output.to_string(),
         scores: scores(pairs),
         error: None,
+        guardrail_intervened: false,
     })
 }
 
@@ -260,6 +261,7 @@ fn config_change_and_run_errors_are_shown() {
             output: String::new(),
             scores: BTreeMap::new(),
             error: Some("timeout after 30 s".to_string()),
+            guardrail_intervened: true,
         }),
     }];
     let mut r = report(Verdict::Error, vec![suite]);

@@ -59,6 +59,7 @@ fn chat_req(parameters: Parameters) -> ChatRequest {
             Message::new("system", "Be brief."),
             Message::new("user", "Capital of France?"),
         ],
+        guardrail: None,
     }
 }
 

@@ -32,6 +32,7 @@ fn chat_req(server: &MockServer, key: &str, question: &str) -> ChatRequest {
         key: key.into(),
         spec: spec(format!("{}/v1", server.uri())),
         messages: vec![Message::new("user", question)],
+        guardrail: None,
     }
 }
 

@@ -32,6 +32,7 @@ fn chat_req(spec: ModelSpec, key: &str) -> ChatRequest {
             Message::new("system", "Answer in one word."),
             Message::new("user", "Capital of France?"),
         ],
+        guardrail: None,
     }
 }
 

@@ -77,12 +77,7 @@ impl Dataset {
         let mut diags = Diagnostics::default();
         let mut cases = Vec::new();
         let mut seen: HashMap<String, usize> = HashMap::new();
-        for (i, raw) in text.lines().enumerate() {
-            let line = i + 1;
-            let trimmed = raw.trim();
-            if trimmed.is_empty() {
-                continue;
-            }
+        for (line, trimmed) in super::jsonl_lines(text) {
             let mut case: Case = match serde_json::from_str(trimmed) {
                 Ok(c) => c,
                 Err(e) => {

@@ -18,6 +18,14 @@ pub use repo::{
 
 use crate::diag::{Diagnostic, Diagnostics};
 
+/// The non-blank lines of a JSON Lines file with their 1-based line numbers.
+pub(crate) fn jsonl_lines(text: &str) -> impl Iterator<Item = (usize, &str)> {
+    text.lines()
+        .enumerate()
+        .map(|(i, l)| (i + 1, l.trim()))
+        .filter(|(_, l)| !l.is_empty())
+}
+
 /// Turns a serde_yaml_ng error into a diagnostic that carries its line.
 pub(crate) fn yaml_diag(file: &str, err: &serde_yaml_ng::Error) -> Diagnostic {
     let line = err.location().map(|l| l.line());

@@ -72,10 +72,32 @@ pub struct SuiteConfig {
     pub metrics: BTreeMap<MetricName, Threshold>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_regression: Option<f64>,
+    /// How the injection suite runs (only when `injection_failures` is gated).
+    #[serde(default)]
+    pub injection: InjectionConfig,
 }
 
 fn one() -> u32 {
     1
+}
+
+/// Default number of a suite's cases that carry each attack.
+pub const DEFAULT_INJECTION_SAMPLE: usize = 2;
+
+/// The prompt-injection suite of a suite. Not in SPEC §1, which fixes no knob for it;
+/// added so the sample and the extra attacks can be set without a code change.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InjectionConfig {
+    /// Cases that carry each attack (chosen by a stable hash of their id).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sample: Option<usize>,
+    /// A JSONL file of extra attacks, merged into the built-in corpus.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attacks: Option<String>,
+    /// Also ask the judge whether an answer followed injected instructions.
+    #[serde(default)]
+    pub judge: bool,
 }
 
 impl SuiteConfig {
@@ -91,7 +113,20 @@ impl SuiteConfig {
             out.push(g);
         }
         out.push(&self.dataset);
+        if let Some(a) = &self.injection.attacks {
+            out.push(a);
+        }
         out
+    }
+
+    /// The injection suite runs when the suite gates on `injection_failures`.
+    pub fn runs_injection(&self) -> bool {
+        self.metrics.contains_key(&MetricName::InjectionFailures)
+    }
+
+    /// Guardrail tests run when the suite names a guardrail config.
+    pub fn runs_guardrail_tests(&self) -> bool {
+        self.guardrail.is_some()
     }
 
     pub fn uses_judge(&self) -> bool {
@@ -369,6 +404,31 @@ impl RepoConfig {
                         ),
                     ));
                 }
+            }
+            if suite.runs_injection() && suite.untrusted_vars.is_empty() {
+                diags.push(Diagnostic::new(
+                    file,
+                    line_of(text, "injection_failures"),
+                    format!("suite `{name}` gates on `injection_failures` but lists no `untrusted_vars` to attack"),
+                ));
+            }
+            if suite.injection.judge && cfg.evaluators.judge.is_none() {
+                diags.push(Diagnostic::new(
+                    file,
+                    at,
+                    format!(
+                        "suite `{name}` sets `injection.judge` but `evaluators.judge` is not set"
+                    ),
+                ));
+            }
+            if suite.metrics.contains_key(&MetricName::GuardrailFailures)
+                && suite.guardrail.is_none()
+            {
+                diags.push(Diagnostic::new(
+                    file,
+                    line_of(text, "guardrail_failures"),
+                    format!("suite `{name}` gates on `guardrail_failures` but names no `guardrail` config"),
+                ));
             }
             if suite.uses_judge() && cfg.evaluators.judge.is_none() {
                 diags.push(Diagnostic::new(

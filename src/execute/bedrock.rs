@@ -1,5 +1,6 @@
-//! Amazon Bedrock: chat through the Converse API, embeddings through InvokeModel
-//! (Titan Text Embeddings v2 body shape). Credentials, region and endpoint come from
+//! Amazon Bedrock: chat through the Converse API (optionally through a guardrail),
+//! embeddings through InvokeModel (Titan Text Embeddings v2 body shape), and guardrail
+//! screening through ApplyGuardrail. Credentials, region and endpoint come from
 //! the standard AWS configuration chain (environment, profile, instance role;
 //! `AWS_ENDPOINT_URL_BEDROCK_RUNTIME` / `AWS_ENDPOINT_URL` for an endpoint override).
 
@@ -13,15 +14,20 @@ use aws_sdk_bedrockruntime::config::Region;
 use aws_sdk_bedrockruntime::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_bedrockruntime::primitives::Blob;
 use aws_sdk_bedrockruntime::types::{
-    ContentBlock, ConversationRole, ConverseOutput, InferenceConfiguration,
-    Message as BedrockMessage, SystemContentBlock,
+    ContentBlock, ConversationRole, ConverseOutput, GuardrailAction, GuardrailAssessment,
+    GuardrailConfiguration, GuardrailContentBlock, GuardrailContentSource, GuardrailTextBlock,
+    GuardrailTrace, InferenceConfiguration, Message as BedrockMessage, StopReason,
+    SystemContentBlock,
 };
 use aws_sdk_bedrockruntime::Client;
 use serde_json::{json, Value};
 use tokio::sync::Mutex;
 
-use super::{ChatRequest, ChatResponse, EmbedRequest, EmbedResponse, Provider, ProviderError};
-use crate::config::ModelSpec;
+use super::{
+    ChatRequest, ChatResponse, EmbedRequest, EmbedResponse, GuardrailRequest, GuardrailResponse,
+    Provider, ProviderError,
+};
+use crate::config::{GuardrailSource, ModelSpec};
 
 /// Error codes worth retrying whatever the HTTP status.
 const RETRYABLE_CODES: &[&str] = &[
@@ -45,21 +51,34 @@ impl BedrockProvider {
         Self::default()
     }
 
-    async fn client(&self, region: Option<&str>) -> Client {
-        let mut clients = self.clients.lock().await;
-        let key = region.map(str::to_string);
-        if let Some(client) = clients.get(&key) {
-            return client.clone();
+    /// The client for `region` (`None`: the AWS region chain). `subject` names what
+    /// the call is for (e.g. ``model `m` `` or `guardrail gr-abc`) in the error given
+    /// when no region can be found, which is checked here rather than left to the SDK.
+    async fn client(&self, region: Option<&str>, subject: &str) -> Result<Client, ProviderError> {
+        let client = {
+            let mut clients = self.clients.lock().await;
+            let key = region.map(str::to_string);
+            match clients.get(&key) {
+                Some(client) => client.clone(),
+                None => {
+                    let mut loader = aws_config::defaults(BehaviorVersion::latest())
+                        .retry_config(RetryConfig::disabled());
+                    if let Some(region) = region {
+                        loader = loader.region(Region::new(region.to_string()));
+                    }
+                    let config = loader.load().await;
+                    let client = Client::new(&config);
+                    clients.insert(key, client.clone());
+                    client
+                }
+            }
+        };
+        if client.config().region().is_none() {
+            return Err(ProviderError::Fatal(format!(
+                "Bedrock is not reachable for {subject}: no AWS region configured (set AWS_REGION or the manifest's region)"
+            )));
         }
-        let mut loader =
-            aws_config::defaults(BehaviorVersion::latest()).retry_config(RetryConfig::disabled());
-        if let Some(region) = region {
-            loader = loader.region(Region::new(region.to_string()));
-        }
-        let config = loader.load().await;
-        let client = Client::new(&config);
-        clients.insert(key, client.clone());
-        client
+        Ok(client)
     }
 }
 
@@ -130,8 +149,9 @@ fn non_negative(n: i64) -> u64 {
 
 /// Maps an SDK error: throttling, unavailability, server errors, timeouts and
 /// connection failures are retryable; anything else (validation, access denied, an
-/// unknown model) is fatal and carries the error code and message.
-fn map_sdk_error<E>(model: &str, operation: &str, err: SdkError<E>) -> ProviderError
+/// unknown model, no credentials) is fatal and carries the error code and message.
+/// `subject` names what the call was for, e.g. ``model `m` `` or `guardrail gr-abc`.
+fn map_sdk_error<E>(subject: &str, operation: &str, err: SdkError<E>) -> ProviderError
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {
@@ -146,8 +166,7 @@ where
             let code = e.code().unwrap_or("UnknownError");
             let message = e.message().unwrap_or("no message");
             let status_text = status.map(|s| format!(" (HTTP {s})")).unwrap_or_default();
-            let text =
-                format!("model `{model}`: Bedrock {operation}: {code}: {message}{status_text}");
+            let text = format!("{subject}: Bedrock {operation}: {code}: {message}{status_text}");
             let server_side = status.is_some_and(|s| s == 429 || s >= 500);
             if RETRYABLE_CODES.contains(&code) || server_side {
                 retryable(text)
@@ -155,23 +174,143 @@ where
                 ProviderError::Fatal(text)
             }
         }
+        // Credentials are resolved before anything is sent; when the chain finds none
+        // the SDK reports a dispatch (or construction) failure that no retry will fix.
+        SdkError::DispatchFailure(_) | SdkError::ConstructionFailure(_)
+            if is_credentials_error(&err) =>
+        {
+            ProviderError::Fatal(format!(
+                "Bedrock is not reachable for {subject}: no AWS credentials found (set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, choose a profile with AWS_PROFILE, or run with an instance or task role): {}",
+                DisplayErrorContext(&err)
+            ))
+        }
         SdkError::TimeoutError(_) => retryable(format!(
-            "model `{model}`: Bedrock {operation} timed out: {}",
+            "{subject}: Bedrock {operation} timed out: {}",
             DisplayErrorContext(&err)
         )),
         SdkError::DispatchFailure(failure) if !failure.is_user() => retryable(format!(
-            "model `{model}`: Bedrock {operation}: cannot reach the service: {}",
+            "{subject}: Bedrock {operation}: cannot reach the service: {}",
             DisplayErrorContext(&err)
         )),
         SdkError::ResponseError(_) if status.is_some_and(|s| s >= 500) => retryable(format!(
-            "model `{model}`: Bedrock {operation}: {}",
+            "{subject}: Bedrock {operation}: {}",
             DisplayErrorContext(&err)
         )),
         _ => ProviderError::Fatal(format!(
-            "model `{model}`: Bedrock {operation}: {}",
+            "{subject}: Bedrock {operation}: {}",
             DisplayErrorContext(&err)
         )),
     }
+}
+
+/// Whether a failure before transmission came from the credentials chain. The SDK's
+/// `CredentialsError` is not re-exported, so its wording is matched instead: every
+/// variant's message names credentials ("the credential provider was not enabled",
+/// "an error occurred while loading credentials", ...).
+fn is_credentials_error<E>(err: &SdkError<E>) -> bool
+where
+    E: std::error::Error + 'static,
+{
+    if let SdkError::DispatchFailure(failure) = err {
+        if failure.is_io() || failure.is_timeout() {
+            return false;
+        }
+    }
+    DisplayErrorContext(err)
+        .to_string()
+        .to_ascii_lowercase()
+        .contains("credential")
+}
+
+fn model_subject(model: &str) -> String {
+    format!("model `{model}`")
+}
+
+fn guardrail_subject(req: &GuardrailRequest) -> String {
+    format!(
+        "guardrail {} (version {})",
+        req.guardrail.id, req.guardrail.version
+    )
+}
+
+/// The policies that acted, from ApplyGuardrail `assessments`, as
+/// `<policy>:<what>:<action>` strings (word policies name the match or list type):
+/// `topicPolicy:<name>:<action>`, `contentPolicy:<type>:<action>`,
+/// `wordPolicy:customWords:<match>`, `wordPolicy:managedWordLists:<type>`,
+/// `sensitiveInformationPolicy:<type>:<action>` (PII entities; regexes by name),
+/// `contextualGroundingPolicy:<type>:<action>`. Entries whose action is `NONE`
+/// (detected in detect-only mode, nothing done) are left out.
+fn acted_policies(assessments: &[GuardrailAssessment]) -> Vec<String> {
+    let mut out = Vec::new();
+    let acted = |action: &str| action != "NONE";
+    for a in assessments {
+        if let Some(p) = a.topic_policy() {
+            for t in p.topics() {
+                if acted(t.action().as_str()) {
+                    out.push(format!("topicPolicy:{}:{}", t.name(), t.action().as_str()));
+                }
+            }
+        }
+        if let Some(p) = a.content_policy() {
+            for f in p.filters() {
+                if acted(f.action().as_str()) {
+                    out.push(format!(
+                        "contentPolicy:{}:{}",
+                        f.r#type().as_str(),
+                        f.action().as_str()
+                    ));
+                }
+            }
+        }
+        if let Some(p) = a.word_policy() {
+            for w in p.custom_words() {
+                if acted(w.action().as_str()) {
+                    out.push(format!("wordPolicy:customWords:{}", w.r#match()));
+                }
+            }
+            for w in p.managed_word_lists() {
+                if acted(w.action().as_str()) {
+                    out.push(format!(
+                        "wordPolicy:managedWordLists:{}",
+                        w.r#type().as_str()
+                    ));
+                }
+            }
+        }
+        if let Some(p) = a.sensitive_information_policy() {
+            for e in p.pii_entities() {
+                if acted(e.action().as_str()) {
+                    out.push(format!(
+                        "sensitiveInformationPolicy:{}:{}",
+                        e.r#type().as_str(),
+                        e.action().as_str()
+                    ));
+                }
+            }
+            for r in p.regexes() {
+                if acted(r.action().as_str()) {
+                    let name = r.name().or(r.regex()).unwrap_or("regex");
+                    out.push(format!(
+                        "sensitiveInformationPolicy:{}:{}",
+                        name,
+                        r.action().as_str()
+                    ));
+                }
+            }
+        }
+        if let Some(p) = a.contextual_grounding_policy() {
+            for f in p.filters() {
+                if acted(f.action().as_str()) {
+                    out.push(format!(
+                        "contextualGroundingPolicy:{}:{}",
+                        f.r#type().as_str(),
+                        f.action().as_str()
+                    ));
+                }
+            }
+        }
+    }
+    out
 }
 
 #[async_trait]
@@ -183,7 +322,8 @@ impl Provider for BedrockProvider {
     async fn chat(&self, req: &ChatRequest) -> Result<ChatResponse, ProviderError> {
         let spec = &req.spec;
         let (system, messages) = converse_messages(req)?;
-        let client = self.client(spec.region.as_deref()).await;
+        let subject = model_subject(&spec.model);
+        let client = self.client(spec.region.as_deref(), &subject).await?;
         let mut call = client
             .converse()
             .model_id(&spec.model)
@@ -194,11 +334,20 @@ impl Provider for BedrockProvider {
         if let Some(config) = inference_config(spec) {
             call = call.inference_config(config);
         }
+        if let Some(guardrail) = &req.guardrail {
+            call = call.guardrail_config(
+                GuardrailConfiguration::builder()
+                    .guardrail_identifier(&guardrail.id)
+                    .guardrail_version(&guardrail.version)
+                    .trace(GuardrailTrace::Enabled)
+                    .build(),
+            );
+        }
         let start = Instant::now();
         let out = call
             .send()
             .await
-            .map_err(|e| map_sdk_error(&spec.model, "Converse", e))?;
+            .map_err(|e| map_sdk_error(&subject, "Converse", e))?;
         let wall_ms = u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX);
 
         let text = match out.output() {
@@ -235,6 +384,7 @@ impl Provider for BedrockProvider {
             input_tokens,
             output_tokens,
             latency_ms,
+            guardrail_intervened: *out.stop_reason() == StopReason::GuardrailIntervened,
         })
     }
 
@@ -246,7 +396,8 @@ impl Provider for BedrockProvider {
                 spec.model
             ))
         })?;
-        let client = self.client(spec.region.as_deref()).await;
+        let subject = model_subject(&spec.model);
+        let client = self.client(spec.region.as_deref(), &subject).await?;
         let out = client
             .invoke_model()
             .model_id(&spec.model)
@@ -255,7 +406,7 @@ impl Provider for BedrockProvider {
             .body(Blob::new(body))
             .send()
             .await
-            .map_err(|e| map_sdk_error(&spec.model, "InvokeModel", e))?;
+            .map_err(|e| map_sdk_error(&subject, "InvokeModel", e))?;
         let v: Value = serde_json::from_slice(out.body().as_ref()).map_err(|e| {
             ProviderError::Fatal(format!(
                 "model `{}`: Bedrock InvokeModel answered with invalid JSON: {e}",
@@ -286,6 +437,47 @@ impl Provider for BedrockProvider {
             input_tokens,
         })
     }
+
+    async fn apply_guardrail(
+        &self,
+        req: &GuardrailRequest,
+    ) -> Result<GuardrailResponse, ProviderError> {
+        let subject = guardrail_subject(req);
+        let client = self.client(req.region.as_deref(), &subject).await?;
+        let text = GuardrailTextBlock::builder()
+            .text(&req.text)
+            .build()
+            .map_err(|e| {
+                ProviderError::Fatal(format!("{subject}: cannot build the text block: {e}"))
+            })?;
+        let source = match req.source {
+            GuardrailSource::Input => GuardrailContentSource::Input,
+            GuardrailSource::Output => GuardrailContentSource::Output,
+        };
+        let out = client
+            .apply_guardrail()
+            .guardrail_identifier(&req.guardrail.id)
+            .guardrail_version(&req.guardrail.version)
+            .source(source)
+            .content(GuardrailContentBlock::Text(text))
+            .send()
+            .await
+            .map_err(|e| map_sdk_error(&subject, "ApplyGuardrail", e))?;
+        let intervened = match out.action() {
+            GuardrailAction::GuardrailIntervened => true,
+            GuardrailAction::None => false,
+            other => {
+                return Err(ProviderError::Fatal(format!(
+                    "{subject}: Bedrock ApplyGuardrail answered with an unknown action `{}`",
+                    other.as_str()
+                )))
+            }
+        };
+        Ok(GuardrailResponse {
+            intervened,
+            policies: acted_policies(out.assessments()),
+        })
+    }
 }
 
 #[cfg(test)]
@@ -306,6 +498,7 @@ mod tests {
                 parameters: Parameters::default(),
             },
             messages,
+            guardrail: None,
         }
     }
 

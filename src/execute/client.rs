@@ -3,6 +3,7 @@
 //! provider call per key however many tasks ask at once), at most `max_in_flight`
 //! provider calls at a time, a per-attempt timeout and retries with backoff
 //! ([`super::retry`]), then the cache write and, in record mode, the recording.
+//! Chat, embedding and guardrail (ApplyGuardrail) calls all take this one path.
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -17,9 +18,12 @@ use super::bedrock::BedrockProvider;
 use super::openai::OpenAiProvider;
 use super::replay::{recording_path, write_recording, ReplayProvider, DEFAULT_RECORDINGS_DIR};
 use super::retry::{with_retries, RetryPolicy};
-use super::{ChatRequest, ChatResponse, EmbedRequest, EmbedResponse, Provider, ProviderError};
-use crate::config::{ModelSpec, ProviderKind};
-use crate::store::{Store, KIND_CHAT, KIND_EMBEDDING};
+use super::{
+    ChatRequest, ChatResponse, EmbedRequest, EmbedResponse, GuardrailRequest, GuardrailResponse,
+    Provider, ProviderError,
+};
+use crate::config::ProviderKind;
+use crate::store::{Store, KIND_CHAT, KIND_EMBEDDING, KIND_GUARDRAIL};
 
 #[derive(Clone, Debug)]
 pub enum Mode {
@@ -67,6 +71,8 @@ pub struct Fetched<T> {
 pub struct UsageCounters {
     pub chat_calls: u64,
     pub embed_calls: u64,
+    /// ApplyGuardrail calls made (not answered from the cache).
+    pub guardrail_calls: u64,
     pub cache_hits: u64,
     pub input_tokens: u64,
     pub output_tokens: u64,
@@ -77,6 +83,7 @@ pub struct UsageCounters {
 struct Counters {
     chat_calls: AtomicU64,
     embed_calls: AtomicU64,
+    guardrail_calls: AtomicU64,
     cache_hits: AtomicU64,
     input_tokens: AtomicU64,
     output_tokens: AtomicU64,
@@ -131,16 +138,18 @@ impl Drop for KeyGuard<'_> {
     }
 }
 
-/// A request of either kind, so the cache/dedup/retry/record path is written once.
+/// A request of any kind, so the cache/dedup/retry/record path is written once.
 #[derive(Clone, Copy)]
 enum Job<'a> {
     Chat(&'a ChatRequest),
     Embed(&'a EmbedRequest),
+    Guardrail(&'a GuardrailRequest),
 }
 
 enum Answer {
     Chat(ChatResponse),
     Embed(EmbedResponse),
+    Guardrail(GuardrailResponse),
 }
 
 impl Job<'_> {
@@ -148,13 +157,7 @@ impl Job<'_> {
         match self {
             Job::Chat(r) => &r.key,
             Job::Embed(r) => &r.key,
-        }
-    }
-
-    fn spec(&self) -> &ModelSpec {
-        match self {
-            Job::Chat(r) => &r.spec,
-            Job::Embed(r) => &r.spec,
+            Job::Guardrail(r) => &r.key,
         }
     }
 
@@ -162,23 +165,37 @@ impl Job<'_> {
         match self {
             Job::Chat(_) => KIND_CHAT,
             Job::Embed(_) => KIND_EMBEDDING,
+            Job::Guardrail(_) => KIND_GUARDRAIL,
         }
     }
 
     /// The human-readable request stored in a recording.
     fn summary(&self) -> Value {
-        let mut summary = self.spec().identity();
-        if let Value::Object(map) = &mut summary {
-            match self {
-                Job::Chat(r) => {
+        match self {
+            Job::Chat(r) => {
+                let mut summary = r.spec.identity();
+                if let Value::Object(map) = &mut summary {
                     map.insert("messages".into(), json!(r.messages));
+                    if let Some(g) = &r.guardrail {
+                        map.insert("guardrail".into(), json!(g));
+                    }
                 }
-                Job::Embed(r) => {
+                summary
+            }
+            Job::Embed(r) => {
+                let mut summary = r.spec.identity();
+                if let Value::Object(map) = &mut summary {
                     map.insert("text".into(), json!(r.text));
                 }
+                summary
             }
+            Job::Guardrail(r) => json!({
+                "guardrail_id": r.guardrail.id,
+                "guardrail_version": r.guardrail.version,
+                "source": r.source,
+                "text": r.text,
+            }),
         }
-        summary
     }
 
     /// Reads a cached value of this job's kind; `None` if it does not fit.
@@ -186,6 +203,7 @@ impl Job<'_> {
         match self {
             Job::Chat(_) => serde_json::from_value(value).ok().map(Answer::Chat),
             Job::Embed(_) => serde_json::from_value(value).ok().map(Answer::Embed),
+            Job::Guardrail(_) => serde_json::from_value(value).ok().map(Answer::Guardrail),
         }
     }
 }
@@ -195,6 +213,7 @@ impl Answer {
         match self {
             Answer::Chat(r) => serde_json::to_value(r),
             Answer::Embed(r) => serde_json::to_value(r),
+            Answer::Guardrail(r) => serde_json::to_value(r),
         }
     }
 
@@ -202,8 +221,26 @@ impl Answer {
         match self {
             Answer::Chat(r) => (r.input_tokens, r.output_tokens),
             Answer::Embed(r) => (r.input_tokens, 0),
+            Answer::Guardrail(_) => (0, 0),
         }
     }
+
+    fn kind(&self) -> &'static str {
+        match self {
+            Answer::Chat(_) => KIND_CHAT,
+            Answer::Embed(_) => KIND_EMBEDDING,
+            Answer::Guardrail(_) => KIND_GUARDRAIL,
+        }
+    }
+}
+
+/// The error for an answer of another kind than the job's (which cannot happen: the
+/// job decides both the provider call and how a cached value is read).
+fn wrong_kind(key: &str, wanted: &str, got: &Answer) -> ProviderError {
+    ProviderError::Fatal(format!(
+        "internal error: the {wanted} request for key {key} answered with a {} result",
+        got.kind()
+    ))
 }
 
 pub struct ModelClient {
@@ -306,10 +343,7 @@ impl ModelClient {
                 value,
                 cached: fetched.cached,
             }),
-            Answer::Embed(_) => Err(ProviderError::Fatal(format!(
-                "internal error: key {} answered with an embedding",
-                req.key
-            ))),
+            other => Err(wrong_kind(&req.key, KIND_CHAT, &other)),
         }
     }
 
@@ -320,10 +354,25 @@ impl ModelClient {
                 value,
                 cached: fetched.cached,
             }),
-            Answer::Chat(_) => Err(ProviderError::Fatal(format!(
-                "internal error: key {} answered with a chat response",
-                req.key
-            ))),
+            other => Err(wrong_kind(&req.key, KIND_EMBEDDING, &other)),
+        }
+    }
+
+    /// Screens `req.text` with a Bedrock guardrail (ApplyGuardrail), through the same
+    /// cache, de-duplication, limit, retries and recording as chat and embeddings. In
+    /// Live and Record mode the call always goes to Bedrock, whichever provider the
+    /// suite's models use; in Replay mode it is answered from the recordings.
+    pub async fn apply_guardrail(
+        &self,
+        req: GuardrailRequest,
+    ) -> Result<Fetched<GuardrailResponse>, ProviderError> {
+        let fetched = self.run(Job::Guardrail(&req)).await?;
+        match fetched.value {
+            Answer::Guardrail(value) => Ok(Fetched {
+                value,
+                cached: fetched.cached,
+            }),
+            other => Err(wrong_kind(&req.key, KIND_GUARDRAIL, &other)),
         }
     }
 
@@ -332,6 +381,7 @@ impl ModelClient {
         UsageCounters {
             chat_calls: c.chat_calls.load(Ordering::Relaxed),
             embed_calls: c.embed_calls.load(Ordering::Relaxed),
+            guardrail_calls: c.guardrail_calls.load(Ordering::Relaxed),
             cache_hits: c.cache_hits.load(Ordering::Relaxed),
             input_tokens: c.input_tokens.load(Ordering::Relaxed),
             output_tokens: c.output_tokens.load(Ordering::Relaxed),
@@ -345,10 +395,16 @@ impl ModelClient {
         self.counters.done.load(Ordering::Relaxed)
     }
 
-    fn provider_for(&self, spec: &ModelSpec) -> &dyn Provider {
+    fn provider_for(&self, job: Job<'_>) -> &dyn Provider {
         if let Mode::Replay(_) = self.opts.mode {
             return &self.replay;
         }
+        let spec = match job {
+            Job::Chat(r) => &r.spec,
+            Job::Embed(r) => &r.spec,
+            // ApplyGuardrail screens text from any model: always Bedrock.
+            Job::Guardrail(_) => return &self.bedrock,
+        };
         match spec.provider {
             ProviderKind::Openai => &self.openai,
             ProviderKind::Bedrock => &self.bedrock,
@@ -379,10 +435,11 @@ impl ModelClient {
             return self.cache_hit(job, answer).await;
         }
 
-        let provider = self.provider_for(job.spec());
+        let provider = self.provider_for(job);
         match job {
             Job::Chat(_) => add(&self.counters.chat_calls, 1),
             Job::Embed(_) => add(&self.counters.embed_calls, 1),
+            Job::Guardrail(_) => add(&self.counters.guardrail_calls, 1),
         }
         let policy = RetryPolicy::new(
             self.opts.max_attempts,
@@ -393,6 +450,7 @@ impl ModelClient {
             match job {
                 Job::Chat(r) => provider.chat(r).await.map(Answer::Chat),
                 Job::Embed(r) => provider.embed(r).await.map(Answer::Embed),
+                Job::Guardrail(r) => provider.apply_guardrail(r).await.map(Answer::Guardrail),
             }
         })
         .await;

@@ -40,6 +40,36 @@ pub struct ChatRequest {
     pub key: String,
     pub spec: ModelSpec,
     pub messages: Vec<Message>,
+    /// Bedrock only: the guardrail Converse applies (`guardrailConfig`), so golden
+    /// cases pass through it as production traffic does. Other providers ignore it.
+    pub guardrail: Option<GuardrailRef>,
+}
+
+/// A Bedrock guardrail and version.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct GuardrailRef {
+    pub id: String,
+    pub version: String,
+}
+
+/// One ApplyGuardrail call: screen `text` as model input or output.
+#[derive(Clone, Debug)]
+pub struct GuardrailRequest {
+    pub key: String,
+    pub guardrail: GuardrailRef,
+    pub source: crate::config::GuardrailSource,
+    pub text: String,
+    /// Region for the Bedrock client; `None` uses the AWS region chain.
+    pub region: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct GuardrailResponse {
+    /// `GUARDRAIL_INTERVENED` (true) or `NONE` (false).
+    pub intervened: bool,
+    /// Which policies acted, from `assessments`, e.g. `contentPolicy:VIOLENCE:BLOCKED`.
+    #[serde(default)]
+    pub policies: Vec<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -53,6 +83,10 @@ pub struct ChatResponse {
     /// `metrics.latencyMs`), else the measured wall time of the successful attempt.
     #[serde(default)]
     pub latency_ms: u64,
+    /// The guardrail passed in `ChatRequest::guardrail` intervened (Converse
+    /// `stopReason: guardrail_intervened`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub guardrail_intervened: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -97,4 +131,15 @@ pub trait Provider: Send + Sync {
     fn describe(&self) -> String;
     async fn chat(&self, req: &ChatRequest) -> Result<ChatResponse, ProviderError>;
     async fn embed(&self, req: &EmbedRequest) -> Result<EmbedResponse, ProviderError>;
+    /// Bedrock ApplyGuardrail (and its recordings); other providers cannot.
+    async fn apply_guardrail(
+        &self,
+        req: &GuardrailRequest,
+    ) -> Result<GuardrailResponse, ProviderError> {
+        Err(ProviderError::Fatal(format!(
+            "{} cannot apply guardrail {}",
+            self.describe(),
+            req.guardrail.id
+        )))
+    }
 }

@@ -204,6 +204,7 @@ impl Provider for OpenAiProvider {
             input_tokens: token_count(&v, "/usage/prompt_tokens"),
             output_tokens: token_count(&v, "/usage/completion_tokens"),
             latency_ms,
+            guardrail_intervened: false,
         })
     }
 

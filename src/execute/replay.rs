@@ -10,6 +10,10 @@
 //!   "response": { "text": "…", "input_tokens": 10, "output_tokens": 5, "latency_ms": 120 }
 //! }
 //! ```
+//!
+//! `kind` is `chat`, `embedding` or `guardrail`; a guardrail recording's request is
+//! `{ "guardrail_id", "guardrail_version", "source", "text" }` and its response
+//! `{ "intervened": true, "policies": ["contentPolicy:VIOLENCE:BLOCKED"] }`.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -19,8 +23,11 @@ use async_trait::async_trait;
 use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
 
-use super::{ChatRequest, ChatResponse, EmbedRequest, EmbedResponse, Provider, ProviderError};
-use crate::store::{KIND_CHAT, KIND_EMBEDDING};
+use super::{
+    ChatRequest, ChatResponse, EmbedRequest, EmbedResponse, GuardrailRequest, GuardrailResponse,
+    Provider, ProviderError,
+};
+use crate::store::{KIND_CHAT, KIND_EMBEDDING, KIND_GUARDRAIL};
 
 /// Where recordings live when neither `--record` nor `--replay` names a directory.
 pub const DEFAULT_RECORDINGS_DIR: &str = ".promptgate/recordings";
@@ -94,6 +101,13 @@ impl Provider for ReplayProvider {
 
     async fn embed(&self, req: &EmbedRequest) -> Result<EmbedResponse, ProviderError> {
         self.read(&req.key, KIND_EMBEDDING).await
+    }
+
+    async fn apply_guardrail(
+        &self,
+        req: &GuardrailRequest,
+    ) -> Result<GuardrailResponse, ProviderError> {
+        self.read(&req.key, KIND_GUARDRAIL).await
     }
 }
 
@@ -188,6 +202,7 @@ mod tests {
             input_tokens: 3,
             output_tokens: 1,
             latency_ms: 9,
+            guardrail_intervened: false,
         };
         write_recording(
             dir.path(),

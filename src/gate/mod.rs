@@ -118,6 +118,7 @@ mod tests {
             latency_ms: latency,
             cost_usd: Some(0.001),
             paid_usd: 0.0,
+            guardrail_intervened: false,
             assertions: Some(AssertOutcome {
                 pass,
                 failures: vec![],

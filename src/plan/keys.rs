@@ -13,6 +13,8 @@ pub const SCORE: &str = "promptgate/score/v1";
 pub const JUDGE: &str = "promptgate/judge/v1";
 pub const EMBED: &str = "promptgate/embed/v1";
 pub const FILES: &str = "promptgate/files/v1";
+pub const INJECT: &str = "promptgate/inject/v1";
+pub const GUARDRAIL: &str = "promptgate/guardrail/v1";
 
 /// Hex SHA-256 of `domain`, a NUL byte, and the canonical encoding of `value`.
 pub fn digest(domain: &str, value: &Value) -> String {

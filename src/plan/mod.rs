@@ -1,6 +1,8 @@
 //! Planning: load a suite's files at one revision, render every case's messages, and
 //! compute the input and score keys that decide what is affected (SPEC §3).
 
+pub mod guardrail;
+pub mod injection;
 pub mod keys;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -33,6 +35,8 @@ pub struct SuiteFiles {
     pub guardrail: Option<GuardrailConfig>,
     /// Digest of the files matched by `watch`: a change there changes every key.
     pub watch_digest: Option<String>,
+    /// The suite's own attacks (`injection.attacks`), merged into the built-in corpus.
+    pub attacks: Vec<crate::inject::Attack>,
 }
 
 /// One case, ready to run: its rendered messages and keys.
@@ -52,6 +56,8 @@ pub struct SidePlan {
     pub pricing: Option<Pricing>,
     pub dataset_file: String,
     pub cases: Vec<PlannedCase>,
+    /// The guardrail Converse applies to every generation (Bedrock models only).
+    pub guardrail: Option<crate::execute::GuardrailRef>,
     /// Case id → index in `cases`.
     index: std::collections::HashMap<String, usize>,
 }
@@ -257,6 +263,18 @@ pub async fn load_suite(
         }
     }
 
+    let attacks = match &suite.injection.attacks {
+        Some(path) => {
+            match read_named(source, rev, path, "attack file", config_text, &mut diags).await {
+                Some(text) => crate::inject::parse_attacks(path, &text)
+                    .map_err(|d| diags.extend(d))
+                    .unwrap_or_default(),
+                None => Vec::new(),
+            }
+        }
+        None => Vec::new(),
+    };
+
     let watch_digest = if suite.watch.is_empty() {
         None
     } else {
@@ -280,6 +298,7 @@ pub async fn load_suite(
             dataset,
             guardrail,
             watch_digest,
+            attacks,
         }),
         _ => Err(diags),
     }
@@ -338,6 +357,37 @@ pub fn score_key(input_keys: &[String], case: &Case, evaluators: &EvaluatorSpecs
     )
 }
 
+/// Renders a suite's messages from its templates, parsed once per revision.
+pub struct Renderer {
+    env: Environment<'static>,
+}
+
+impl Renderer {
+    pub fn new(templates: &BTreeMap<String, String>) -> Result<Self, Diagnostics> {
+        Ok(Self {
+            env: build_env(templates)?,
+        })
+    }
+
+    /// The messages, in role order, for one set of variables.
+    pub fn messages(
+        &self,
+        suite: &SuiteConfig,
+        vars: &serde_json::Map<String, serde_json::Value>,
+    ) -> Result<Vec<Message>, (String, minijinja::Error)> {
+        suite
+            .prompts
+            .roles()
+            .into_iter()
+            .map(|(role, path)| {
+                render(&self.env, path, vars)
+                    .map(|text| Message::new(role, text))
+                    .map_err(|e| (path.to_string(), e))
+            })
+            .collect()
+    }
+}
+
 /// Renders every case and computes its keys. Template errors name the template file and
 /// line and the case's dataset line; all of them are collected.
 pub fn plan_side(
@@ -347,32 +397,25 @@ pub fn plan_side(
     samples: u32,
 ) -> Result<SidePlan, Diagnostics> {
     let mut diags = Diagnostics::default();
-    let env = build_env(&files.templates)?;
+    let renderer = Renderer::new(&files.templates)?;
     let spec = files.manifest.spec();
     let mut cases = Vec::with_capacity(files.dataset.cases.len());
     for case in &files.dataset.cases {
-        let mut messages = Vec::new();
-        let mut ok = true;
-        for (role, path) in suite.prompts.roles() {
-            match render(&env, path, case) {
-                Ok(text) => messages.push(Message::new(role, text)),
-                Err(e) => {
-                    ok = false;
-                    let (file, line, text) = innermost(path, &e);
-                    diags.push(Diagnostic::new(
-                        file,
-                        line,
-                        format!(
-                            "does not render for case `{}` ({}:{}): {text}",
-                            case.id, files.dataset.file, case.line
-                        ),
-                    ));
-                }
+        let messages = match renderer.messages(suite, &case.vars) {
+            Ok(m) => m,
+            Err((path, e)) => {
+                let (file, line, text) = innermost(&path, &e);
+                diags.push(Diagnostic::new(
+                    file,
+                    line,
+                    format!(
+                        "does not render for case `{}` ({}:{}): {text}",
+                        case.id, files.dataset.file, case.line
+                    ),
+                ));
+                continue;
             }
-        }
-        if !ok {
-            continue;
-        }
+        };
         let input_keys: Vec<String> = (0..samples)
             .map(|s| input_key(&spec, &messages, s, files.watch_digest.as_deref()))
             .collect();
@@ -389,6 +432,11 @@ pub fn plan_side(
             spec,
             pricing: files.manifest.pricing.clone(),
             dataset_file: files.dataset.file.clone(),
+            guardrail: files
+                .guardrail
+                .as_ref()
+                .filter(|_| files.manifest.provider == crate::config::ProviderKind::Bedrock)
+                .map(guardrail::guardrail_ref),
             index: cases
                 .iter()
                 .enumerate()
@@ -454,9 +502,13 @@ fn build_env(templates: &BTreeMap<String, String>) -> Result<Environment<'static
     }
 }
 
-fn render(env: &Environment<'static>, path: &str, case: &Case) -> Result<String, minijinja::Error> {
+fn render(
+    env: &Environment<'static>,
+    path: &str,
+    vars: &serde_json::Map<String, serde_json::Value>,
+) -> Result<String, minijinja::Error> {
     let tmpl = env.get_template(path)?;
-    let out = tmpl.render(minijinja::Value::from_serialize(&case.vars))?;
+    let out = tmpl.render(minijinja::Value::from_serialize(vars))?;
     Ok(out.trim_end_matches('\n').to_string())
 }
 

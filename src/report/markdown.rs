@@ -429,6 +429,8 @@ struct SideView {
     output_chars: usize,
     scores: Vec<ScoreView>,
     error: Option<String>,
+    /// The suite's guardrail intervened on this side's generation.
+    guardrail_intervened: bool,
 }
 
 #[derive(Serialize)]
@@ -645,6 +647,7 @@ fn side_view(label: &'static str, side: Option<&CaseSide>, budget: &Budget) -> S
             output_chars: 0,
             scores: Vec::new(),
             error: None,
+            guardrail_intervened: false,
         };
     };
     let (output, truncated, output_chars) = excerpt(&side.output, budget.excerpt_chars);
@@ -664,6 +667,7 @@ fn side_view(label: &'static str, side: Option<&CaseSide>, budget: &Budget) -> S
             })
             .collect(),
         error: side.error.as_deref().map(|e| clip(e, budget.text_chars)),
+        guardrail_intervened: side.guardrail_intervened,
     }
 }
 
@@ -1312,18 +1316,8 @@ mod tests {
 
     #[test]
     fn fallback_fits() {
-        let report = Report {
-            verdict: Verdict::Fail,
-            base: "a".repeat(40),
-            head: "b".repeat(40),
-            tier: Tier::Pr,
-            suites: Vec::new(),
-            usage: Usage::default(),
-            duration_ms: 0,
-            errors: Vec::new(),
-            notes: Vec::new(),
-            config_change: None,
-        };
+        let mut report = Report::new("a".repeat(40), "b".repeat(40), Tier::Pr);
+        report.verdict = Verdict::Fail;
         for max in [0, 5, 30, 100, 1000] {
             let opts = RenderOptions {
                 max_chars: max,

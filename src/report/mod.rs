@@ -84,6 +84,24 @@ pub struct Report {
     pub config_change: Option<ConfigChange>,
 }
 
+impl Report {
+    /// A report with nothing evaluated yet (verdict pass until suites say otherwise).
+    pub fn new(base: String, head: String, tier: Tier) -> Self {
+        Self {
+            verdict: Verdict::Pass,
+            base,
+            head,
+            tier,
+            suites: Vec::new(),
+            usage: Usage::default(),
+            duration_ms: 0,
+            errors: Vec::new(),
+            notes: Vec::new(),
+            config_change: None,
+        }
+    }
+}
+
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct ConfigChange {
     pub valid: bool,
@@ -149,6 +167,9 @@ pub struct GuardrailBlock {
 pub struct CaseSide {
     /// Output excerpt of the first sample.
     pub output: String,
+    /// The suite's guardrail intervened on a generation (Bedrock pass-through).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub guardrail_intervened: bool,
     /// Scores of this side: metric name → value (means over samples).
     pub scores: std::collections::BTreeMap<String, f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -45,6 +45,8 @@ mod tests {
 pub struct SampleScores {
     pub output: String,
     pub latency_ms: u64,
+    /// The guardrail Converse applied intervened on this generation.
+    pub guardrail_intervened: bool,
     pub cost_usd: Option<f64>,
     /// What this run paid for the generation: its cost when fetched, 0 when cached.
     pub paid_usd: f64,

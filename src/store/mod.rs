@@ -14,6 +14,7 @@ use sqlx::{Row, SqlitePool};
 /// Kinds of cached result, stored beside the value for inspection and clean-up.
 pub const KIND_CHAT: &str = "chat";
 pub const KIND_EMBEDDING: &str = "embedding";
+pub const KIND_GUARDRAIL: &str = "guardrail";
 
 #[derive(Clone, Debug)]
 pub struct Store {

@@ -3,6 +3,9 @@
 //! every problem ends up in the report, with verdict `error` and a message naming the
 //! file and line or the case.
 
+pub mod security;
+
+use std::collections::HashMap;
 use std::time::Instant;
 
 use futures::future::join_all;
@@ -13,13 +16,16 @@ use crate::detect;
 use crate::diag::Diagnostics;
 use crate::execute::{ChatRequest, EmbedRequest, ModelClient};
 use crate::gate;
+use crate::plan::guardrail::{plan_guardrail_tests, PlannedGuardrailTest};
+use crate::plan::injection::{plan_attacks, PlannedAttack};
 use crate::plan::{self, keys, EvaluatorSpecs, PlannedCase, SidePlan};
 use crate::report::{
-    CaseCounts, CaseDetail, CaseSide, ConfigChange, Failure, Report, SuiteReport, Tier, Usage,
-    Verdict,
+    CaseCounts, CaseDetail, CaseSide, ConfigChange, Failure, GuardrailBlock, InjectionBlock,
+    Report, SuiteReport, Tier, Verdict,
 };
 use crate::score::{self, assertions, judge, CaseScores, SampleScores};
 use crate::source::{read_text, Rev, Source};
+use security::AttackOutcome;
 
 /// Longest output excerpt kept in the report's per-case details.
 const EXCERPT_CHARS: usize = 2000;
@@ -60,18 +66,7 @@ pub async fn run(
     client: &ModelClient,
 ) -> Report {
     let started = Instant::now();
-    let mut report = Report {
-        verdict: Verdict::Pass,
-        base: revs.base_label.clone(),
-        head: revs.head_label.clone(),
-        tier: opts.tier,
-        suites: Vec::new(),
-        usage: Usage::default(),
-        duration_ms: 0,
-        errors: Vec::new(),
-        notes: Vec::new(),
-        config_change: None,
-    };
+    let mut report = Report::new(revs.base_label.clone(), revs.head_label.clone(), opts.tier);
     if let Err(e) = run_into(source, revs, opts, client, &mut report).await {
         report.errors.push(e);
     }
@@ -194,53 +189,23 @@ async fn run_into(
         }
     }
 
-    let generation_keys: Vec<String> = planned
+    let planned_keys: Vec<String> = planned
         .iter()
-        .flat_map(|p| {
-            p.evaluated()
-                .into_iter()
-                .flat_map(|(h, b, _)| {
-                    h.input_keys
-                        .iter()
-                        .chain(b.into_iter().flat_map(|b| b.input_keys.iter()))
-                })
-                .cloned()
-                .collect::<Vec<_>>()
-        })
+        .flat_map(PlannedSuite::planned_keys)
         .collect();
-    client.prefetch(&generation_keys).await;
+    client.prefetch(&planned_keys).await;
     let results = join_all(planned.iter().map(|p| evaluate_suite(p, client))).await;
-    for (p, (base_scores, head_scores)) in planned.iter().zip(results) {
-        report.usage.cost_usd += base_scores
+    for (p, results) in planned.iter().zip(results) {
+        report.usage.cost_usd += results
+            .base
             .iter()
-            .chain(head_scores.iter())
+            .chain(results.head.iter())
             .flat_map(|c| c.samples.iter())
             .map(|s| s.paid_usd)
             .sum::<f64>();
-        report
-            .suites
-            .push(suite_report(p, base_scores, head_scores));
+        report.suites.push(suite_report(p, results));
     }
     report.suites.sort_by(|a, b| a.name.cmp(&b.name));
-
-    let deferred: Vec<&str> = config
-        .suites
-        .values()
-        .flat_map(|s| s.metrics.keys())
-        .filter(|m| {
-            matches!(
-                m,
-                MetricName::InjectionFailures | MetricName::GuardrailFailures
-            )
-        })
-        .map(|m| m.as_str())
-        .collect();
-    if !deferred.is_empty() {
-        report.notes.push(
-            "injection_failures and guardrail_failures are not evaluated by this version; their rows are omitted."
-                .to_string(),
-        );
-    }
     Ok(())
 }
 
@@ -317,26 +282,41 @@ fn suite_evaluators(suite: &SuiteConfig, all: &EvaluatorSpecs) -> EvaluatorSpecs
     }
 }
 
+/// Everything planned for one suite at one revision.
+struct SideWork {
+    plan: SidePlan,
+    attacks: Vec<PlannedAttack>,
+    guardrail_tests: Vec<PlannedGuardrailTest>,
+    /// Where the guardrail config lives and which region its tests call.
+    guardrail_file: Option<String>,
+    region: Option<String>,
+}
+
 struct PlannedSuite {
     name: String,
     suite: SuiteConfig,
     triggered: Vec<String>,
     /// `None` when the suite does not exist or cannot be evaluated at base.
-    base: Option<SidePlan>,
-    head: SidePlan,
+    base: Option<SideWork>,
+    head: SideWork,
     evaluators: EvaluatorSpecs,
     full: bool,
 }
 
 impl PlannedSuite {
+    fn base_plan(&self) -> Option<&SidePlan> {
+        self.base.as_ref().map(|b| &b.plan)
+    }
+
     /// Head cases to evaluate: those whose input or score key differs from base (or
     /// that are new), or every case with `--full`.
     fn evaluated(&self) -> Vec<(&PlannedCase, Option<&PlannedCase>, bool)> {
         self.head
+            .plan
             .cases
             .iter()
             .filter_map(|h| {
-                let b = self.base.as_ref().and_then(|b| b.get(&h.case.id));
+                let b = self.base_plan().and_then(|b| b.get(&h.case.id));
                 let affected = match b {
                     Some(b) => b.input_keys != h.input_keys || b.score_key != h.score_key,
                     None => true,
@@ -345,6 +325,91 @@ impl PlannedSuite {
             })
             .collect()
     }
+
+    /// Attack runs whose key changed (or all with `--full`), with their base run.
+    fn evaluated_attacks(&self) -> Vec<(&PlannedAttack, Option<&PlannedAttack>)> {
+        let base: HashMap<(String, String), &PlannedAttack> = self
+            .base
+            .iter()
+            .flat_map(|b| b.attacks.iter().map(|a| (a.run_id(), a)))
+            .collect();
+        self.head
+            .attacks
+            .iter()
+            .filter_map(|h| {
+                let b = base.get(&h.run_id()).copied();
+                (self.full || b.is_none_or(|b| b.key != h.key)).then_some((h, b))
+            })
+            .collect()
+    }
+
+    /// Guardrail tests whose key changed (or all with `--full`); run at head only.
+    fn evaluated_guardrail_tests(&self) -> Vec<&PlannedGuardrailTest> {
+        let base: HashMap<&str, &str> = self
+            .base
+            .iter()
+            .flat_map(|b| {
+                b.guardrail_tests
+                    .iter()
+                    .map(|t| (t.test.id.as_str(), t.key.as_str()))
+            })
+            .collect();
+        self.head
+            .guardrail_tests
+            .iter()
+            .filter(|t| self.full || base.get(t.test.id.as_str()) != Some(&t.key.as_str()))
+            .collect()
+    }
+
+    /// Every key this suite will look up, for one prefetch from the cache.
+    fn planned_keys(&self) -> Vec<String> {
+        let mut keys: Vec<String> = Vec::new();
+        for (h, b, _) in self.evaluated() {
+            keys.extend(h.input_keys.iter().cloned());
+            keys.extend(b.into_iter().flat_map(|b| b.input_keys.iter().cloned()));
+        }
+        for (h, b) in self.evaluated_attacks() {
+            keys.push(h.key.clone());
+            keys.extend(b.map(|b| b.key.clone()));
+        }
+        keys.extend(
+            self.evaluated_guardrail_tests()
+                .into_iter()
+                .map(|t| t.key.clone()),
+        );
+        keys
+    }
+}
+
+/// Plans cases, attacks and guardrail tests of a suite at one revision.
+fn plan_side_work(
+    suite: &SuiteConfig,
+    files: &plan::SuiteFiles,
+    evaluators: &EvaluatorSpecs,
+    samples: u32,
+) -> Result<SideWork, Diagnostics> {
+    let plan = plan::plan_side(suite, files, evaluators, samples)?;
+    let attacks = if suite.runs_injection() {
+        plan_attacks(suite, files)?
+    } else {
+        Vec::new()
+    };
+    let guardrail_tests = files
+        .guardrail
+        .as_ref()
+        .map(plan_guardrail_tests)
+        .unwrap_or_default();
+    let region = match files.manifest.provider {
+        crate::config::ProviderKind::Bedrock => files.manifest.region.clone(),
+        _ => None,
+    };
+    Ok(SideWork {
+        plan,
+        attacks,
+        guardrail_tests,
+        guardrail_file: suite.guardrail.clone(),
+        region,
+    })
 }
 
 async fn plan_suite(
@@ -354,12 +419,12 @@ async fn plan_suite(
     evaluators: &EvaluatorSpecs,
     samples: u32,
     config_text: &str,
-) -> Result<(Option<SidePlan>, SidePlan, Vec<String>), Diagnostics> {
+) -> Result<(Option<SideWork>, SideWork, Vec<String>), Diagnostics> {
     let head_files = plan::load_suite(source, &revs.head, suite, config_text).await?;
-    let head = plan::plan_side(suite, &head_files, evaluators, samples)?;
+    let head = plan_side_work(suite, &head_files, evaluators, samples)?;
     let mut notes = Vec::new();
     let base = match plan::load_suite(source, &revs.base, suite, config_text).await {
-        Ok(files) => match plan::plan_side(suite, &files, evaluators, samples) {
+        Ok(files) => match plan_side_work(suite, &files, evaluators, samples) {
             Ok(plan) => Some(plan),
             Err(d) => {
                 notes.push(format!(
@@ -378,22 +443,63 @@ async fn plan_suite(
     Ok((base, head, notes))
 }
 
-/// Evaluates the suite's cases at base and head; returns (base scores, head scores).
-async fn evaluate_suite(
-    p: &PlannedSuite,
-    client: &ModelClient,
-) -> (Vec<CaseScores>, Vec<CaseScores>) {
+/// What a suite's evaluation produced at base and head.
+struct SuiteResults {
+    base: Vec<CaseScores>,
+    head: Vec<CaseScores>,
+    attacks_base: Vec<AttackOutcome>,
+    attacks_head: Vec<AttackOutcome>,
+    /// Head guardrail tests: a failure, or an error message.
+    guardrail: Vec<Result<Option<Failure>, String>>,
+}
+
+/// Evaluates the suite's cases and attacks at base and head, and its guardrail tests.
+async fn evaluate_suite(p: &PlannedSuite, client: &ModelClient) -> SuiteResults {
     let chosen = p.evaluated();
     let head_jobs = chosen
         .iter()
-        .map(|(h, _, _)| evaluate_case(p, &p.head, h, "head", client));
-    let base_plan = p.base.as_ref();
+        .map(|(h, _, _)| evaluate_case(p, &p.head.plan, h, "head", client));
+    let base_plan = p.base_plan();
     let base_jobs = chosen.iter().filter_map(|(_, b, _)| {
         let (plan, case) = (base_plan?, (*b)?);
         Some(evaluate_case(p, plan, case, "base", client))
     });
-    let (head, base) = futures::join!(join_all(head_jobs), join_all(base_jobs));
-    (base, head)
+    let judge = p
+        .evaluators
+        .judge
+        .as_ref()
+        .filter(|_| p.suite.injection.judge);
+    let attacks = p.evaluated_attacks();
+    let head_attacks = attacks
+        .iter()
+        .map(|(h, _)| security::run_attack(h, &p.head.plan.spec, judge, client));
+    let base_attacks = attacks.iter().filter_map(|(_, b)| {
+        let (base, run) = (p.base.as_ref()?, (*b)?);
+        Some(security::run_attack(run, &base.plan.spec, judge, client))
+    });
+    let file = p.head.guardrail_file.clone().unwrap_or_default();
+    let guardrail_jobs = p.evaluated_guardrail_tests().into_iter().map(|t| {
+        let (file, region) = (file.clone(), p.head.region.clone());
+        async move {
+            security::run_guardrail_test(t, &file, region, client)
+                .await
+                .0
+        }
+    });
+    let (head, base, attacks_head, attacks_base, guardrail) = futures::join!(
+        join_all(head_jobs),
+        join_all(base_jobs),
+        join_all(head_attacks),
+        join_all(base_attacks),
+        join_all(guardrail_jobs)
+    );
+    SuiteResults {
+        base,
+        head,
+        attacks_base,
+        attacks_head,
+        guardrail,
+    }
 }
 
 /// Runs one case's samples and scores them. Any failure makes the case an error that
@@ -448,6 +554,7 @@ async fn evaluate_sample(
             key: key.to_string(),
             spec: plan.spec.clone(),
             messages: case.messages.clone(),
+            guardrail: plan.guardrail.clone(),
         })
         .await
         .map_err(|e| e.to_string())?;
@@ -456,6 +563,7 @@ async fn evaluate_sample(
     let mut sample = SampleScores {
         output: out.text.clone(),
         latency_ms: out.latency_ms,
+        guardrail_intervened: out.guardrail_intervened,
         cost_usd: plan
             .pricing
             .as_ref()
@@ -504,6 +612,7 @@ async fn evaluate_sample(
                 key,
                 spec: spec.clone(),
                 messages,
+                guardrail: None,
             })
             .await
             .map_err(|e| format!("judge: {e}"))?;
@@ -538,6 +647,7 @@ fn case_side(c: &CaseScores) -> CaseSide {
         }
     }
     CaseSide {
+        guardrail_intervened: c.samples.iter().any(|s| s.guardrail_intervened),
         output: c
             .samples
             .first()
@@ -603,32 +713,53 @@ fn case_failures(suite: &SuiteConfig, c: &CaseScores) -> Vec<Failure> {
     out
 }
 
-fn suite_report(p: &PlannedSuite, base: Vec<CaseScores>, head: Vec<CaseScores>) -> SuiteReport {
+fn suite_report(p: &PlannedSuite, r: SuiteResults) -> SuiteReport {
+    let SuiteResults {
+        base,
+        head,
+        attacks_base,
+        attacks_head,
+        guardrail,
+    } = r;
     let chosen = p.evaluated();
-    let base_by_id: std::collections::HashMap<&str, &CaseScores> =
-        base.iter().map(|b| (b.id.as_str(), b)).collect();
+    let base_by_id: HashMap<&str, &CaseScores> = base.iter().map(|b| (b.id.as_str(), b)).collect();
     let affected = chosen.iter().filter(|(_, _, a)| *a).count();
     let base_has = |m| gate::metric_value(m, &base).is_some();
     let head_has = |m| gate::metric_value(m, &head).is_some();
     let shown = gate::shown_metrics(&p.suite, |m| base_has(m) || head_has(m));
+    let count = |n: usize, ran: bool| ran.then_some(n as f64);
+    let injection_failures =
+        |outcomes: &[AttackOutcome]| outcomes.iter().filter(|o| o.finding.is_some()).count();
+    let guardrail_failures: Vec<Failure> = guardrail
+        .iter()
+        .filter_map(|g| g.as_ref().ok().cloned().flatten())
+        .collect();
     let metrics: Vec<_> = shown
         .into_iter()
-        .filter(|m| {
-            !matches!(
-                m,
-                MetricName::InjectionFailures | MetricName::GuardrailFailures
-            )
-        })
         .map(|m| {
+            let (b, h) = match m {
+                MetricName::InjectionFailures => (
+                    count(injection_failures(&attacks_base), !attacks_base.is_empty()),
+                    count(injection_failures(&attacks_head), !attacks_head.is_empty()),
+                ),
+                // Guardrail tests run at head only: the guardrail is a remote service.
+                MetricName::GuardrailFailures => {
+                    (None, count(guardrail_failures.len(), !guardrail.is_empty()))
+                }
+                _ => (
+                    if p.base.is_some() {
+                        gate::metric_value(m, &base)
+                    } else {
+                        None
+                    },
+                    gate::metric_value(m, &head),
+                ),
+            };
             gate::metric_row(
                 m,
                 p.suite.metrics.get(&m).copied(),
-                if p.base.is_some() {
-                    gate::metric_value(m, &base)
-                } else {
-                    None
-                },
-                gate::metric_value(m, &head),
+                b,
+                h,
                 p.suite.max_regression(),
             )
         })
@@ -637,8 +768,15 @@ fn suite_report(p: &PlannedSuite, base: Vec<CaseScores>, head: Vec<CaseScores>) 
         .iter()
         .chain(base.iter())
         .filter_map(|c| c.error.clone())
+        .chain(
+            attacks_head
+                .iter()
+                .chain(attacks_base.iter())
+                .filter_map(|a| a.error.clone()),
+        )
+        .chain(guardrail.iter().filter_map(|g| g.as_ref().err().cloned()))
         .collect();
-    let verdict = if chosen.is_empty() {
+    let verdict = if chosen.is_empty() && attacks_head.is_empty() && guardrail.is_empty() {
         Verdict::Skipped
     } else {
         gate::suite_verdict(&metrics, !errors.is_empty())
@@ -660,7 +798,7 @@ fn suite_report(p: &PlannedSuite, base: Vec<CaseScores>, head: Vec<CaseScores>) 
                 "error"
             } else if !case_failures(&p.suite, h).is_empty() {
                 "fail"
-            } else if b.is_none() && p.base.as_ref().is_some_and(|bp| bp.get(&h.id).is_none()) {
+            } else if b.is_none() && p.base_plan().is_some_and(|bp| bp.get(&h.id).is_none()) {
                 "added"
             } else {
                 "pass"
@@ -678,24 +816,33 @@ fn suite_report(p: &PlannedSuite, base: Vec<CaseScores>, head: Vec<CaseScores>) 
         .iter()
         .filter(|h| h.cached && base_by_id.get(h.id.as_str()).is_none_or(|b| b.cached))
         .count();
-    SuiteReport {
-        name: p.name.clone(),
-        verdict,
-        triggered_by: p.triggered.clone(),
-        cases: CaseCounts {
-            total: p.head.cases.len(),
-            affected,
-            evaluated: chosen.len(),
-            cached,
-        },
-        metrics,
-        failures,
-        injection: None,
-        guardrail: None,
-        errors,
-        flaky,
-        details,
-    }
+    let injection = p.suite.runs_injection().then(|| InjectionBlock {
+        attempts: attacks_head.len(),
+        failures: attacks_head
+            .iter()
+            .filter_map(|a| a.finding.clone())
+            .collect(),
+    });
+    let guardrail_block = p.suite.runs_guardrail_tests().then_some(GuardrailBlock {
+        tests: guardrail.len(),
+        failures: guardrail_failures,
+    });
+    let mut report = SuiteReport::empty(&p.name, verdict);
+    report.triggered_by = p.triggered.clone();
+    report.cases = CaseCounts {
+        total: p.head.plan.cases.len(),
+        affected,
+        evaluated: chosen.len(),
+        cached,
+    };
+    report.metrics = metrics;
+    report.failures = failures;
+    report.injection = injection;
+    report.guardrail = guardrail_block;
+    report.errors = errors;
+    report.flaky = flaky;
+    report.details = details;
+    report
 }
 
 async fn skipped(name: &str, suite: &SuiteConfig, source: &dyn Source, head: &Rev) -> SuiteReport {
