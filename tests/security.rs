@@ -201,6 +201,16 @@ async fn a_leaky_model_is_caught_by_the_canary_and_a_defended_one_is_not() {
             count(&chat, "/chat/completions").await as u64,
             2 * attempts + 4
         );
+        // A re-run is answered from the cache, attacks included, with the same findings.
+        let (_, again) = check(&repo, &base, &head, Some(&bedrock.uri()));
+        assert_eq!(
+            count(&chat, "/chat/completions").await as u64,
+            2 * attempts + 4
+        );
+        assert_eq!(
+            again["suites"][0]["injection"],
+            report["suites"][0]["injection"]
+        );
     }
 }
 
