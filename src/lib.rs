@@ -10,16 +10,22 @@
 //! files at a revision (local git now, forge APIs in the bot); `check` runs the whole
 //! pipeline and is what both the CLI and the bot call.
 
+pub mod bot;
 pub mod check;
 pub mod config;
 pub mod detect;
 pub mod diag;
+pub mod event;
 pub mod execute;
+pub mod forge;
 pub mod gate;
 pub mod inject;
 pub mod plan;
 pub mod report;
 pub mod score;
+pub mod server;
+pub mod settings;
 pub mod source;
 pub mod store;
 pub mod validate;
+pub mod webhook;

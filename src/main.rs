@@ -107,13 +107,16 @@ struct CheckArgs {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("PROMPTGATE_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    // `serve` sets up its own (structured) logging in `run_serve`.
+    if !matches!(cli.command, Command::Serve { .. }) {
+        tracing_subscriber::fmt()
+            .with_env_filter(
+                tracing_subscriber::EnvFilter::try_from_env("PROMPTGATE_LOG")
+                    .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+            )
+            .with_writer(std::io::stderr)
+            .init();
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -128,9 +131,7 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Check(args) => run_check(args).await,
             Command::Validate { repo, rev } => run_validate(repo, rev).await,
-            Command::Serve { .. } => Err(anyhow::anyhow!(
-                "`serve` (the webhook service) is not part of this build yet; use `check` in CI"
-            )),
+            Command::Serve { config } => run_serve(config).await,
         }
     });
     match code {
@@ -140,6 +141,53 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+/// `promptgate serve`: settings from the environment (and `--config`), JSON logs when
+/// stderr is not a terminal, then the webhook service until ctrl-c or SIGTERM.
+async fn run_serve(config: Option<PathBuf>) -> anyhow::Result<u8> {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("PROMPTGATE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if std::io::stderr().is_terminal() {
+        builder.init();
+    } else {
+        builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .init();
+    }
+    let settings = match promptgate::settings::Settings::from_env(config.as_deref())
+        .and_then(|s| s.validate().map(|()| s))
+    {
+        Ok(s) => s,
+        Err(e) => {
+            for line in format!("{e:#}").lines() {
+                eprintln!("promptgate: error: {line}");
+            }
+            return Ok(2);
+        }
+    };
+    let forges = promptgate::bot::build_forges(&settings)?;
+    let (public_url, max) = (settings.public_url(), settings.max_concurrency);
+    promptgate::server::serve_with(settings, move |state| {
+        let bot = promptgate::bot::Bot::new(
+            forges,
+            state.store.clone(),
+            state.metrics.clone(),
+            public_url,
+            max,
+        );
+        Ok(std::sync::Arc::new(bot)
+            as std::sync::Arc<
+                dyn promptgate::server::worker::EventHandler,
+            >)
+    })
+    .await?;
+    Ok(0)
 }
 
 async fn run_validate(repo: PathBuf, rev: Option<String>) -> anyhow::Result<u8> {

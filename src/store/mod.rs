@@ -11,6 +11,9 @@ use anyhow::Context;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
 use sqlx::{Row, SqlitePool};
 
+pub mod queue;
+pub mod runs;
+
 /// Kinds of cached result, stored beside the value for inspection and clean-up.
 pub const KIND_CHAT: &str = "chat";
 pub const KIND_EMBEDDING: &str = "embedding";

@@ -1,0 +1,385 @@
+//! The run pipeline of the bot: an event becomes at most one run per (repository, PR,
+//! head SHA). In order: `pending` status on the head SHA, the core's `check` over files
+//! read through the forge API, the one sticky comment, the final status with a link to
+//! `/runs/{id}`. It does not know which forge it talks to.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use anyhow::Context;
+use async_trait::async_trait;
+
+use crate::check::{self, CheckOptions, Revisions};
+use crate::event::{Event, ForgeKind, PrAction, RepoRef};
+use crate::execute::{ClientOptions, ModelClient};
+use crate::forge::source::ForgeSource;
+use crate::forge::{Forge, PullRequestInfo, RepoId, StatusState};
+use crate::report::markdown::{render_comment, RenderOptions, COMMENT_MARKER};
+use crate::report::{Report, Verdict};
+use crate::server::metrics::Metrics;
+use crate::server::worker::EventHandler;
+use crate::source::Rev;
+use crate::store::runs::Runs;
+use crate::store::Store;
+
+/// The status context the bot owns on every evaluated commit.
+pub const STATUS_CONTEXT: &str = "promptgate";
+
+type PrKey = (ForgeKind, String, u64);
+
+pub struct Bot {
+    forges: HashMap<ForgeKind, Arc<dyn Forge>>,
+    store: Store,
+    runs: Runs,
+    metrics: Arc<Metrics>,
+    public_url: String,
+    max_concurrency: usize,
+    /// The run in progress per PR in this process, so a push can cancel it.
+    active: Mutex<HashMap<PrKey, (i64, tokio::task::AbortHandle)>>,
+}
+
+impl Bot {
+    pub fn new(
+        forges: HashMap<ForgeKind, Arc<dyn Forge>>,
+        store: Store,
+        metrics: Arc<Metrics>,
+        public_url: String,
+        max_concurrency: usize,
+    ) -> Self {
+        Self {
+            runs: Runs::new(store.pool().clone()),
+            forges,
+            store,
+            metrics,
+            public_url: public_url.trim_end_matches('/').to_string(),
+            max_concurrency: max_concurrency.max(1),
+            active: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn forge(&self, repo: &RepoRef) -> anyhow::Result<Arc<dyn Forge>> {
+        self.forges.get(&repo.forge).cloned().with_context(|| {
+            format!(
+                "no {} forge is configured for {}",
+                repo.forge, repo.full_name
+            )
+        })
+    }
+
+    /// Evaluates a PR at its current head. `force` re-runs a commit that already has a
+    /// finished run (a re-run request); otherwise a finished run is left alone, so a
+    /// redelivery or a second event for the same commit does nothing.
+    pub async fn evaluate(
+        &self,
+        repo_ref: &RepoRef,
+        number: u64,
+        force: bool,
+    ) -> anyhow::Result<()> {
+        let forge = self.forge(repo_ref)?;
+        let repo = RepoId {
+            full_name: repo_ref.full_name.clone(),
+            project_id: repo_ref.project_id,
+        };
+        let pr = forge.pull_request(&repo, number).await?;
+        if pr.is_fork {
+            let body = fork_comment(&pr)?;
+            forge
+                .upsert_comment(&repo, number, COMMENT_MARKER, &body)
+                .await?;
+            tracing::info!(repo = %repo.full_name, pr = number, "fork PR: waiting for a maintainer's /promptgate run");
+            return Ok(());
+        }
+        let kind = repo_ref.forge.as_str();
+        let row = self
+            .runs
+            .open(kind, &repo.full_name, number, &pr.head_sha, &pr.base_sha)
+            .await?;
+        if row.status == "done" && !force {
+            tracing::debug!(run = row.id, "already evaluated this commit");
+            return Ok(());
+        }
+        // A newer commit supersedes whatever still runs for this PR.
+        self.runs
+            .supersede(kind, &repo.full_name, number, row.id)
+            .await?;
+        let key: PrKey = (repo_ref.forge, repo.full_name.clone(), number);
+        if let Ok(mut active) = self.active.lock() {
+            if let Some((old, handle)) = active.remove(&key) {
+                if old != row.id {
+                    tracing::info!(
+                        run = old,
+                        superseded_by = row.id,
+                        "cancelling a superseded run"
+                    );
+                }
+                handle.abort();
+            }
+        }
+        self.runs.set_status(row.id, "running").await?;
+        let run_url = format!("{}/runs/{}", self.public_url, row.id);
+        forge
+            .set_status(
+                &repo,
+                &pr.head_sha,
+                STATUS_CONTEXT,
+                StatusState::Pending,
+                "Evaluating the prompts, models and guardrails this change touches…",
+                Some(&run_url),
+            )
+            .await?;
+
+        let started = Instant::now();
+        let task = {
+            let (forge, repo, store, pr) = (
+                Arc::clone(&forge),
+                repo.clone(),
+                self.store.clone(),
+                pr.clone(),
+            );
+            let max = self.max_concurrency;
+            tokio::spawn(async move { run_check(forge, repo, store, pr, max).await })
+        };
+        if let Ok(mut active) = self.active.lock() {
+            active.insert(key.clone(), (row.id, task.abort_handle()));
+        }
+        let outcome = task.await;
+        if let Ok(mut active) = self.active.lock() {
+            if active.get(&key).is_some_and(|(id, _)| *id == row.id) {
+                active.remove(&key);
+            }
+        }
+        let report = match outcome {
+            Ok(report) => report,
+            Err(e) if e.is_cancelled() => {
+                self.runs.set_status(row.id, "cancelled").await?;
+                return Ok(());
+            }
+            Err(e) => anyhow::bail!("run {} crashed: {e}", row.id),
+        };
+        self.metrics.add_model_calls(report.usage.model_calls);
+        self.publish(&forge, &repo, &pr, row.id, &run_url, &report)
+            .await?;
+        self.metrics.record_run(report.verdict, started.elapsed());
+        Ok(())
+    }
+
+    /// Stores the report, then the comment, then the final status. A forge write that
+    /// finally fails leaves the run `error` and returns the error, so the delivery is
+    /// retried (from the cache: no model call is repeated).
+    async fn publish(
+        &self,
+        forge: &Arc<dyn Forge>,
+        repo: &RepoId,
+        pr: &PullRequestInfo,
+        run_id: i64,
+        run_url: &str,
+        report: &Report,
+    ) -> anyhow::Result<()> {
+        let json = serde_json::to_string(report).context("encoding the report")?;
+        let verdict = report.verdict.as_str();
+        self.runs
+            .finish(run_id, "running", verdict, &json, None)
+            .await?;
+        let body = render_comment(
+            report,
+            &RenderOptions {
+                report_url: Some(run_url.to_string()),
+                ..RenderOptions::default()
+            },
+        )
+        .map_err(|e| anyhow::anyhow!("the comment template does not render: {e}"))?;
+        let written = async {
+            let comment = forge
+                .upsert_comment(repo, pr.number, COMMENT_MARKER, &body)
+                .await?;
+            let (state, description) = final_status(report);
+            forge
+                .set_status(
+                    repo,
+                    &pr.head_sha,
+                    STATUS_CONTEXT,
+                    state,
+                    &description,
+                    Some(run_url),
+                )
+                .await?;
+            Ok::<_, crate::forge::ForgeError>(comment)
+        }
+        .await;
+        match written {
+            Ok(comment) => {
+                self.runs
+                    .finish(run_id, "done", verdict, &json, Some(&comment.id))
+                    .await?;
+                Ok(())
+            }
+            Err(e) => {
+                tracing::error!(run = run_id, error = %e, "could not write the result to the forge; the run will be retried");
+                self.runs.set_status(run_id, "error").await?;
+                Err(anyhow::anyhow!("run {run_id}: forge write failed: {e}"))
+            }
+        }
+    }
+}
+
+/// Runs the core on the PR through the forge API: no clone.
+async fn run_check(
+    forge: Arc<dyn Forge>,
+    repo: RepoId,
+    store: Store,
+    pr: PullRequestInfo,
+    max: usize,
+) -> Report {
+    let source = ForgeSource::new(forge, repo, pr.number);
+    let client = ModelClient::new(
+        store,
+        ClientOptions {
+            max_in_flight: max,
+            ..ClientOptions::default()
+        },
+    );
+    let revs = Revisions {
+        base: Rev::Commit(pr.base_sha.clone()),
+        head: Rev::Commit(pr.head_sha.clone()),
+        base_label: pr.base_sha.clone(),
+        head_label: pr.head_sha.clone(),
+    };
+    check::run(&source, &revs, &CheckOptions::default(), &client).await
+}
+
+/// The final commit status: `needs_review` is a failure that says so (SPEC §7).
+pub fn final_status(report: &Report) -> (StatusState, String) {
+    let evaluated: usize = report.suites.iter().map(|s| s.cases.evaluated).sum();
+    let first_failing = |v: Verdict| {
+        report
+            .suites
+            .iter()
+            .find(|s| s.verdict == v)
+            .map(|s| {
+                let metrics: Vec<&str> = s
+                    .metrics
+                    .iter()
+                    .filter(|m| {
+                        if v == Verdict::NeedsReview {
+                            m.regression
+                        } else {
+                            !m.pass
+                        }
+                    })
+                    .map(|m| m.name.as_str())
+                    .collect();
+                if metrics.is_empty() {
+                    s.name.clone()
+                } else {
+                    format!("{}: {}", s.name, metrics.join(", "))
+                }
+            })
+            .unwrap_or_default()
+    };
+    match report.verdict {
+        Verdict::Pass | Verdict::Skipped if evaluated == 0 => (
+            StatusState::Success,
+            "No evaluation case is affected by this change".into(),
+        ),
+        Verdict::Pass | Verdict::Skipped => (
+            StatusState::Success,
+            format!("All gates passed ({evaluated} cases evaluated)"),
+        ),
+        Verdict::Fail => (
+            StatusState::Failure,
+            format!("Failed — {}", first_failing(Verdict::Fail)),
+        ),
+        Verdict::NeedsReview => (
+            StatusState::Failure,
+            format!(
+                "needs_review — {} regressed beyond max_regression; /promptgate approve to accept",
+                first_failing(Verdict::NeedsReview)
+            ),
+        ),
+        Verdict::Error => (
+            StatusState::Error,
+            format!(
+                "Error — {}",
+                report
+                    .errors
+                    .first()
+                    .cloned()
+                    .or_else(|| report
+                        .suites
+                        .iter()
+                        .flat_map(|s| s.errors.first())
+                        .next()
+                        .cloned())
+                    .unwrap_or_else(|| "see the comment".into())
+            ),
+        ),
+    }
+}
+
+/// The forges the settings configure. GitLab deliveries are stored and verified, but
+/// evaluating them needs the GitLab forge, which is not built yet: they fail with a
+/// message saying so and stay in the queue's table for a later retry.
+pub fn build_forges(
+    settings: &crate::settings::Settings,
+) -> anyhow::Result<HashMap<ForgeKind, Arc<dyn Forge>>> {
+    use crate::forge::github::{GitHubAuth, GitHubForge};
+    let mut forges: HashMap<ForgeKind, Arc<dyn Forge>> = HashMap::new();
+    let auth = match (&settings.github_token, settings.github_app_id) {
+        (Some(token), _) => Some(GitHubAuth::Token(token.expose().to_string())),
+        (None, Some(app_id)) => settings
+            .github_private_key_pem()?
+            .map(|key| GitHubAuth::App {
+                app_id,
+                private_key_pem: key.expose().to_string(),
+            }),
+        (None, None) => None,
+    };
+    if let Some(auth) = auth {
+        let forge = GitHubForge::new(&settings.github_api_url, auth)
+            .map_err(|e| anyhow::anyhow!("PROMPTGATE_GITHUB_API_URL: {e}"))?;
+        forges.insert(ForgeKind::Github, Arc::new(forge));
+    }
+    Ok(forges)
+}
+
+fn fork_comment(pr: &PullRequestInfo) -> anyhow::Result<String> {
+    let env = minijinja::Environment::new();
+    env.render_str(
+        include_str!("../../comment-templates/fork.md.j2"),
+        minijinja::context! { marker => COMMENT_MARKER, head_repo => pr.head_repo },
+    )
+    .context("the fork comment template does not render")
+}
+
+#[async_trait]
+impl EventHandler for Bot {
+    async fn handle(&self, delivery_id: &str, event: Event) -> anyhow::Result<()> {
+        match event {
+            Event::PullRequest(e) => {
+                if e.draft && e.action != PrAction::ReadyForReview {
+                    tracing::debug!(
+                        delivery = delivery_id,
+                        "draft PR: evaluated when marked ready"
+                    );
+                    return Ok(());
+                }
+                self.evaluate(&e.repo, e.number, false).await
+            }
+            Event::Rerun(e) => {
+                // The real rerequested payloads carry no PR: find it by head SHA.
+                let forge = self.forge(&e.repo)?;
+                let repo = RepoId {
+                    full_name: e.repo.full_name.clone(),
+                    project_id: e.repo.project_id,
+                };
+                for number in forge.pull_requests_for_sha(&repo, &e.head_sha).await? {
+                    self.evaluate(&e.repo, number, true).await?;
+                }
+                Ok(())
+            }
+            // Slash commands arrive with issue [4/5].
+            Event::Comment(_) | Event::Ping | Event::Ignored(_) => Ok(()),
+        }
+    }
+}

@@ -1,0 +1,193 @@
+//! Forge-independent domain events: what a verified GitHub or GitLab delivery means to
+//! the bot. `webhook::{github,gitlab}` produce them; the worker hands them to an
+//! [`EventHandler`](crate::server::worker::EventHandler).
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ForgeKind {
+    Github,
+    Gitlab,
+}
+
+impl ForgeKind {
+    pub const ALL: [ForgeKind; 2] = [ForgeKind::Github, ForgeKind::Gitlab];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ForgeKind::Github => "github",
+            ForgeKind::Gitlab => "gitlab",
+        }
+    }
+}
+
+impl fmt::Display for ForgeKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for ForgeKind {
+    type Err = anyhow::Error;
+
+    fn from_str(s: &str) -> anyhow::Result<Self> {
+        match s {
+            "github" => Ok(ForgeKind::Github),
+            "gitlab" => Ok(ForgeKind::Gitlab),
+            other => Err(anyhow::anyhow!("unknown forge {other:?}")),
+        }
+    }
+}
+
+/// The repository (GitHub) or project (GitLab) an event is about: the base side of a
+/// PR/MR.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RepoRef {
+    pub forge: ForgeKind,
+    /// `owner/name` on GitHub, the full `group/subgroup/project` path on GitLab.
+    pub full_name: String,
+    /// GitLab project id (the API addresses projects by id); `None` on GitHub.
+    #[serde(default)]
+    pub project_id: Option<u64>,
+    /// GitHub App installation that sent the event (authenticate as it); `None` for
+    /// repository webhooks and on GitLab.
+    #[serde(default)]
+    pub installation_id: Option<u64>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserRef {
+    /// Numeric user id: authorise by this, never by the login.
+    pub id: u64,
+    /// Login (GitHub) or username (GitLab); empty when the payload does not say.
+    pub login: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PrAction {
+    Opened,
+    /// New commits were pushed (GitHub `synchronize`, GitLab `update` with `oldrev`).
+    Synchronize,
+    Reopened,
+    /// A draft became ready (GitHub `ready_for_review`; GitLab a draft flag or `Draft:`
+    /// title prefix removed).
+    ReadyForReview,
+}
+
+impl PrAction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PrAction::Opened => "opened",
+            PrAction::Synchronize => "synchronize",
+            PrAction::Reopened => "reopened",
+            PrAction::ReadyForReview => "ready_for_review",
+        }
+    }
+}
+
+/// A PR/MR whose head should be evaluated.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PullRequestEvent {
+    pub repo: RepoRef,
+    /// PR number (GitHub) or MR iid (GitLab).
+    pub number: u64,
+    pub action: PrAction,
+    pub title: String,
+    pub base_ref: String,
+    /// Base commit. GitHub always sends it; GitLab hooks do not (ask the API for the
+    /// MR's `diff_refs`).
+    pub base_sha: Option<String>,
+    pub head_ref: String,
+    pub head_sha: String,
+    /// Repository the head branch lives in; `None` when it was deleted.
+    pub head_repo_full_name: Option<String>,
+    /// Head repository ≠ base repository (GitLab: source ≠ target project). Fork PRs are
+    /// not evaluated automatically.
+    pub is_fork: bool,
+    pub draft: bool,
+    /// The PR's author.
+    pub author: UserRef,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CommentAction {
+    Created,
+    Edited,
+}
+
+/// A comment on a PR/MR (where slash commands arrive).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CommentEvent {
+    pub repo: RepoRef,
+    /// PR number / MR iid.
+    pub number: u64,
+    pub comment_id: u64,
+    pub action: CommentAction,
+    pub author: UserRef,
+    pub body: String,
+    /// The body before an edit (GitHub sends it; GitLab does not).
+    pub previous_body: Option<String>,
+    /// The author is a bot account (GitHub `type: Bot`, GitLab project/group token
+    /// users).
+    pub author_is_bot: bool,
+    /// The PR's head commit when the payload carries it (GitLab notes do; GitHub
+    /// `issue_comment` does not).
+    pub head_sha: Option<String>,
+}
+
+/// "Re-run" pressed on a check: the PR is found by head SHA (the payload's
+/// `pull_requests` is empty in real deliveries).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RerunEvent {
+    pub repo: RepoRef,
+    pub head_sha: String,
+    pub head_branch: Option<String>,
+    /// Name of the check run re-requested (`check_run` only; `check_suite` re-runs all).
+    pub check_name: Option<String>,
+    /// GitHub App that owns the check run/suite; compare with our own App id.
+    pub app_id: Option<u64>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Event {
+    PullRequest(PullRequestEvent),
+    Comment(CommentEvent),
+    Rerun(RerunEvent),
+    /// The forge checking the hook (GitHub `ping`).
+    Ping,
+    /// Verified and understood, but not something the bot acts on; the reason is logged.
+    Ignored(String),
+}
+
+impl Event {
+    /// The repository the event is about, if any.
+    pub fn repo(&self) -> Option<&RepoRef> {
+        match self {
+            Event::PullRequest(e) => Some(&e.repo),
+            Event::Comment(e) => Some(&e.repo),
+            Event::Rerun(e) => Some(&e.repo),
+            Event::Ping | Event::Ignored(_) => None,
+        }
+    }
+
+    /// A short name for logs and metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Event::PullRequest(_) => "pull_request",
+            Event::Comment(_) => "comment",
+            Event::Rerun(_) => "rerun",
+            Event::Ping => "ping",
+            Event::Ignored(_) => "ignored",
+        }
+    }
+
+    pub fn ignored(reason: impl Into<String>) -> Self {
+        Event::Ignored(reason.into())
+    }
+}

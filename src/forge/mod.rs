@@ -1,0 +1,350 @@
+//! The forges (GitHub, GitLab) behind one trait. The run pipeline talks to a
+//! `dyn Forge` and never knows which one it has: it reads the pull request, lists its
+//! changed files, reads files at a commit (through [`ForgeSource`], the core's
+//! `Source`), sets commit statuses and keeps one sticky comment up to date.
+//!
+//! Retries live in one place ([`retry`]); a forge implementation only says whether an
+//! error is worth retrying. Error messages never carry a credential: every
+//! [`ForgeError`] is scrubbed when it is made.
+
+pub mod github;
+pub mod retry;
+pub mod source;
+
+use std::sync::LazyLock;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use regex::Regex;
+
+pub use github::{GitHubAuth, GitHubForge};
+pub use retry::ForgeRetryPolicy;
+pub use source::ForgeSource;
+
+/// A repository on a forge.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct RepoId {
+    /// `owner/name` (GitLab: the full `group/subgroup/name` path).
+    pub full_name: String,
+    /// GitLab's numeric project id, when known.
+    pub project_id: Option<u64>,
+}
+
+impl RepoId {
+    pub fn new(full_name: impl Into<String>) -> Self {
+        Self {
+            full_name: full_name.into(),
+            project_id: None,
+        }
+    }
+}
+
+impl std::fmt::Display for RepoId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.full_name)
+    }
+}
+
+/// A commit status, in the forge-independent vocabulary of GitHub's statuses API.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum StatusState {
+    Pending,
+    Success,
+    Failure,
+    Error,
+}
+
+impl StatusState {
+    /// The GitHub wire name: `pending`, `success`, `failure`, `error`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StatusState::Pending => "pending",
+            StatusState::Success => "success",
+            StatusState::Failure => "failure",
+            StatusState::Error => "error",
+        }
+    }
+}
+
+/// What the pipeline needs to know about a pull (merge) request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PullRequestInfo {
+    pub number: u64,
+    /// The target branch, e.g. `main`.
+    pub base_ref: String,
+    pub base_sha: String,
+    pub head_sha: String,
+    /// `owner/name` of the head repository; empty when it was deleted.
+    pub head_repo: String,
+    /// The head lives in another repository than the base (or was deleted).
+    pub is_fork: bool,
+    pub draft: bool,
+}
+
+/// A comment the bot wrote.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CommentRef {
+    pub id: String,
+    /// The comment's web address, when the forge returned one.
+    pub url: Option<String>,
+}
+
+/// The longest commit-status description GitHub accepts, in characters.
+pub const STATUS_DESCRIPTION_LIMIT: usize = 140;
+
+/// The longest comment body GitHub accepts, in characters.
+pub const COMMENT_BODY_LIMIT: usize = 65_536;
+
+#[async_trait]
+pub trait Forge: Send + Sync {
+    /// `github` or `gitlab`.
+    fn kind(&self) -> &'static str;
+
+    async fn pull_request(&self, repo: &RepoId, number: u64)
+        -> Result<PullRequestInfo, ForgeError>;
+
+    /// Open pull requests of `repo` whose head commit is `sha`.
+    async fn pull_requests_for_sha(&self, repo: &RepoId, sha: &str)
+        -> Result<Vec<u64>, ForgeError>;
+
+    /// Every path the pull request touches, both sides of a rename included, each once.
+    async fn changed_files(&self, repo: &RepoId, number: u64) -> Result<Vec<String>, ForgeError>;
+
+    /// A file's bytes at commit `sha`; `None` when no file exists at `path` there.
+    async fn read_file(
+        &self,
+        repo: &RepoId,
+        sha: &str,
+        path: &str,
+    ) -> Result<Option<Vec<u8>>, ForgeError>;
+
+    /// Every file (blob) path at commit `sha`.
+    async fn list_files(&self, repo: &RepoId, sha: &str) -> Result<Vec<String>, ForgeError>;
+
+    /// Sets the commit status `context` on `sha`. The description is truncated to
+    /// [`STATUS_DESCRIPTION_LIMIT`] characters.
+    async fn set_status(
+        &self,
+        repo: &RepoId,
+        sha: &str,
+        context: &str,
+        state: StatusState,
+        description: &str,
+        target_url: Option<&str>,
+    ) -> Result<(), ForgeError>;
+
+    /// Keeps exactly one comment of ours containing `marker` on the pull request: edits
+    /// it in place when it exists, creates it otherwise. The stored body always contains
+    /// `marker` (it is prepended when `body` lacks it).
+    async fn upsert_comment(
+        &self,
+        repo: &RepoId,
+        number: u64,
+        marker: &str,
+        body: &str,
+    ) -> Result<CommentRef, ForgeError>;
+
+    /// Posts a new comment.
+    async fn post_comment(
+        &self,
+        repo: &RepoId,
+        number: u64,
+        body: &str,
+    ) -> Result<CommentRef, ForgeError>;
+}
+
+/// A failed forge call. `Retryable` covers what may succeed later (5xx, 429, GitHub's
+/// secondary rate limit, connection errors, timeouts); everything else is `Permanent`.
+/// The message never contains a credential: the constructors scrub it.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ForgeError {
+    #[error("{message}")]
+    Retryable {
+        /// The HTTP status, when the forge answered.
+        status: Option<u16>,
+        message: String,
+        /// How long the forge asked us to wait.
+        retry_after: Option<Duration>,
+    },
+    #[error("{message}")]
+    Permanent {
+        status: Option<u16>,
+        message: String,
+    },
+}
+
+impl ForgeError {
+    pub fn retryable(
+        status: Option<u16>,
+        message: impl AsRef<str>,
+        retry_after: Option<Duration>,
+    ) -> Self {
+        ForgeError::Retryable {
+            status,
+            message: scrub(message.as_ref(), &[]),
+            retry_after,
+        }
+    }
+
+    pub fn permanent(status: Option<u16>, message: impl AsRef<str>) -> Self {
+        ForgeError::Permanent {
+            status,
+            message: scrub(message.as_ref(), &[]),
+        }
+    }
+
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, ForgeError::Retryable { .. })
+    }
+
+    /// The HTTP status the forge answered with, if it answered.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            ForgeError::Retryable { status, .. } | ForgeError::Permanent { status, .. } => *status,
+        }
+    }
+
+    pub fn is_not_found(&self) -> bool {
+        self.status() == Some(404)
+    }
+
+    pub fn message(&self) -> &str {
+        match self {
+            ForgeError::Retryable { message, .. } | ForgeError::Permanent { message, .. } => {
+                message
+            }
+        }
+    }
+
+    /// The same error with `secrets` (and anything shaped like a token) removed from
+    /// its message.
+    pub fn scrubbed(self, secrets: &[&str]) -> Self {
+        match self {
+            ForgeError::Retryable {
+                status,
+                message,
+                retry_after,
+            } => ForgeError::Retryable {
+                status,
+                message: scrub(&message, secrets),
+                retry_after,
+            },
+            ForgeError::Permanent { status, message } => ForgeError::Permanent {
+                status,
+                message: scrub(&message, secrets),
+            },
+        }
+    }
+
+    /// The same error with `context: ` in front of its message.
+    pub fn context(self, context: impl std::fmt::Display) -> Self {
+        match self {
+            ForgeError::Retryable {
+                status,
+                message,
+                retry_after,
+            } => ForgeError::Retryable {
+                status,
+                message: format!("{context}: {message}"),
+                retry_after,
+            },
+            ForgeError::Permanent { status, message } => ForgeError::Permanent {
+                status,
+                message: format!("{context}: {message}"),
+            },
+        }
+    }
+}
+
+/// What is put where a credential was.
+pub const REDACTED: &str = "[REDACTED]";
+
+static TOKEN_SHAPES: LazyLock<Option<Regex>> = LazyLock::new(|| {
+    Regex::new(concat!(
+        // GitHub tokens: personal (classic and fine-grained), OAuth, user-to-server,
+        // server-to-server (installation), refresh.
+        r"\b(?:gh[pousr]_[A-Za-z0-9_]+|github_pat_[A-Za-z0-9_]+)",
+        // GitLab tokens.
+        r"|\bglpat-[A-Za-z0-9_\-]+",
+        // Authorization header values.
+        r"|(?i:\b(?:bearer|token|basic)\s+)[A-Za-z0-9_\-\.=:+/]{20,}",
+        // Credentials in URLs: scheme://user:password@host.
+        r"|(?i:[a-z][a-z0-9+\-.]*://)[^/\s:@]+:[^/\s@]+@",
+        // Signed query parameters.
+        r"|(?i:[?&](?:access_token|private_token|token|jwt|sig)=)[^&\s]+",
+    ))
+    .ok()
+});
+
+/// `text` with each of `secrets` and anything shaped like a credential replaced by
+/// [`REDACTED`]. Used on every forge error message.
+pub fn scrub(text: &str, secrets: &[&str]) -> String {
+    let mut out = text.to_string();
+    for secret in secrets {
+        if secret.len() >= 4 && out.contains(secret) {
+            out = out.replace(secret, REDACTED);
+        }
+    }
+    match TOKEN_SHAPES.as_ref() {
+        Some(re) if re.is_match(&out) => re.replace_all(&out, REDACTED).into_owned(),
+        _ => out,
+    }
+}
+
+/// `text` cut to at most `limit` characters, ending in `…` when it was cut.
+pub fn truncate_chars(text: &str, limit: usize) -> String {
+    if text.chars().count() <= limit {
+        return text.to_string();
+    }
+    let mut out: String = text.chars().take(limit.saturating_sub(1)).collect();
+    out.push('…');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scrub_removes_known_secrets_and_token_shapes() {
+        let s = scrub("bad token abc-known-secret here", &["abc-known-secret"]);
+        assert_eq!(s, "bad token [REDACTED] here");
+        for leak in [
+            "ghp_0123456789abcdefABCDEF0123456789abcd",
+            "ghs_SECRET",
+            "github_pat_11AAAA_bbbb",
+            "glpat-xyzXYZ123",
+            "Authorization: Bearer eyJhbGciOiJSUzI1NiJ9.payload.sig",
+            "token 0123456789abcdef0123",
+            "https://x-access-token:s3cr3tvalue@github.com/o/r.git",
+            "https://gitlab.example/api?private_token=abcdef",
+        ] {
+            let out = scrub(&format!("error: {leak} end"), &[]);
+            assert!(out.contains(REDACTED), "{out}");
+            assert!(!out.contains("SECRET"), "{out}");
+            assert!(!out.contains("s3cr3t"), "{out}");
+            assert!(!out.contains("abcdef0123"), "{out}");
+        }
+        assert_eq!(scrub("HTTP 502 Bad Gateway", &[]), "HTTP 502 Bad Gateway");
+    }
+
+    #[test]
+    fn constructors_scrub() {
+        let e = ForgeError::permanent(Some(401), "Bad credentials for ghp_SECRET123");
+        assert!(!e.to_string().contains("ghp_SECRET123"));
+        let e = e.scrubbed(&["credentials"]).context("GitHub GET /user");
+        assert_eq!(
+            e.to_string(),
+            "GitHub GET /user: Bad [REDACTED] for [REDACTED]"
+        );
+    }
+
+    #[test]
+    fn truncation_counts_characters() {
+        assert_eq!(truncate_chars("abc", 3), "abc");
+        assert_eq!(truncate_chars("abcd", 3), "ab…");
+        let long = "é".repeat(200);
+        let t = truncate_chars(&long, STATUS_DESCRIPTION_LIMIT);
+        assert_eq!(t.chars().count(), STATUS_DESCRIPTION_LIMIT);
+    }
+}

@@ -1,0 +1,418 @@
+//! `promptgate serve` (SPEC §8): the HTTP endpoints and the workers.
+//!
+//! * `POST /webhooks/github`, `POST /webhooks/gitlab`: read the raw body (at most
+//!   25 MiB), verify the signature over those bytes, store the delivery in the
+//!   `deliveries` table (unique on the delivery id), answer 202 — or 200 for a
+//!   redelivery, 401 for a bad or missing signature (nothing stored), 404 for a forge
+//!   without a configured secret. Parsing and all work happen later, in a worker.
+//! * `GET /healthz`, `GET /metrics` (Prometheus text), `GET /runs/{id}` (HTML).
+
+pub mod metrics;
+pub mod runs;
+pub mod worker;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use sha2::{Digest, Sha256};
+use tokio::net::TcpListener;
+use tokio::sync::{watch, Notify};
+
+use crate::event::ForgeKind;
+use crate::settings::Settings;
+use crate::store::queue::{Enqueued, Queue};
+use crate::store::Store;
+use crate::webhook::verify::{self, VerifyError};
+
+pub use metrics::Metrics;
+pub use worker::{EventHandler, LoggingHandler};
+
+/// GitHub caps webhook payloads at 25 MB; anything larger is refused with 413.
+pub const MAX_BODY_BYTES: usize = 25 * 1024 * 1024;
+
+/// Longest accepted delivery id or event name (they are stored and logged).
+const MAX_HEADER_VALUE: usize = 200;
+
+/// Shared by the HTTP handlers (and handed to the run pipeline for metrics and links).
+#[derive(Clone)]
+pub struct AppState {
+    pub settings: Arc<Settings>,
+    pub store: Store,
+    pub queue: Queue,
+    pub metrics: Arc<Metrics>,
+    /// Wakes an idle worker when a delivery was stored.
+    pub wake: Arc<Notify>,
+    pages: Arc<minijinja::Environment<'static>>,
+}
+
+impl AppState {
+    pub fn new(settings: Arc<Settings>, store: Store) -> anyhow::Result<Self> {
+        Ok(Self {
+            queue: Queue::new(store.pool().clone()),
+            settings,
+            store,
+            metrics: Arc::new(Metrics::new()),
+            wake: Arc::new(Notify::new()),
+            pages: Arc::new(runs::environment()?),
+        })
+    }
+}
+
+/// The HTTP routes.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/webhooks/github", post(github_webhook))
+        .route("/webhooks/gitlab", post(gitlab_webhook))
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics_text))
+        .route("/runs/{id}", get(run_page))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(state)
+}
+
+/// Tuning of [`run`]; the defaults suit production.
+#[derive(Clone, Debug)]
+pub struct ServeOptions {
+    pub workers: usize,
+    pub lease: Duration,
+    pub poll_interval: Duration,
+    pub shutdown_grace: Duration,
+    pub retry_backoff: Duration,
+}
+
+impl Default for ServeOptions {
+    fn default() -> Self {
+        Self {
+            workers: 4,
+            lease: Duration::from_secs(300),
+            poll_interval: Duration::from_secs(1),
+            shutdown_grace: Duration::from_secs(20),
+            retry_backoff: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Opens the database named by `PROMPTGATE_DATABASE_URL` and applies migrations.
+pub async fn open_store(database_url: &str) -> anyhow::Result<Store> {
+    if database_url.starts_with("postgres://") || database_url.starts_with("postgresql://") {
+        anyhow::bail!(
+            "PROMPTGATE_DATABASE_URL: the Postgres backend is not supported yet; use sqlite://PATH"
+        );
+    }
+    if !database_url.starts_with("sqlite:") {
+        anyhow::bail!("PROMPTGATE_DATABASE_URL: expected sqlite://PATH");
+    }
+    Store::open_url(database_url).await
+}
+
+/// Runs the service with the settings' database and address, the [`LoggingHandler`],
+/// until ctrl-c or SIGTERM.
+pub async fn serve(settings: Settings) -> anyhow::Result<()> {
+    serve_with(settings, |_| Ok(Arc::new(LoggingHandler))).await
+}
+
+/// [`serve`] with the event handler `make_handler` builds from the shared state (its
+/// store, settings and [`Metrics`]), e.g. the run pipeline.
+pub async fn serve_with<F>(settings: Settings, make_handler: F) -> anyhow::Result<()>
+where
+    F: FnOnce(&AppState) -> anyhow::Result<Arc<dyn EventHandler>>,
+{
+    settings.validate()?;
+    let addr = settings.listen_addr()?;
+    let store = open_store(&settings.database_url).await?;
+    let listener = TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("PROMPTGATE_LISTEN: cannot bind {addr}"))?;
+    let state = AppState::new(Arc::new(settings), store)?;
+    let handler = make_handler(&state)?;
+    run(
+        state,
+        listener,
+        handler,
+        ServeOptions::default(),
+        shutdown_signal(),
+    )
+    .await
+}
+
+/// Serves `state` on `listener` with `opts.workers` workers until `shutdown` resolves;
+/// then stops accepting requests, lets in-flight requests finish, stops the workers
+/// (a running handler gets `opts.shutdown_grace`) and returns their leases.
+pub async fn run(
+    state: AppState,
+    listener: TcpListener,
+    handler: Arc<dyn EventHandler>,
+    opts: ServeOptions,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    match listener.local_addr() {
+        Ok(addr) => tracing::info!(settings = ?state.settings, "promptgate listening on {addr}"),
+        Err(e) => tracing::warn!("cannot read the listening address: {e}"),
+    }
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let instance = format!(
+        "{}-{}-{:08x}",
+        std::env::var("HOSTNAME").unwrap_or_else(|_| "promptgate".to_string()),
+        std::process::id(),
+        rand::random::<u32>()
+    );
+    let worker_queue = state.queue.clone().with_retry_backoff(opts.retry_backoff);
+    let mut workers = tokio::task::JoinSet::new();
+    let mut owners = Vec::new();
+    for i in 0..opts.workers.max(1) {
+        let mut config = worker::WorkerConfig::new(
+            format!("{instance}-{i}"),
+            state.settings.repo_allowlist.clone(),
+        );
+        config.lease = opts.lease;
+        config.poll_interval = opts.poll_interval;
+        config.shutdown_grace = opts.shutdown_grace;
+        config.wake = Some(state.wake.clone());
+        owners.push(config.owner.clone());
+        workers.spawn(worker::run_worker(
+            worker_queue.clone(),
+            handler.clone(),
+            config,
+            stop_rx.clone(),
+        ));
+    }
+
+    let notify_stop = stop_tx.clone();
+    let served = axum::serve(listener, router(state.clone()))
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            tracing::info!("shutting down: no new requests or deliveries are taken");
+            let _ = notify_stop.send(true);
+        })
+        .await;
+    let _ = stop_tx.send(true);
+    while let Some(joined) = workers.join_next().await {
+        if let Err(e) = joined {
+            tracing::error!("a worker stopped abnormally: {e}");
+        }
+    }
+    // Workers release their own leases; this is the safety net if one died.
+    for owner in &owners {
+        if let Err(e) = worker_queue.release(owner).await {
+            tracing::error!("cannot release leases of {owner}: {e:#}");
+        }
+    }
+    tracing::info!("stopped");
+    served.context("the HTTP server failed")
+}
+
+/// Resolves on ctrl-c or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::error!("cannot listen for ctrl-c: {e}");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::error!("cannot listen for SIGTERM: {e}");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+}
+
+fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+fn plain(status: StatusCode, msg: &'static str) -> Response {
+    (status, msg).into_response()
+}
+
+async fn github_webhook(State(st): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+    intake(&st, ForgeKind::Github, &headers, body).await
+}
+
+async fn gitlab_webhook(State(st): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+    intake(&st, ForgeKind::Gitlab, &headers, body).await
+}
+
+/// Verify, then store, then acknowledge.
+async fn intake(st: &AppState, forge: ForgeKind, headers: &HeaderMap, body: Bytes) -> Response {
+    let secrets = match forge {
+        ForgeKind::Github => &st.settings.github_webhook_secret,
+        ForgeKind::Gitlab => &st.settings.gitlab_webhook_secret,
+    };
+    if secrets.is_empty() {
+        return plain(
+            StatusCode::NOT_FOUND,
+            "webhooks from this forge are not served here (no webhook secret configured)\n",
+        );
+    }
+    st.metrics.record_received(forge);
+
+    let verified = match forge {
+        ForgeKind::Github => verify::verify_github(
+            secrets,
+            header(headers, verify::GITHUB_SIGNATURE_HEADER),
+            &body,
+        ),
+        ForgeKind::Gitlab => {
+            verify::verify_gitlab(secrets, header(headers, verify::GITLAB_TOKEN_HEADER))
+        }
+    };
+    if let Err(e) = verified {
+        st.metrics.record_rejected(forge);
+        // Never log the header value: on GitLab it *is* the secret.
+        tracing::warn!(%forge, reason = %e, bytes = body.len(), "webhook rejected");
+        let msg = match e {
+            VerifyError::Missing => "missing webhook signature\n",
+            _ => "webhook signature does not verify\n",
+        };
+        return plain(StatusCode::UNAUTHORIZED, msg);
+    }
+
+    let (event_header, ids): (&str, &[&str]) = match forge {
+        ForgeKind::Github => ("x-github-event", &["x-github-delivery"]),
+        ForgeKind::Gitlab => (
+            "x-gitlab-event",
+            &["idempotency-key", "x-gitlab-event-uuid"],
+        ),
+    };
+    let Some(event) = header(headers, event_header)
+        .map(str::trim)
+        .filter(|e| !e.is_empty())
+    else {
+        return plain(StatusCode::BAD_REQUEST, "missing event header\n");
+    };
+    let delivery_id = match ids
+        .iter()
+        .find_map(|h| header(headers, h).map(str::trim).filter(|v| !v.is_empty()))
+    {
+        Some(id) => id.to_string(),
+        None if forge == ForgeKind::Gitlab => {
+            // Old GitLab sends neither header: the body identifies the event.
+            format!("sha256:{}", hex::encode(Sha256::digest(&body)))
+        }
+        None => {
+            return plain(
+                StatusCode::BAD_REQUEST,
+                "missing X-GitHub-Delivery header\n",
+            )
+        }
+    };
+    if event.len() > MAX_HEADER_VALUE || delivery_id.len() > MAX_HEADER_VALUE {
+        return plain(
+            StatusCode::BAD_REQUEST,
+            "event or delivery id header too long\n",
+        );
+    }
+    if forge == ForgeKind::Github
+        && header(headers, "content-type")
+            .is_some_and(|ct| ct.starts_with("application/x-www-form-urlencoded"))
+    {
+        return plain(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "configure the webhook with content type application/json\n",
+        );
+    }
+
+    match st
+        .queue
+        .enqueue(forge.as_str(), &delivery_id, event, &body)
+        .await
+    {
+        Ok(Enqueued::New(id)) => {
+            st.wake.notify_one();
+            tracing::info!(%forge, delivery_id, event, row = id, "delivery queued");
+            (
+                StatusCode::ACCEPTED,
+                Json(serde_json::json!({"status": "queued", "delivery": delivery_id})),
+            )
+                .into_response()
+        }
+        Ok(Enqueued::Duplicate) => {
+            st.metrics.record_deduped(forge);
+            tracing::info!(%forge, delivery_id, event, "redelivery ignored");
+            (
+                StatusCode::OK,
+                Json(serde_json::json!({"status": "duplicate", "delivery": delivery_id})),
+            )
+                .into_response()
+        }
+        Err(e) => {
+            tracing::error!(%forge, delivery_id, "cannot store the delivery: {e:#}");
+            plain(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "cannot record the delivery right now; retry\n",
+            )
+        }
+    }
+}
+
+async fn healthz(State(st): State<AppState>) -> Response {
+    match sqlx::query("SELECT 1").execute(st.store.pool()).await {
+        Ok(_) => plain(StatusCode::OK, "ok\n"),
+        Err(e) => {
+            tracing::error!("health check: database unavailable: {e}");
+            plain(StatusCode::SERVICE_UNAVAILABLE, "database unavailable\n")
+        }
+    }
+}
+
+async fn metrics_text(State(st): State<AppState>) -> Response {
+    let depth = match st.queue.depth().await {
+        Ok(d) => Some(d),
+        Err(e) => {
+            tracing::error!("metrics: {e:#}");
+            None
+        }
+    };
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        st.metrics.render(depth),
+    )
+        .into_response()
+}
+
+async fn run_page(State(st): State<AppState>, Path(id): Path<String>) -> Response {
+    let Ok(id) = id.parse::<i64>() else {
+        return plain(StatusCode::NOT_FOUND, "no such run\n");
+    };
+    match runs::load_run(st.store.pool(), id).await {
+        Ok(None) => plain(StatusCode::NOT_FOUND, "no such run\n"),
+        Ok(Some(run)) => match runs::render(&st.pages, &st.settings, &run) {
+            Ok(html) => Html(html).into_response(),
+            Err(e) => {
+                tracing::error!(run = id, "{e:#}");
+                plain(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "cannot render this run\n",
+                )
+            }
+        },
+        Err(e) => {
+            tracing::error!(run = id, "{e:#}");
+            plain(StatusCode::SERVICE_UNAVAILABLE, "database unavailable\n")
+        }
+    }
+}

@@ -1,0 +1,275 @@
+//! Workers: claim deliveries from the durable queue with a lease, turn them into
+//! events, drop what the bot does not serve, and hand the rest to an [`EventHandler`].
+//!
+//! A handler error sends the delivery back to the queue (retried with a backoff, at
+//! most [`MAX_ATTEMPTS`](crate::store::queue::MAX_ATTEMPTS) times); a body that does
+//! not parse fails it at once. While a handler runs, the lease is extended, so only a
+//! dead process lets another worker take the delivery over.
+
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures::FutureExt;
+use tokio::sync::{watch, Notify};
+
+use crate::event::{Event, ForgeKind};
+use crate::report::markdown::COMMENT_MARKER;
+use crate::settings::RepoAllowlist;
+use crate::store::queue::{Delivery, Queue};
+use crate::webhook;
+
+/// What the bot does with an event. Implemented by the run pipeline; the default
+/// [`LoggingHandler`] only logs.
+///
+/// `delivery_id` is the forge's delivery id (stable across redeliveries). An `Err`
+/// means "try again later": the delivery is retried. Report problems that a retry
+/// cannot fix to the user and return `Ok`.
+#[async_trait]
+pub trait EventHandler: Send + Sync {
+    async fn handle(&self, delivery_id: &str, event: Event) -> anyhow::Result<()>;
+}
+
+/// Logs each event and does nothing else.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct LoggingHandler;
+
+#[async_trait]
+impl EventHandler for LoggingHandler {
+    async fn handle(&self, delivery_id: &str, event: Event) -> anyhow::Result<()> {
+        let repo = event.repo().map(|r| r.full_name.as_str()).unwrap_or("-");
+        tracing::info!(
+            delivery_id,
+            kind = event.kind(),
+            repo,
+            "event received; no handler acts on it yet"
+        );
+        Ok(())
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct WorkerConfig {
+    /// Lease owner name, unique per worker (e.g. `host-pid-rand-3`).
+    pub owner: String,
+    /// How long a claim is valid without being extended.
+    pub lease: Duration,
+    /// How often to look at the queue when nobody wakes the worker.
+    pub poll_interval: Duration,
+    /// After shutdown is signalled, how long a running handler may still take before it
+    /// is abandoned and its delivery returned to the queue.
+    pub shutdown_grace: Duration,
+    /// Repositories outside this list are ignored.
+    pub allowlist: RepoAllowlist,
+    /// Notified by the intake after each new delivery.
+    pub wake: Option<Arc<Notify>>,
+}
+
+impl WorkerConfig {
+    pub fn new(owner: impl Into<String>, allowlist: RepoAllowlist) -> Self {
+        Self {
+            owner: owner.into(),
+            lease: Duration::from_secs(300),
+            poll_interval: Duration::from_secs(1),
+            shutdown_grace: Duration::from_secs(20),
+            allowlist,
+            wake: None,
+        }
+    }
+}
+
+/// What became of one delivery.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Handled,
+    /// Completed without calling the handler; the reason was logged.
+    Skipped(String),
+    /// The body did not parse; marked failed.
+    Unparseable(String),
+    /// The handler failed; back to the queue (or failed after too many attempts).
+    HandlerFailed(String),
+    /// Shutdown came first; the lease was released.
+    Abandoned,
+}
+
+/// Claims and processes deliveries until `shutdown` turns true (or its sender is
+/// dropped), then releases any lease it still holds.
+pub async fn run_worker(
+    queue: Queue,
+    handler: Arc<dyn EventHandler>,
+    config: WorkerConfig,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    tracing::debug!(owner = %config.owner, "worker started");
+    loop {
+        if *shutdown.borrow() {
+            break;
+        }
+        match queue.claim(&config.owner, config.lease).await {
+            Ok(Some(delivery)) => {
+                let outcome = process(
+                    &queue,
+                    handler.as_ref(),
+                    &config,
+                    delivery,
+                    shutdown.clone(),
+                )
+                .await;
+                if outcome == Outcome::Abandoned {
+                    break;
+                }
+            }
+            Ok(None) => {
+                let wake = config.wake.clone();
+                tokio::select! {
+                    _ = async move {
+                        match wake {
+                            Some(w) => w.notified().await,
+                            None => std::future::pending().await,
+                        }
+                    } => {}
+                    _ = tokio::time::sleep(config.poll_interval) => {}
+                    _ = shutdown.changed() => {}
+                }
+            }
+            Err(e) => {
+                tracing::error!(owner = %config.owner, "cannot read the delivery queue: {e:#}");
+                tokio::select! {
+                    _ = tokio::time::sleep(config.poll_interval.max(Duration::from_millis(200))) => {}
+                    _ = shutdown.changed() => {}
+                }
+            }
+        }
+    }
+    match queue.release(&config.owner).await {
+        Ok(0) => {}
+        Ok(n) => {
+            tracing::info!(owner = %config.owner, released = n, "returned leases to the queue")
+        }
+        Err(e) => tracing::error!(owner = %config.owner, "cannot release leases: {e:#}"),
+    }
+    tracing::debug!(owner = %config.owner, "worker stopped");
+}
+
+/// Why an event is not handed to the handler, if it is not.
+pub fn skip_reason(event: &Event, allowlist: &RepoAllowlist) -> Option<String> {
+    if let Event::Ignored(reason) = event {
+        return Some(reason.clone());
+    }
+    if let Some(repo) = event.repo() {
+        if !allowlist.allows(&repo.full_name) {
+            return Some(format!(
+                "{} is not in PROMPTGATE_REPO_ALLOWLIST",
+                repo.full_name
+            ));
+        }
+    }
+    if let Event::Comment(c) = event {
+        if c.author_is_bot {
+            return Some(format!("comment by bot account {}", c.author.login));
+        }
+        if c.body.contains(COMMENT_MARKER) {
+            return Some("the bot's own comment".to_string());
+        }
+    }
+    None
+}
+
+/// Processes one claimed delivery and records the result in the queue.
+pub async fn process(
+    queue: &Queue,
+    handler: &dyn EventHandler,
+    config: &WorkerConfig,
+    delivery: Delivery,
+    shutdown: watch::Receiver<bool>,
+) -> Outcome {
+    let id = delivery.id;
+    let span = tracing::info_span!(
+        "delivery",
+        forge = %delivery.forge,
+        delivery_id = %delivery.delivery_id,
+        event = %delivery.event,
+        attempt = delivery.attempts
+    );
+
+    let parsed = delivery
+        .forge
+        .parse::<ForgeKind>()
+        .and_then(|forge| webhook::parse(forge, &delivery.event, &delivery.body));
+    let event = match parsed {
+        Ok(e) => e,
+        Err(e) => {
+            let msg = format!("{e:#}");
+            tracing::warn!(parent: &span, "delivery does not parse: {msg}");
+            record(queue.fail(id, &msg, false).await);
+            return Outcome::Unparseable(msg);
+        }
+    };
+    if let Some(reason) = skip_reason(&event, &config.allowlist) {
+        tracing::debug!(parent: &span, "ignored: {reason}");
+        record(queue.complete(id).await);
+        return Outcome::Skipped(reason);
+    }
+
+    let kind = event.kind();
+    let fut = AssertUnwindSafe(handler.handle(&delivery.delivery_id, event)).catch_unwind();
+    tokio::pin!(fut);
+    let beat_every = (config.lease / 3).max(Duration::from_millis(50));
+    let mut beat = tokio::time::interval_at(tokio::time::Instant::now() + beat_every, beat_every);
+    let grace = config.shutdown_grace;
+    let mut shutdown = shutdown;
+    let stop = async move {
+        // An Err means the sender is gone: the service is stopping.
+        let _ = shutdown.wait_for(|stop| *stop).await;
+        tokio::time::sleep(grace).await;
+    };
+    tokio::pin!(stop);
+    let result = loop {
+        tokio::select! {
+            r = &mut fut => break Some(r),
+            _ = beat.tick() => {
+                match queue.extend(id, &config.owner, config.lease).await {
+                    Ok(true) => {}
+                    Ok(false) => tracing::warn!(parent: &span, "lost the lease; another worker may take this delivery"),
+                    Err(e) => tracing::warn!(parent: &span, "cannot extend the lease: {e:#}"),
+                }
+            }
+            _ = &mut stop => break None,
+        }
+    };
+    match result {
+        Some(Ok(Ok(()))) => {
+            tracing::info!(parent: &span, kind, "handled");
+            record(queue.complete(id).await);
+            Outcome::Handled
+        }
+        Some(Ok(Err(e))) => {
+            let msg = format!("{e:#}");
+            tracing::error!(parent: &span, kind, "handler failed (will retry): {msg}");
+            record(queue.fail(id, &msg, true).await);
+            Outcome::HandlerFailed(msg)
+        }
+        Some(Err(panic)) => {
+            let msg = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "handler panicked".to_string());
+            tracing::error!(parent: &span, kind, "handler panicked (will retry): {msg}");
+            record(queue.fail(id, &format!("panic: {msg}"), true).await);
+            Outcome::HandlerFailed(msg)
+        }
+        None => {
+            tracing::warn!(parent: &span, kind, "shutting down: returning the delivery to the queue");
+            record(queue.release(&config.owner).await.map(|_| ()));
+            Outcome::Abandoned
+        }
+    }
+}
+
+fn record(r: anyhow::Result<()>) {
+    if let Err(e) = r {
+        tracing::error!("cannot update the delivery queue: {e:#}");
+    }
+}

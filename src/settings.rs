@@ -1,0 +1,637 @@
+//! Server configuration (SPEC §9): `PROMPTGATE_*` environment variables, optionally
+//! under a TOML file (`--config FILE`) whose keys are the same names in lower case
+//! without the prefix. The environment wins over the file.
+//!
+//! Credentials are held in [`Secret`], whose `Debug` never shows the value, so a
+//! `Settings` can be logged as a whole.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::Path;
+
+use anyhow::{anyhow, bail, Context};
+use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
+
+/// Prefix of every environment variable.
+pub const ENV_PREFIX: &str = "PROMPTGATE_";
+
+/// Every setting, by its key (lower case, no prefix). Order is the SPEC's.
+pub const KEYS: &[&str] = &[
+    "listen",
+    "database_url",
+    "public_url",
+    "github_api_url",
+    "github_token",
+    "github_app_id",
+    "github_private_key",
+    "github_webhook_secret",
+    "gitlab_url",
+    "gitlab_token",
+    "gitlab_webhook_secret",
+    "repo_allowlist",
+    "executor",
+    "codebuild_project",
+    "max_concurrency",
+];
+
+/// A credential. `Debug` and `Display` print `<redacted>`; read it with [`Secret::expose`].
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    /// The secret value. Never log it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Executor {
+    Local,
+    Codebuild,
+}
+
+impl Executor {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Executor::Local => "local",
+            Executor::Codebuild => "codebuild",
+        }
+    }
+}
+
+/// `PROMPTGATE_REPO_ALLOWLIST`: globs over `owner/name` (GitLab: the full
+/// `group/subgroup/project` path), matched case-insensitively. `*` matches across `/`.
+#[derive(Clone)]
+pub struct RepoAllowlist {
+    patterns: Vec<String>,
+    set: GlobSet,
+}
+
+impl RepoAllowlist {
+    pub fn new(patterns: &[String]) -> anyhow::Result<Self> {
+        let mut b = GlobSetBuilder::new();
+        for p in patterns {
+            let glob = GlobBuilder::new(p)
+                .case_insensitive(true)
+                .literal_separator(false)
+                .build()
+                .with_context(|| format!("PROMPTGATE_REPO_ALLOWLIST: bad glob {p:?}"))?;
+            b.add(glob);
+        }
+        let set = b
+            .build()
+            .context("PROMPTGATE_REPO_ALLOWLIST: cannot build the glob set")?;
+        Ok(Self {
+            patterns: patterns.to_vec(),
+            set,
+        })
+    }
+
+    /// Everything allowed (`*`).
+    pub fn any() -> Self {
+        Self {
+            patterns: vec!["*".to_string()],
+            set: GlobSet::empty(),
+        }
+    }
+
+    pub fn allows(&self, full_name: &str) -> bool {
+        if self.patterns.len() == 1 && self.patterns[0] == "*" {
+            return true;
+        }
+        self.set.is_match(full_name)
+    }
+
+    pub fn patterns(&self) -> &[String] {
+        &self.patterns
+    }
+}
+
+impl fmt::Debug for RepoAllowlist {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(&self.patterns).finish()
+    }
+}
+
+/// The service configuration. `Debug` is safe to log: every credential is a [`Secret`]
+/// and the database URL's password is masked.
+#[derive(Clone)]
+pub struct Settings {
+    pub listen: String,
+    pub database_url: String,
+    pub public_url: Option<String>,
+    pub github_api_url: String,
+    pub github_token: Option<Secret>,
+    pub github_app_id: Option<u64>,
+    /// PEM text of the App's private key, or a path to a PEM file (see
+    /// [`Settings::github_private_key_pem`]).
+    pub github_private_key: Option<Secret>,
+    /// Accepted HMAC secrets, for rotation; empty means GitHub webhooks are not served.
+    pub github_webhook_secret: Vec<Secret>,
+    pub gitlab_url: String,
+    pub gitlab_token: Option<Secret>,
+    /// Accepted `X-Gitlab-Token` values; empty means GitLab webhooks are not served.
+    pub gitlab_webhook_secret: Vec<Secret>,
+    pub repo_allowlist: RepoAllowlist,
+    pub executor: Executor,
+    pub codebuild_project: Option<String>,
+    pub max_concurrency: usize,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:8080".to_string(),
+            database_url: "sqlite://promptgate.db".to_string(),
+            public_url: None,
+            github_api_url: "https://api.github.com".to_string(),
+            github_token: None,
+            github_app_id: None,
+            github_private_key: None,
+            github_webhook_secret: Vec::new(),
+            gitlab_url: "https://gitlab.com".to_string(),
+            gitlab_token: None,
+            gitlab_webhook_secret: Vec::new(),
+            repo_allowlist: RepoAllowlist::any(),
+            executor: Executor::Local,
+            codebuild_project: None,
+            max_concurrency: 8,
+        }
+    }
+}
+
+impl fmt::Debug for Settings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Settings")
+            .field("listen", &self.listen)
+            .field("database_url", &redact_url(&self.database_url))
+            .field("public_url", &self.public_url)
+            .field("github_api_url", &self.github_api_url)
+            .field("github_token", &self.github_token)
+            .field("github_app_id", &self.github_app_id)
+            .field("github_private_key", &self.github_private_key)
+            .field("github_webhook_secret", &self.github_webhook_secret)
+            .field("gitlab_url", &self.gitlab_url)
+            .field("gitlab_token", &self.gitlab_token)
+            .field("gitlab_webhook_secret", &self.gitlab_webhook_secret)
+            .field("repo_allowlist", &self.repo_allowlist)
+            .field("executor", &self.executor)
+            .field("codebuild_project", &self.codebuild_project)
+            .field("max_concurrency", &self.max_concurrency)
+            .finish()
+    }
+}
+
+/// A raw value and where it came from, for error messages.
+struct Raw {
+    value: String,
+    origin: String,
+}
+
+impl Settings {
+    /// Reads the optional TOML file, then the environment (through `env`, so tests need
+    /// not touch the process environment). Unknown file keys, values of the wrong type
+    /// and bad values are errors naming the setting. Use [`Settings::validate`] before
+    /// serving.
+    pub fn load(
+        config_file: Option<&Path>,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> anyhow::Result<Self> {
+        let mut raw: std::collections::BTreeMap<&'static str, Raw> = Default::default();
+        if let Some(path) = config_file {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading the config file {}", path.display()))?;
+            let table: toml::Table = text
+                .parse()
+                .with_context(|| format!("{}: not valid TOML", path.display()))?;
+            for (key, value) in table {
+                let Some(known) = KEYS.iter().find(|k| **k == key) else {
+                    bail!(
+                        "{}: unknown setting `{key}` (known: {})",
+                        path.display(),
+                        KEYS.join(", ")
+                    );
+                };
+                let value = match value {
+                    toml::Value::String(s) => s,
+                    toml::Value::Integer(i) => i.to_string(),
+                    toml::Value::Array(items) => {
+                        let mut parts = Vec::new();
+                        for item in items {
+                            match item {
+                                toml::Value::String(s) => parts.push(s),
+                                other => bail!(
+                                    "{}: `{key}` must be a string or a list of strings, not {}",
+                                    path.display(),
+                                    other.type_str()
+                                ),
+                            }
+                        }
+                        parts.join(",")
+                    }
+                    other => bail!(
+                        "{}: `{key}` must be a string, not {}",
+                        path.display(),
+                        other.type_str()
+                    ),
+                };
+                raw.insert(
+                    known,
+                    Raw {
+                        value,
+                        origin: format!("`{key}` in {}", path.display()),
+                    },
+                );
+            }
+        }
+        for key in KEYS {
+            let var = env_name(key);
+            if let Some(value) = env(&var) {
+                if value.trim().is_empty() {
+                    // An empty variable counts as unset, like most twelve-factor services.
+                    continue;
+                }
+                raw.insert(key, Raw { value, origin: var });
+            }
+        }
+
+        let mut s = Settings::default();
+        let take = |raw: &mut std::collections::BTreeMap<&'static str, Raw>, key: &str| {
+            raw.remove(key).map(|r| Raw {
+                value: r.value.trim().to_string(),
+                origin: r.origin,
+            })
+        };
+        if let Some(r) = take(&mut raw, "listen") {
+            s.listen = r.value;
+        }
+        if let Some(r) = take(&mut raw, "database_url") {
+            s.database_url = r.value;
+        }
+        if let Some(r) = take(&mut raw, "public_url") {
+            s.public_url = Some(r.value.trim_end_matches('/').to_string());
+        }
+        if let Some(r) = take(&mut raw, "github_api_url") {
+            s.github_api_url = r.value.trim_end_matches('/').to_string();
+        }
+        s.github_token = take(&mut raw, "github_token").map(|r| Secret(r.value));
+        if let Some(r) = take(&mut raw, "github_app_id") {
+            s.github_app_id = Some(
+                r.value
+                    .parse()
+                    .map_err(|_| anyhow!("{}: not a GitHub App id: {:?}", r.origin, r.value))?,
+            );
+        }
+        // Keep the PEM's newlines: no trimming beyond what `take` did at the ends.
+        s.github_private_key = take(&mut raw, "github_private_key").map(|r| Secret(r.value));
+        s.github_webhook_secret = take(&mut raw, "github_webhook_secret")
+            .map(|r| split_list(&r.value).into_iter().map(Secret).collect())
+            .unwrap_or_default();
+        if let Some(r) = take(&mut raw, "gitlab_url") {
+            s.gitlab_url = r.value.trim_end_matches('/').to_string();
+        }
+        s.gitlab_token = take(&mut raw, "gitlab_token").map(|r| Secret(r.value));
+        s.gitlab_webhook_secret = take(&mut raw, "gitlab_webhook_secret")
+            .map(|r| split_list(&r.value).into_iter().map(Secret).collect())
+            .unwrap_or_default();
+        if let Some(r) = take(&mut raw, "repo_allowlist") {
+            let globs = split_list(&r.value);
+            if globs.is_empty() {
+                bail!(
+                    "{}: empty allowlist (use `*` to serve every repository)",
+                    r.origin
+                );
+            }
+            s.repo_allowlist =
+                RepoAllowlist::new(&globs).with_context(|| format!("from {}", r.origin))?;
+        }
+        if let Some(r) = take(&mut raw, "executor") {
+            s.executor = match r.value.to_ascii_lowercase().as_str() {
+                "local" => Executor::Local,
+                "codebuild" => Executor::Codebuild,
+                _ => bail!(
+                    "{}: unknown executor {:?} (expected `local` or `codebuild`)",
+                    r.origin,
+                    r.value
+                ),
+            };
+        }
+        s.codebuild_project = take(&mut raw, "codebuild_project").map(|r| r.value);
+        if let Some(r) = take(&mut raw, "max_concurrency") {
+            s.max_concurrency = match r.value.parse::<usize>() {
+                Ok(n) if n > 0 => n,
+                _ => bail!(
+                    "{}: expected a positive whole number, got {:?}",
+                    r.origin,
+                    r.value
+                ),
+            };
+        }
+        Ok(s)
+    }
+
+    /// Reads the real process environment (plus the optional file).
+    pub fn from_env(config_file: Option<&Path>) -> anyhow::Result<Self> {
+        Self::load(config_file, |k| std::env::var(k).ok())
+    }
+
+    /// Checks what `load` cannot check alone: a configured forge has its webhook secret,
+    /// at least one forge is configured, the addresses parse. Reports every problem, one
+    /// per line.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        let mut problems: Vec<String> = Vec::new();
+        let github = self.github_configured();
+        let gitlab = self.gitlab_configured();
+        if github && self.github_webhook_secret.is_empty() {
+            problems.push(
+                "PROMPTGATE_GITHUB_WEBHOOK_SECRET is not set: refusing to accept unsigned GitHub webhooks"
+                    .to_string(),
+            );
+        }
+        if self.github_app_id.is_some() && self.github_private_key.is_none() {
+            problems.push(
+                "PROMPTGATE_GITHUB_PRIVATE_KEY is not set: PROMPTGATE_GITHUB_APP_ID needs the App's private key"
+                    .to_string(),
+            );
+        }
+        if self.github_private_key.is_some() && self.github_app_id.is_none() {
+            problems.push(
+                "PROMPTGATE_GITHUB_APP_ID is not set: PROMPTGATE_GITHUB_PRIVATE_KEY needs the App id"
+                    .to_string(),
+            );
+        }
+        if gitlab && self.gitlab_webhook_secret.is_empty() {
+            problems.push(
+                "PROMPTGATE_GITLAB_WEBHOOK_SECRET is not set: refusing to accept unauthenticated GitLab webhooks"
+                    .to_string(),
+            );
+        }
+        if !github && !gitlab {
+            problems.push(
+                "no forge is configured: set PROMPTGATE_GITHUB_TOKEN (or PROMPTGATE_GITHUB_APP_ID \
+                 and PROMPTGATE_GITHUB_PRIVATE_KEY) with PROMPTGATE_GITHUB_WEBHOOK_SECRET, and/or \
+                 PROMPTGATE_GITLAB_TOKEN with PROMPTGATE_GITLAB_WEBHOOK_SECRET"
+                    .to_string(),
+            );
+        }
+        if let Err(e) = self.listen_addr() {
+            problems.push(format!("{e:#}"));
+        }
+        let db = self.database_url.as_str();
+        if !(db.starts_with("sqlite:")
+            || db.starts_with("postgres://")
+            || db.starts_with("postgresql://"))
+        {
+            problems.push(format!(
+                "PROMPTGATE_DATABASE_URL: expected sqlite://PATH or postgres://…, got {:?}",
+                redact_url(db)
+            ));
+        }
+        for (var, url) in [
+            ("PROMPTGATE_GITHUB_API_URL", &self.github_api_url),
+            ("PROMPTGATE_GITLAB_URL", &self.gitlab_url),
+        ] {
+            if !(url.starts_with("https://") || url.starts_with("http://")) {
+                problems.push(format!("{var}: expected an http(s) URL, got {url:?}"));
+            }
+        }
+        if let Some(url) = &self.public_url {
+            if !(url.starts_with("https://") || url.starts_with("http://")) {
+                problems.push(format!(
+                    "PROMPTGATE_PUBLIC_URL: expected an http(s) URL, got {url:?}"
+                ));
+            }
+        }
+        if self.executor == Executor::Codebuild && self.codebuild_project.is_none() {
+            problems.push(
+                "PROMPTGATE_CODEBUILD_PROJECT is not set: PROMPTGATE_EXECUTOR=codebuild needs a project"
+                    .to_string(),
+            );
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(anyhow!(problems.join("\n")))
+        }
+    }
+
+    /// GitHub is configured when a token or an App id is set.
+    pub fn github_configured(&self) -> bool {
+        self.github_token.is_some() || self.github_app_id.is_some()
+    }
+
+    /// GitLab is configured when a token is set.
+    pub fn gitlab_configured(&self) -> bool {
+        self.gitlab_token.is_some()
+    }
+
+    pub fn listen_addr(&self) -> anyhow::Result<SocketAddr> {
+        self.listen.parse().map_err(|_| {
+            anyhow!(
+                "PROMPTGATE_LISTEN: expected HOST:PORT such as 127.0.0.1:8080, got {:?}",
+                self.listen
+            )
+        })
+    }
+
+    /// Base URL for links to `/runs/{id}`: `PROMPTGATE_PUBLIC_URL`, else the listen address.
+    pub fn public_url(&self) -> String {
+        match &self.public_url {
+            Some(u) => u.clone(),
+            None => format!("http://{}", self.listen),
+        }
+    }
+
+    /// Link to the page of one run.
+    pub fn run_url(&self, run_id: i64) -> String {
+        format!("{}/runs/{run_id}", self.public_url())
+    }
+
+    pub fn allows_repo(&self, full_name: &str) -> bool {
+        self.repo_allowlist.allows(full_name)
+    }
+
+    /// The App's private key as PEM: the setting itself when it holds PEM text, else
+    /// the contents of the file it names.
+    pub fn github_private_key_pem(&self) -> anyhow::Result<Option<Secret>> {
+        let Some(key) = &self.github_private_key else {
+            return Ok(None);
+        };
+        let v = key.expose();
+        if v.contains("-----BEGIN") {
+            return Ok(Some(key.clone()));
+        }
+        let text = std::fs::read_to_string(v).map_err(|e| {
+            // The value is not PEM, so it is a path; still, name only the setting.
+            anyhow!("PROMPTGATE_GITHUB_PRIVATE_KEY: not PEM text and not a readable file ({e})")
+        })?;
+        Ok(Some(Secret(text)))
+    }
+}
+
+/// `github_webhook_secret` → `PROMPTGATE_GITHUB_WEBHOOK_SECRET`.
+pub fn env_name(key: &str) -> String {
+    format!("{ENV_PREFIX}{}", key.to_ascii_uppercase())
+}
+
+fn split_list(v: &str) -> Vec<String> {
+    v.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+/// A database URL without its password, for messages.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    match rest.split_once('@') {
+        Some((userinfo, host)) => {
+            let user = userinfo.split(':').next().unwrap_or("");
+            format!("{scheme}://{user}:<redacted>@{host}")
+        }
+        None => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        move |k| map.get(k).cloned()
+    }
+
+    #[test]
+    fn defaults() {
+        let s = Settings::load(None, env(&[])).unwrap();
+        assert_eq!(s.listen, "127.0.0.1:8080");
+        assert_eq!(s.database_url, "sqlite://promptgate.db");
+        assert_eq!(s.github_api_url, "https://api.github.com");
+        assert_eq!(s.gitlab_url, "https://gitlab.com");
+        assert_eq!(s.max_concurrency, 8);
+        assert_eq!(s.executor, Executor::Local);
+        assert_eq!(s.public_url(), "http://127.0.0.1:8080");
+        assert!(s.allows_repo("anyone/anything"));
+        let err = s.validate().unwrap_err().to_string();
+        assert!(err.contains("no forge is configured"), "{err}");
+    }
+
+    #[test]
+    fn env_overrides_file_and_lists_split() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("promptgate.toml");
+        std::fs::write(
+            &path,
+            "github_token = \"file-token\"\ngithub_webhook_secret = \"a, b\"\nmax_concurrency = 3\n\
+             repo_allowlist = [\"acme/*\", \"other/one\"]\n",
+        )
+        .unwrap();
+        let s = Settings::load(
+            Some(&path),
+            env(&[("PROMPTGATE_GITHUB_TOKEN", "env-token")]),
+        )
+        .unwrap();
+        assert_eq!(s.github_token.as_ref().unwrap().expose(), "env-token");
+        let secrets: Vec<&str> = s.github_webhook_secret.iter().map(|s| s.expose()).collect();
+        assert_eq!(secrets, ["a", "b"]);
+        assert_eq!(s.max_concurrency, 3);
+        assert!(s.allows_repo("Acme/Prompts"));
+        assert!(s.allows_repo("other/one"));
+        assert!(!s.allows_repo("other/two"));
+        s.validate().unwrap();
+    }
+
+    #[test]
+    fn unknown_key_and_bad_values_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, "github_tokn = \"x\"\n").unwrap();
+        let err = Settings::load(Some(&path), env(&[]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("github_tokn"), "{err}");
+
+        let err = Settings::load(None, env(&[("PROMPTGATE_EXECUTOR", "lambda")]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("PROMPTGATE_EXECUTOR") && err.contains("lambda"),
+            "{err}"
+        );
+        let err = Settings::load(None, env(&[("PROMPTGATE_MAX_CONCURRENCY", "0")]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("PROMPTGATE_MAX_CONCURRENCY"), "{err}");
+    }
+
+    #[test]
+    fn forge_without_secret_is_refused() {
+        let s = Settings::load(None, env(&[("PROMPTGATE_GITLAB_TOKEN", "glpat-x")])).unwrap();
+        let err = s.validate().unwrap_err().to_string();
+        assert!(err.contains("PROMPTGATE_GITLAB_WEBHOOK_SECRET"), "{err}");
+        let s = Settings::load(None, env(&[("PROMPTGATE_GITHUB_APP_ID", "12")])).unwrap();
+        let err = s.validate().unwrap_err().to_string();
+        assert!(err.contains("PROMPTGATE_GITHUB_WEBHOOK_SECRET"), "{err}");
+        assert!(err.contains("PROMPTGATE_GITHUB_PRIVATE_KEY"), "{err}");
+    }
+
+    #[test]
+    fn debug_hides_credentials() {
+        let s = Settings::load(
+            None,
+            env(&[
+                ("PROMPTGATE_GITHUB_TOKEN", "ghp_supersecret"),
+                ("PROMPTGATE_GITHUB_PRIVATE_KEY", "-----BEGIN KEY-----xyz"),
+                ("PROMPTGATE_GITHUB_WEBHOOK_SECRET", "hook1,hook2"),
+                ("PROMPTGATE_GITLAB_TOKEN", "glpat-secret"),
+                ("PROMPTGATE_GITLAB_WEBHOOK_SECRET", "gltoken"),
+            ]),
+        )
+        .unwrap();
+        let d = format!("{s:?} {s:#?}");
+        for secret in [
+            "ghp_supersecret",
+            "BEGIN KEY",
+            "hook1",
+            "hook2",
+            "glpat",
+            "gltoken",
+        ] {
+            assert!(!d.contains(secret), "{secret} leaked in {d}");
+        }
+        assert!(d.contains("<redacted>"));
+    }
+
+    #[test]
+    fn redacts_database_password() {
+        assert_eq!(
+            redact_url("postgres://bot:hunter2@db:5432/pg"),
+            "postgres://bot:<redacted>@db:5432/pg"
+        );
+    }
+}

@@ -1,0 +1,1516 @@
+//! Webhook intake through the real router, bors-style: a fresh SQLite database per
+//! test, real published deliveries from `tests/fixtures/` (see its README), the real
+//! signature rules, and the worker feeding a recording handler.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde_json::Value;
+use tokio::net::TcpListener;
+use tokio::sync::{oneshot, Notify};
+
+use promptgate::event::{
+    CommentAction, CommentEvent, Event, ForgeKind, PrAction, RepoRef, UserRef,
+};
+use promptgate::server::worker::{skip_reason, EventHandler};
+use promptgate::server::{self, AppState, ServeOptions};
+use promptgate::settings::{RepoAllowlist, Settings};
+use promptgate::webhook::{self, verify::github_signature};
+
+/// The secret Cogni-DAO/cogni-git-review publishes in `fixtures/**/AGENTS.md`; its
+/// GitHub captures are signed with it and its GitLab capture carries it as the token.
+const COGNI_SECRET: &str = "402786017574bd28f9d8f7a18648939751c47fe09077d56e10f0444f14fbb73b";
+/// taskcluster's test secret (`services/github/config.yml`).
+const TASKCLUSTER_SECRET: &str = "abc123";
+const GITHUB_TOKEN: &str = "ghp_intake_test_token_0123456789";
+const GITLAB_TOKEN: &str = "glpat-intake-test-token";
+
+// ---------------------------------------------------------------------------------
+// fixtures
+
+fn fixture_path(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(rel)
+}
+
+fn fixture(rel: &str) -> Vec<u8> {
+    std::fs::read(fixture_path(rel)).unwrap_or_else(|e| panic!("{rel}: {e}"))
+}
+
+fn fixture_json(rel: &str) -> Value {
+    serde_json::from_slice(&fixture(rel)).unwrap_or_else(|e| panic!("{rel}: {e}"))
+}
+
+/// The delivery headers of a Cogni capture that a forge sets (not the receiving
+/// proxy's), lower-cased.
+fn capture_headers(rel: &str) -> Vec<(String, String)> {
+    let v = fixture_json(rel);
+    let mut out = Vec::new();
+    for (k, val) in v["headers"].as_object().expect("headers") {
+        let k = k.to_ascii_lowercase();
+        if k.starts_with("x-github-")
+            || k.starts_with("x-hub-")
+            || k.starts_with("x-gitlab-")
+            || k == "idempotency-key"
+            || k == "content-type"
+        {
+            out.push((k, val.as_str().expect("header string").to_string()));
+        }
+    }
+    out
+}
+
+fn header<'a>(headers: &'a [(String, String)], name: &str) -> &'a str {
+    headers
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
+        .unwrap_or_else(|| panic!("no {name} header"))
+}
+
+/// A taskcluster `{headers, body}` file: its headers, the body as the file has it
+/// (pretty-printed), and the body as GitHub sent it (compact, keys in order).
+struct Taskcluster {
+    headers: Vec<(String, String)>,
+    pretty: Vec<u8>,
+    compact: Vec<u8>,
+}
+
+fn taskcluster(rel: &str) -> Taskcluster {
+    #[derive(serde::Deserialize)]
+    struct Wrapped {
+        headers: BTreeMap<String, Value>,
+        body: Box<serde_json::value::RawValue>,
+    }
+    let bytes = fixture(rel);
+    let w: Wrapped = serde_json::from_slice(&bytes).unwrap();
+    Taskcluster {
+        headers: w
+            .headers
+            .into_iter()
+            .map(|(k, v)| {
+                let v = match v {
+                    Value::String(s) => s,
+                    other => other.to_string(),
+                };
+                (k.to_ascii_lowercase(), v)
+            })
+            .collect(),
+        pretty: w.body.get().as_bytes().to_vec(),
+        compact: compact_json(w.body.get()).into_bytes(),
+    }
+}
+
+/// `JSON.stringify(JSON.parse(text))` for text that JSON.stringify pretty-printed:
+/// the same tokens with the insignificant whitespace removed, keys kept in order.
+/// (`serde_json::to_vec` of a parsed `Value` is not the same here: without the
+/// `preserve_order` feature it sorts object keys.)
+fn compact_json(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let (mut in_string, mut escaped) = (false, false);
+    for c in text.chars() {
+        if in_string {
+            out.push(c);
+            if escaped {
+                escaped = false;
+            } else if c == '\\' {
+                escaped = true;
+            } else if c == '"' {
+                in_string = false;
+            }
+        } else if c == '"' {
+            in_string = true;
+            out.push(c);
+        } else if !matches!(c, ' ' | '\n' | '\r' | '\t') {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// `.payload` of a Probot fixture.
+fn probot_payload(rel: &str) -> Vec<u8> {
+    serde_json::to_vec(&fixture_json(rel)["payload"]).unwrap()
+}
+
+// ---------------------------------------------------------------------------------
+// the bot under test
+
+fn settings(pairs: &[(&str, &str)]) -> Settings {
+    let map: HashMap<String, String> = pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    Settings::load(None, move |k| map.get(k).cloned()).expect("settings")
+}
+
+/// Both forges, with the Cogni secret (GitHub also accepts taskcluster's).
+fn default_settings() -> Settings {
+    settings(&[
+        ("PROMPTGATE_GITHUB_TOKEN", GITHUB_TOKEN),
+        (
+            "PROMPTGATE_GITHUB_WEBHOOK_SECRET",
+            &format!("{COGNI_SECRET},{TASKCLUSTER_SECRET}"),
+        ),
+        ("PROMPTGATE_GITLAB_TOKEN", GITLAB_TOKEN),
+        ("PROMPTGATE_GITLAB_WEBHOOK_SECRET", COGNI_SECRET),
+    ])
+}
+
+#[derive(Default)]
+struct Recorder {
+    seen: Mutex<Vec<(String, Event)>>,
+    /// The first this-many calls fail.
+    failures_left: AtomicUsize,
+}
+
+impl Recorder {
+    fn failing(n: usize) -> Self {
+        Self {
+            failures_left: AtomicUsize::new(n),
+            ..Self::default()
+        }
+    }
+
+    fn seen(&self) -> Vec<(String, Event)> {
+        self.seen.lock().unwrap().clone()
+    }
+}
+
+#[async_trait]
+impl EventHandler for Recorder {
+    async fn handle(&self, delivery_id: &str, event: Event) -> anyhow::Result<()> {
+        self.seen
+            .lock()
+            .unwrap()
+            .push((delivery_id.to_string(), event));
+        let fail = self
+            .failures_left
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok();
+        if fail {
+            anyhow::bail!("transient failure (test)");
+        }
+        Ok(())
+    }
+}
+
+/// Never finishes; tells when it started.
+#[derive(Default)]
+struct Stuck {
+    started: Notify,
+}
+
+#[async_trait]
+impl EventHandler for Stuck {
+    async fn handle(&self, _delivery_id: &str, _event: Event) -> anyhow::Result<()> {
+        self.started.notify_one();
+        std::future::pending::<()>().await;
+        Ok(())
+    }
+}
+
+struct Bot {
+    url: String,
+    state: AppState,
+    http: reqwest::Client,
+    stop: Option<oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+fn test_options() -> ServeOptions {
+    ServeOptions {
+        workers: 2,
+        lease: Duration::from_secs(30),
+        poll_interval: Duration::from_millis(50),
+        shutdown_grace: Duration::from_millis(100),
+        retry_backoff: Duration::ZERO,
+    }
+}
+
+async fn start_bot(settings: Settings, handler: Arc<dyn EventHandler>, db: &Path) -> Bot {
+    let store = server::open_store(&format!("sqlite://{}", db.display()))
+        .await
+        .expect("database");
+    let state = AppState::new(Arc::new(settings), store).expect("state");
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let (tx, rx) = oneshot::channel::<()>();
+    let task = tokio::spawn(server::run(
+        state.clone(),
+        listener,
+        handler,
+        test_options(),
+        async move {
+            let _ = rx.await;
+        },
+    ));
+    Bot {
+        url,
+        state,
+        http: reqwest::Client::new(),
+        stop: Some(tx),
+        task,
+    }
+}
+
+impl Bot {
+    async fn post(
+        &self,
+        path: &str,
+        headers: &[(String, String)],
+        body: Vec<u8>,
+    ) -> reqwest::Response {
+        let mut req = self.http.post(format!("{}{path}", self.url)).body(body);
+        for (k, v) in headers {
+            req = req.header(k.as_str(), v.as_str());
+        }
+        req.send().await.expect("request")
+    }
+
+    /// A GitHub delivery signed with `secret`.
+    async fn github(&self, event: &str, delivery: &str, secret: &str, body: &[u8]) -> u16 {
+        let headers = vec![
+            ("x-github-event".to_string(), event.to_string()),
+            ("x-github-delivery".to_string(), delivery.to_string()),
+            (
+                "x-hub-signature-256".to_string(),
+                github_signature(secret, body),
+            ),
+            ("content-type".to_string(), "application/json".to_string()),
+        ];
+        self.post("/webhooks/github", &headers, body.to_vec())
+            .await
+            .status()
+            .as_u16()
+    }
+
+    async fn get(&self, path: &str) -> (u16, String) {
+        let r = self
+            .http
+            .get(format!("{}{path}", self.url))
+            .send()
+            .await
+            .expect("request");
+        (r.status().as_u16(), r.text().await.unwrap_or_default())
+    }
+
+    async fn rows(&self) -> i64 {
+        sqlx::query_scalar("SELECT COUNT(*) FROM deliveries")
+            .fetch_one(self.state.store.pool())
+            .await
+            .unwrap()
+    }
+
+    async fn delivery_ids(&self) -> Vec<String> {
+        sqlx::query_scalar("SELECT delivery_id FROM deliveries ORDER BY id")
+            .fetch_all(self.state.store.pool())
+            .await
+            .unwrap()
+    }
+
+    /// Waits until every stored delivery is done or failed.
+    async fn drained(&self) {
+        wait_until(|| async { self.state.queue.depth().await.unwrap() == 0 }).await;
+    }
+
+    async fn stop(mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        tokio::time::timeout(Duration::from_secs(10), self.task)
+            .await
+            .expect("the server stops")
+            .expect("server task")
+            .expect("server result");
+    }
+}
+
+async fn wait_until<F, Fut>(mut cond: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    for _ in 0..500 {
+        if cond().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("condition not reached within 10 s");
+}
+
+fn db(dir: &tempfile::TempDir) -> PathBuf {
+    dir.path().join("promptgate.db")
+}
+
+const COGNI_GITHUB: [&str; 4] = [
+    "webhook.pull_request.opened.cogni",
+    "webhook.pull_request.synchronize.cogni",
+    "webhook.check_suite.rerequested.cogni",
+    "webhook.check_run.created.cogni",
+];
+
+// ---------------------------------------------------------------------------------
+// signatures
+
+#[tokio::test]
+async fn cogni_github_captures_verify_over_the_raw_bytes_and_are_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    let bot = start_bot(default_settings(), Arc::new(Recorder::default()), &db(&dir)).await;
+    for name in COGNI_GITHUB {
+        let headers = capture_headers(&format!("github/{name}.capture.json"));
+        let body = fixture(&format!("github/{name}.raw-body.json"));
+        let r = bot.post("/webhooks/github", &headers, body).await;
+        assert_eq!(r.status().as_u16(), 202, "{name}");
+    }
+    assert_eq!(bot.rows().await, 4);
+    let mut expected: Vec<String> = COGNI_GITHUB
+        .iter()
+        .map(|n| {
+            header(
+                &capture_headers(&format!("github/{n}.capture.json")),
+                "x-github-delivery",
+            )
+            .to_string()
+        })
+        .collect();
+    let mut got = bot.delivery_ids().await;
+    expected.sort();
+    got.sort();
+    assert_eq!(got, expected);
+    // Re-serialising the JSON changes the bytes and so breaks the signature.
+    let name = COGNI_GITHUB[0];
+    let mut headers = capture_headers(&format!("github/{name}.capture.json"));
+    headers.retain(|(k, _)| k != "x-github-delivery");
+    headers.push(("x-github-delivery".into(), "reserialised".into()));
+    let value = fixture_json(&format!("github/{name}.raw-body.json"));
+    let pretty = serde_json::to_vec_pretty(&value).unwrap();
+    assert_eq!(
+        bot.post("/webhooks/github", &headers, pretty)
+            .await
+            .status(),
+        401
+    );
+    assert_eq!(bot.rows().await, 4);
+    bot.stop().await;
+}
+
+#[tokio::test]
+async fn taskcluster_signatures_verify_only_against_compact_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let only_taskcluster = settings(&[
+        ("PROMPTGATE_GITHUB_TOKEN", GITHUB_TOKEN),
+        ("PROMPTGATE_GITHUB_WEBHOOK_SECRET", TASKCLUSTER_SECRET),
+    ]);
+    let bot = start_bot(only_taskcluster, Arc::new(Recorder::default()), &db(&dir)).await;
+    let with_sha256 = [
+        "github/webhook.issue_comment.created.on-pr.taskcluster.headers+body.json",
+        "github/webhook.issue_comment.edited.on-pr.taskcluster.headers+body.json",
+        "github/webhook.issue_comment.deleted.on-pr.taskcluster.headers+body.json",
+        "github/webhook.pull_request.closed.not-merged.taskcluster.headers+body.json",
+    ];
+    for (i, rel) in with_sha256.iter().enumerate() {
+        let tc = taskcluster(rel);
+        assert!(header(&tc.headers, "x-hub-signature-256").starts_with("sha256="));
+        // The file's pretty-printed bytes are not what GitHub signed.
+        let r = bot
+            .post("/webhooks/github", &tc.headers, tc.pretty.clone())
+            .await;
+        assert_eq!(r.status().as_u16(), 401, "{rel} (pretty)");
+        assert_eq!(
+            bot.rows().await,
+            i as i64,
+            "nothing stored for a bad signature"
+        );
+        let r = bot
+            .post("/webhooks/github", &tc.headers, tc.compact.clone())
+            .await;
+        assert_eq!(r.status().as_u16(), 202, "{rel} (compact)");
+    }
+    assert_eq!(bot.rows().await, 4);
+
+    // pull_request.opened only carries the legacy sha1 header: sign the compact body
+    // with sha256 ourselves, as GitHub does today.
+    let tc = taskcluster("github/webhook.pull_request.opened.taskcluster.headers+body.json");
+    let mut headers: Vec<(String, String)> = tc
+        .headers
+        .iter()
+        .filter(|(k, _)| k != "content-length" && k != "host")
+        .cloned()
+        .collect();
+    assert!(headers.iter().all(|(k, _)| k != "x-hub-signature-256"));
+    let r = bot
+        .post("/webhooks/github", &headers, tc.compact.clone())
+        .await;
+    assert_eq!(
+        r.status().as_u16(),
+        401,
+        "the legacy sha1 header alone is not accepted"
+    );
+    headers.push((
+        "x-hub-signature-256".into(),
+        github_signature(TASKCLUSTER_SECRET, &tc.compact),
+    ));
+    let r = bot.post("/webhooks/github", &headers, tc.compact).await;
+    assert_eq!(r.status().as_u16(), 202);
+    assert_eq!(bot.rows().await, 5);
+    bot.stop().await;
+}
+
+#[tokio::test]
+async fn bad_signatures_are_401_and_store_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let bot = start_bot(default_settings(), Arc::new(Recorder::default()), &db(&dir)).await;
+    let name = "webhook.pull_request.opened.cogni";
+    let headers = capture_headers(&format!("github/{name}.capture.json"));
+    let body = fixture(&format!("github/{name}.raw-body.json"));
+
+    // Tampered: one byte of the body changed.
+    let mut tampered = body.clone();
+    let pos = tampered.iter().position(|b| *b == b'3').unwrap();
+    tampered[pos] = b'4';
+    assert_eq!(
+        bot.post("/webhooks/github", &headers, tampered)
+            .await
+            .status(),
+        401
+    );
+    // Wrong secret.
+    assert_eq!(
+        bot.github("pull_request", "d-wrong", "not-the-secret", &body)
+            .await,
+        401
+    );
+    // Missing signature.
+    let unsigned: Vec<_> = headers
+        .iter()
+        .filter(|(k, _)| !k.starts_with("x-hub-signature"))
+        .cloned()
+        .collect();
+    assert_eq!(
+        bot.post("/webhooks/github", &unsigned, body.clone())
+            .await
+            .status(),
+        401
+    );
+    // Malformed signature.
+    let mut malformed = unsigned.clone();
+    malformed.push(("x-hub-signature-256".into(), "sha256=xyz".into()));
+    assert_eq!(
+        bot.post("/webhooks/github", &malformed, body.clone())
+            .await
+            .status(),
+        401
+    );
+    // GitLab: wrong and missing token.
+    let gl_headers =
+        capture_headers("gitlab/webhook.merge_request.open.test-button.cogni.capture.json");
+    let gl_body = fixture("gitlab/webhook.merge_request.open.test-button.cogni.raw-body.json");
+    let mut wrong = gl_headers.clone();
+    wrong.retain(|(k, _)| k != "x-gitlab-token");
+    let missing = wrong.clone();
+    wrong.push(("x-gitlab-token".into(), format!("{COGNI_SECRET}x")));
+    assert_eq!(
+        bot.post("/webhooks/gitlab", &wrong, gl_body.clone())
+            .await
+            .status(),
+        401
+    );
+    assert_eq!(
+        bot.post("/webhooks/gitlab", &missing, gl_body)
+            .await
+            .status(),
+        401
+    );
+
+    assert_eq!(bot.rows().await, 0);
+    assert_eq!(bot.state.queue.depth().await.unwrap(), 0);
+    assert_eq!(bot.state.metrics.rejected(ForgeKind::Github), 4);
+    assert_eq!(bot.state.metrics.rejected(ForgeKind::Gitlab), 2);
+    bot.stop().await;
+}
+
+#[tokio::test]
+async fn a_redelivery_is_acknowledged_and_stored_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let recorder = Arc::new(Recorder::default());
+    let bot = start_bot(default_settings(), recorder.clone(), &db(&dir)).await;
+    let name = "webhook.pull_request.synchronize.cogni";
+    let headers = capture_headers(&format!("github/{name}.capture.json"));
+    let body = fixture(&format!("github/{name}.raw-body.json"));
+    let first = bot.post("/webhooks/github", &headers, body.clone()).await;
+    assert_eq!(first.status().as_u16(), 202);
+    let again = bot.post("/webhooks/github", &headers, body).await;
+    assert_eq!(again.status().as_u16(), 200);
+    let answer: Value = again.json().await.unwrap();
+    assert_eq!(answer["status"], "duplicate");
+    assert_eq!(bot.rows().await, 1);
+    bot.drained().await;
+    assert_eq!(recorder.seen().len(), 1);
+    assert_eq!(bot.state.metrics.deduped(ForgeKind::Github), 1);
+    bot.stop().await;
+}
+
+#[tokio::test]
+async fn gitlab_token_and_delivery_ids() {
+    let dir = tempfile::tempdir().unwrap();
+    let bot = start_bot(default_settings(), Arc::new(Recorder::default()), &db(&dir)).await;
+    let headers =
+        capture_headers("gitlab/webhook.merge_request.open.test-button.cogni.capture.json");
+    let body = fixture("gitlab/webhook.merge_request.open.test-button.cogni.raw-body.json");
+    let r = bot.post("/webhooks/gitlab", &headers, body.clone()).await;
+    assert_eq!(r.status().as_u16(), 202);
+    // Idempotency-Key is the delivery id.
+    assert_eq!(
+        bot.delivery_ids().await,
+        [header(&headers, "idempotency-key")]
+    );
+    assert_eq!(
+        bot.post("/webhooks/gitlab", &headers, body.clone())
+            .await
+            .status(),
+        200
+    );
+
+    // Older GitLab: no Idempotency-Key → X-Gitlab-Event-UUID.
+    let mut older: Vec<_> = headers
+        .iter()
+        .filter(|(k, _)| k != "idempotency-key")
+        .cloned()
+        .collect();
+    assert_eq!(
+        bot.post("/webhooks/gitlab", &older, body.clone())
+            .await
+            .status(),
+        202
+    );
+    // Neither header: the body's SHA-256 identifies the event.
+    older.retain(|(k, _)| k != "x-gitlab-event-uuid");
+    assert_eq!(
+        bot.post("/webhooks/gitlab", &older, body.clone())
+            .await
+            .status(),
+        202
+    );
+    assert_eq!(
+        bot.post("/webhooks/gitlab", &older, body).await.status(),
+        200
+    );
+    let ids = bot.delivery_ids().await;
+    assert_eq!(ids.len(), 3);
+    assert_eq!(ids[1], header(&headers, "x-gitlab-event-uuid"));
+    assert!(
+        ids[2].starts_with("sha256:") && ids[2].len() == 7 + 64,
+        "{}",
+        ids[2]
+    );
+    assert_eq!(bot.state.metrics.deduped(ForgeKind::Gitlab), 2);
+    bot.stop().await;
+}
+
+#[tokio::test]
+async fn rotated_secrets_all_verify() {
+    let dir = tempfile::tempdir().unwrap();
+    let rotated = settings(&[
+        ("PROMPTGATE_GITHUB_TOKEN", GITHUB_TOKEN),
+        ("PROMPTGATE_GITHUB_WEBHOOK_SECRET", "old-secret, new-secret"),
+        ("PROMPTGATE_GITLAB_TOKEN", GITLAB_TOKEN),
+        ("PROMPTGATE_GITLAB_WEBHOOK_SECRET", "old-token,new-token"),
+    ]);
+    let bot = start_bot(rotated, Arc::new(Recorder::default()), &db(&dir)).await;
+    let body = fixture("github/webhook.ping.repo-hook.octokit.json");
+    assert_eq!(bot.github("ping", "p1", "old-secret", &body).await, 202);
+    assert_eq!(bot.github("ping", "p2", "new-secret", &body).await, 202);
+    assert_eq!(bot.github("ping", "p3", "newer-secret", &body).await, 401);
+    let gl = fixture("gitlab/webhook.note.on-merge-request.atlantis.json");
+    for (token, want) in [("new-token", 202), ("old-token", 202), ("new-toke", 401)] {
+        let headers = vec![
+            ("x-gitlab-event".to_string(), "Note Hook".to_string()),
+            ("x-gitlab-token".to_string(), token.to_string()),
+            ("x-gitlab-event-uuid".to_string(), format!("uuid-{token}")),
+        ];
+        assert_eq!(
+            bot.post("/webhooks/gitlab", &headers, gl.clone())
+                .await
+                .status(),
+            want,
+            "{token}"
+        );
+    }
+    assert_eq!(bot.rows().await, 4);
+    bot.stop().await;
+}
+
+#[tokio::test]
+async fn a_forge_without_a_secret_is_not_served() {
+    let dir = tempfile::tempdir().unwrap();
+    let github_only = settings(&[
+        ("PROMPTGATE_GITHUB_TOKEN", GITHUB_TOKEN),
+        ("PROMPTGATE_GITHUB_WEBHOOK_SECRET", COGNI_SECRET),
+    ]);
+    let bot = start_bot(github_only, Arc::new(Recorder::default()), &db(&dir)).await;
+    let headers =
+        capture_headers("gitlab/webhook.merge_request.open.test-button.cogni.capture.json");
+    let body = fixture("gitlab/webhook.merge_request.open.test-button.cogni.raw-body.json");
+    assert_eq!(
+        bot.post("/webhooks/gitlab", &headers, body).await.status(),
+        404
+    );
+    assert_eq!(bot.rows().await, 0);
+    bot.stop().await;
+}
+
+#[tokio::test]
+async fn oversized_and_incomplete_deliveries_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let bot = start_bot(default_settings(), Arc::new(Recorder::default()), &db(&dir)).await;
+    let big = vec![b' '; server::MAX_BODY_BYTES + 1];
+    let sent = bot
+        .http
+        .post(format!("{}/webhooks/github", bot.url))
+        .header("x-github-event", "ping")
+        .header("x-github-delivery", "big")
+        .header("x-hub-signature-256", github_signature(COGNI_SECRET, &big))
+        .body(big)
+        .send()
+        .await;
+    // The server may answer 413 and close the connection before the client is done
+    // sending; either way nothing is stored.
+    if let Ok(r) = sent {
+        assert_eq!(r.status().as_u16(), 413);
+    }
+    // Signed but without a delivery id.
+    let body = b"{}".to_vec();
+    let headers = vec![
+        ("x-github-event".to_string(), "ping".to_string()),
+        (
+            "x-hub-signature-256".to_string(),
+            github_signature(COGNI_SECRET, &body),
+        ),
+    ];
+    assert_eq!(
+        bot.post("/webhooks/github", &headers, body).await.status(),
+        400
+    );
+    assert_eq!(bot.rows().await, 0);
+    bot.stop().await;
+}
+
+// ---------------------------------------------------------------------------------
+// settings
+
+#[tokio::test]
+async fn the_service_refuses_to_start_without_a_webhook_secret() {
+    let no_secret = settings(&[("PROMPTGATE_GITHUB_TOKEN", GITHUB_TOKEN)]);
+    let err = server::serve(no_secret).await.unwrap_err().to_string();
+    assert!(
+        err.contains("PROMPTGATE_GITHUB_WEBHOOK_SECRET is not set"),
+        "{err}"
+    );
+    let no_secret = settings(&[("PROMPTGATE_GITLAB_TOKEN", GITLAB_TOKEN)]);
+    let err = no_secret.validate().unwrap_err().to_string();
+    assert!(err.contains("PROMPTGATE_GITLAB_WEBHOOK_SECRET"), "{err}");
+
+    // The binary: exit status 2 and the variable named on stderr.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_promptgate"))
+        .arg("serve")
+        .env_clear()
+        .env("PROMPTGATE_GITHUB_TOKEN", GITHUB_TOKEN)
+        .env("PROMPTGATE_LISTEN", "127.0.0.1:0")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("PROMPTGATE_GITHUB_WEBHOOK_SECRET"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains(GITHUB_TOKEN), "{stderr}");
+}
+
+#[test]
+fn settings_debug_never_shows_credentials() {
+    let s = settings(&[
+        ("PROMPTGATE_GITHUB_TOKEN", GITHUB_TOKEN),
+        ("PROMPTGATE_GITHUB_APP_ID", "42"),
+        (
+            "PROMPTGATE_GITHUB_PRIVATE_KEY",
+            "-----BEGIN RSA PRIVATE KEY-----\nMIIEsecret\n",
+        ),
+        ("PROMPTGATE_GITHUB_WEBHOOK_SECRET", "hook-one,hook-two"),
+        ("PROMPTGATE_GITLAB_TOKEN", GITLAB_TOKEN),
+        ("PROMPTGATE_GITLAB_WEBHOOK_SECRET", COGNI_SECRET),
+        (
+            "PROMPTGATE_DATABASE_URL",
+            "postgres://bot:pg-password@db/promptgate",
+        ),
+    ]);
+    let text = format!("{s:?}\n{s:#?}");
+    for secret in [
+        GITHUB_TOKEN,
+        "MIIEsecret",
+        "hook-one",
+        "hook-two",
+        GITLAB_TOKEN,
+        COGNI_SECRET,
+        "pg-password",
+    ] {
+        assert!(!text.contains(secret), "{secret} in {text}");
+    }
+    assert!(text.contains("github_app_id: Some(42)"), "{text}");
+}
+
+#[tokio::test]
+async fn postgres_is_refused_with_a_clear_message() {
+    let err = server::open_store("postgres://bot@db/promptgate")
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("not supported yet"), "{err}");
+}
+
+// ---------------------------------------------------------------------------------
+// parsing real payloads
+
+fn gh(event: &str, body: &[u8]) -> Event {
+    webhook::parse(ForgeKind::Github, event, body).expect("parses")
+}
+
+fn gl(event: &str, body: &[u8]) -> Event {
+    webhook::parse(ForgeKind::Gitlab, event, body).expect("parses")
+}
+
+fn ignored(e: &Event) -> &str {
+    match e {
+        Event::Ignored(reason) => reason,
+        other => panic!("expected Ignored, got {other:?}"),
+    }
+}
+
+#[test]
+fn parses_github_pull_requests() {
+    let body = fixture("github/webhook.pull_request.opened.cogni.raw-body.json");
+    let Event::PullRequest(pr) = gh("pull_request", &body) else {
+        panic!("not a PR")
+    };
+    assert_eq!(pr.action, PrAction::Opened);
+    assert_eq!(pr.number, 315);
+    assert_eq!(
+        pr.repo,
+        RepoRef {
+            forge: ForgeKind::Github,
+            full_name: "derekg1729/test-repo".into(),
+            project_id: None,
+            installation_id: Some(87385964),
+        }
+    );
+    assert_eq!(pr.head_sha, "eeb67d6e0f131d27102080b6bb50be2ddae28cc3");
+    assert_eq!(
+        pr.base_sha.as_deref(),
+        Some("cf4f801049f678c0253179636aeabea6946de7e9")
+    );
+    assert_eq!(pr.base_ref, "main");
+    assert_eq!(pr.head_ref, "cogni-e2e-1759155366275");
+    assert!(!pr.is_fork && !pr.draft);
+    assert_eq!(
+        pr.author,
+        UserRef {
+            id: 58641509,
+            login: "derekg1729".into()
+        }
+    );
+
+    let body = fixture("github/webhook.pull_request.synchronize.cogni.raw-body.json");
+    let Event::PullRequest(pr) = gh("pull_request", &body) else {
+        panic!("not a PR")
+    };
+    assert_eq!(pr.action, PrAction::Synchronize);
+    assert_eq!(pr.head_sha, "b47337c4ca1d0241a46b452efc902c18973b5ad6");
+
+    for (file, action) in [
+        (
+            "github/webhook.pull_request.opened.octokit.json",
+            PrAction::Opened,
+        ),
+        (
+            "github/webhook.pull_request.synchronize.octokit.json",
+            PrAction::Synchronize,
+        ),
+    ] {
+        let Event::PullRequest(pr) = gh("pull_request", &fixture(file)) else {
+            panic!("{file}: not a PR")
+        };
+        assert_eq!(pr.action, action, "{file}");
+        assert_eq!(pr.repo.full_name, "Codertocat/Hello-World");
+        assert_eq!(pr.number, 2);
+        assert_eq!(pr.head_sha, "ec26c3e57ca3a959ca5aad62de7213c562f8c821");
+        assert_eq!(pr.author.id, 21031067);
+        assert!(!pr.is_fork);
+    }
+    // A taskcluster delivery without a `draft` key (older payload).
+    let tc = taskcluster("github/webhook.pull_request.opened.taskcluster.headers+body.json");
+    assert!(matches!(gh("pull_request", &tc.compact), Event::PullRequest(ref p) if !p.draft));
+
+    assert!(ignored(&gh(
+        "pull_request",
+        &fixture("github/webhook.pull_request.labeled.octokit.json")
+    ))
+    .contains("labeled"));
+    let tc =
+        taskcluster("github/webhook.pull_request.closed.not-merged.taskcluster.headers+body.json");
+    assert!(ignored(&gh("pull_request", &tc.compact)).contains("closed"));
+}
+
+#[test]
+fn parses_github_comments() {
+    let body = probot_payload("github/webhook.issue_comment.created.on-pr.pytorch.probot.json");
+    let Event::Comment(c) = gh("issue_comment", &body) else {
+        panic!("not a comment")
+    };
+    assert_eq!(c.action, CommentAction::Created);
+    assert_eq!(c.repo.full_name, "zhouzhuojie/gha-ci-playground");
+    assert_eq!((c.number, c.comment_id), (31, 890173751));
+    assert_eq!(c.body, "test a new comment");
+    assert_eq!(c.author.login, "zhouzhuojie");
+    assert_eq!(c.author.id, 658840);
+    assert!(!c.author_is_bot);
+    assert_eq!(c.previous_body, None);
+
+    let tc = taskcluster("github/webhook.issue_comment.edited.on-pr.taskcluster.headers+body.json");
+    let Event::Comment(c) = gh("issue_comment", &tc.compact) else {
+        panic!("not a comment")
+    };
+    assert_eq!(c.action, CommentAction::Edited);
+    assert_eq!((c.number, c.comment_id), (15, 2158396678));
+    assert_eq!(c.body, "test PR comment\r\n\r\n/taskcluster test");
+    assert_eq!(c.previous_body.as_deref(), Some("test PR comment"));
+
+    let tc =
+        taskcluster("github/webhook.issue_comment.deleted.on-pr.taskcluster.headers+body.json");
+    assert!(ignored(&gh("issue_comment", &tc.compact)).contains("deleted"));
+    let on_issue = fixture("github/webhook.issue_comment.created.on-issue.octokit.json");
+    assert!(ignored(&gh("issue_comment", &on_issue)).contains("not on a pull request"));
+}
+
+#[test]
+fn parses_github_reruns_and_ping() {
+    let body = fixture("github/webhook.check_suite.rerequested.cogni.raw-body.json");
+    let Event::Rerun(r) = gh("check_suite", &body) else {
+        panic!("not a rerun")
+    };
+    // The real payload's pull_requests is empty: the head SHA is what identifies it.
+    assert_eq!(
+        fixture_json("github/webhook.check_suite.rerequested.cogni.raw-body.json")["check_suite"]
+            ["pull_requests"],
+        serde_json::json!([])
+    );
+    assert_eq!(r.head_sha, "9acf02a83a763726b17686f7b39ee7e056643e43");
+    assert_eq!(r.head_branch.as_deref(), Some("cogni-e2e-1759155577082"));
+    assert_eq!(r.repo.full_name, "derekg1729/test-repo");
+    assert_eq!(r.app_id, Some(2010729));
+
+    let body = fixture("github/webhook.check_run.rerequested.octokit.json");
+    let Event::Rerun(r) = gh("check_run", &body) else {
+        panic!("not a rerun")
+    };
+    assert_eq!(r.head_sha, "d6fde92930d4715a2b49857d24b940956b26d2d3");
+    assert_eq!(r.check_name.as_deref(), Some("randscape"));
+
+    let created = fixture("github/webhook.check_run.created.cogni.raw-body.json");
+    assert!(ignored(&gh("check_run", &created)).contains("created"));
+    assert_eq!(
+        gh(
+            "ping",
+            &fixture("github/webhook.ping.repo-hook.octokit.json")
+        ),
+        Event::Ping
+    );
+    assert!(ignored(&gh("installation", b"{\"action\":\"created\"}")).contains("installation"));
+    assert!(webhook::parse(ForgeKind::Github, "pull_request", b"payload=%7B%7D").is_err());
+}
+
+#[test]
+fn parses_gitlab_merge_requests() {
+    let Event::PullRequest(mr) = gl(
+        "Merge Request Hook",
+        &fixture("gitlab/webhook.merge_request.open.atlantis.json"),
+    ) else {
+        panic!("not an MR")
+    };
+    assert_eq!(mr.action, PrAction::Opened);
+    assert_eq!(
+        mr.repo,
+        RepoRef {
+            forge: ForgeKind::Gitlab,
+            full_name: "lkysow/atlantis-example".into(),
+            project_id: Some(4580910),
+            installation_id: None,
+        }
+    );
+    assert_eq!(mr.number, 12);
+    assert_eq!(mr.head_sha, "d2eae324ca26242abca45d7b49d582cddb2a4f15");
+    assert_eq!(
+        (mr.head_ref.as_str(), mr.base_ref.as_str()),
+        ("patch-1", "main")
+    );
+    assert_eq!(mr.base_sha, None);
+    assert!(!mr.is_fork && !mr.draft);
+    assert_eq!(
+        mr.author,
+        UserRef {
+            id: 1755902,
+            login: "lkysow".into()
+        }
+    );
+
+    let Event::PullRequest(mr) = gl(
+        "Merge Request Hook",
+        &fixture("gitlab/webhook.merge_request.update.new-commit-oldrev.atlantis.json"),
+    ) else {
+        panic!("not an MR")
+    };
+    assert_eq!(mr.action, PrAction::Synchronize);
+    assert_eq!(mr.head_sha, "5ff66a1f7404deee915b50998c340e96d995f048");
+    assert_eq!(mr.number, 3);
+
+    let title_only = fixture("gitlab/webhook.merge_request.update.title.atlantis.json");
+    assert!(ignored(&gl("Merge Request Hook", &title_only)).contains("update without new commits"));
+
+    let ready = fixture("gitlab/webhook.merge_request.update.mark-as-ready.atlantis.json");
+    assert!(
+        matches!(gl("Merge Request Hook", &ready), Event::PullRequest(ref p) if p.action == PrAction::ReadyForReview)
+    );
+
+    // GitLab 10.2 docs example: no user ids, no draft flag.
+    let old = fixture("gitlab/webhook.merge_request.docs-gitlab-10.2-2017.json");
+    assert!(
+        matches!(gl("Merge Request Hook", &old), Event::PullRequest(ref p) if p.action == PrAction::Opened && p.number == 1)
+    );
+
+    // The UI "Test" button replays a merged MR as `open`: nothing to evaluate.
+    let test_button = fixture("gitlab/webhook.merge_request.open.test-button.cogni.raw-body.json");
+    assert!(ignored(&gl("Merge Request Hook", &test_button)).contains("merged"));
+
+    // Ours: the atlantis MR, from another project (a fork).
+    let mut fork = fixture_json("gitlab/webhook.merge_request.open.atlantis.json");
+    fork["object_attributes"]["source_project_id"] = serde_json::json!(999);
+    let Event::PullRequest(mr) = gl("Merge Request Hook", &serde_json::to_vec(&fork).unwrap())
+    else {
+        panic!("not an MR")
+    };
+    assert!(mr.is_fork);
+
+    assert!(ignored(&gl(
+        "Push Hook",
+        &fixture("gitlab/webhook.push.docs-current.json")
+    ))
+    .contains("Push Hook"));
+}
+
+#[test]
+fn parses_gitlab_notes() {
+    let Event::Comment(c) = gl(
+        "Note Hook",
+        &fixture("gitlab/webhook.note.on-merge-request.atlantis.json"),
+    ) else {
+        panic!("not a comment")
+    };
+    assert_eq!(c.action, CommentAction::Created);
+    assert_eq!(c.repo.full_name, "gitlabhq/gitlab-test");
+    assert_eq!(c.repo.project_id, Some(5));
+    assert_eq!((c.number, c.comment_id), (1, 1244));
+    assert_eq!(c.body, "This MR needs work.");
+    assert_eq!(
+        c.author,
+        UserRef {
+            id: 1,
+            login: "root".into()
+        }
+    );
+    assert_eq!(
+        c.head_sha.as_deref(),
+        Some("562e173be03b8ff2efb05345d12df18815438a4b")
+    );
+    assert!(!c.author_is_bot);
+
+    let current = fixture("gitlab/webhook.note.on-merge-request.docs-current.json");
+    assert!(
+        matches!(gl("Note Hook", &current), Event::Comment(ref c) if c.action == CommentAction::Created && c.number == 1)
+    );
+}
+
+#[test]
+fn the_bots_own_comments_and_other_repositories_are_skipped() {
+    let comment = |login: &str, is_bot: bool, body: &str| {
+        Event::Comment(CommentEvent {
+            repo: RepoRef {
+                forge: ForgeKind::Github,
+                full_name: "acme/prompts".into(),
+                project_id: None,
+                installation_id: None,
+            },
+            number: 1,
+            comment_id: 2,
+            action: CommentAction::Created,
+            author: UserRef {
+                id: 3,
+                login: login.into(),
+            },
+            body: body.into(),
+            previous_body: None,
+            author_is_bot: is_bot,
+            head_sha: None,
+        })
+    };
+    let all = RepoAllowlist::any();
+    assert_eq!(
+        skip_reason(&comment("alice", false, "/promptgate run"), &all),
+        None
+    );
+    assert!(skip_reason(&comment("promptgate[bot]", true, "hi"), &all).is_some());
+    let own = format!(
+        "{}\n## promptgate: pass",
+        promptgate::report::markdown::COMMENT_MARKER
+    );
+    assert!(skip_reason(&comment("svc-user", false, &own), &all).is_some());
+    let only_other = RepoAllowlist::new(&["other/*".to_string()]).unwrap();
+    assert!(skip_reason(&comment("alice", false, "x"), &only_other)
+        .unwrap()
+        .contains("PROMPTGATE_REPO_ALLOWLIST"));
+}
+
+// ---------------------------------------------------------------------------------
+// workers
+
+#[tokio::test]
+async fn each_delivery_reaches_the_handler_exactly_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let recorder = Arc::new(Recorder::default());
+    let mut s = default_settings();
+    s.repo_allowlist =
+        RepoAllowlist::new(&["derekg1729/*".to_string(), "lkysow/*".to_string()]).unwrap();
+    let bot = start_bot(s, recorder.clone(), &db(&dir)).await;
+    for name in COGNI_GITHUB {
+        let headers = capture_headers(&format!("github/{name}.capture.json"));
+        let body = fixture(&format!("github/{name}.raw-body.json"));
+        assert_eq!(
+            bot.post("/webhooks/github", &headers, body.clone())
+                .await
+                .status(),
+            202
+        );
+        // A redelivery of each, right away.
+        assert_eq!(
+            bot.post("/webhooks/github", &headers, body).await.status(),
+            200
+        );
+    }
+    // Outside the allowlist: stored, then skipped.
+    let outside = fixture("github/webhook.pull_request.opened.octokit.json");
+    assert_eq!(
+        bot.github("pull_request", "outside-1", COGNI_SECRET, &outside)
+            .await,
+        202
+    );
+    // A comment on a plain issue: ignored.
+    let on_issue = fixture("github/webhook.issue_comment.created.on-issue.octokit.json");
+    assert_eq!(
+        bot.github("issue_comment", "issue-1", COGNI_SECRET, &on_issue)
+            .await,
+        202
+    );
+    // A GitLab MR push.
+    let mr = fixture("gitlab/webhook.merge_request.open.atlantis.json");
+    let headers = vec![
+        (
+            "x-gitlab-event".to_string(),
+            "Merge Request Hook".to_string(),
+        ),
+        ("x-gitlab-token".to_string(), COGNI_SECRET.to_string()),
+        ("idempotency-key".to_string(), "gl-1".to_string()),
+    ];
+    assert_eq!(
+        bot.post("/webhooks/gitlab", &headers, mr).await.status(),
+        202
+    );
+    bot.drained().await;
+
+    let seen = recorder.seen();
+    let mut ids: Vec<&str> = seen.iter().map(|(id, _)| id.as_str()).collect();
+    ids.sort();
+    let mut want: Vec<String> = COGNI_GITHUB[..3]
+        .iter()
+        .map(|n| {
+            header(
+                &capture_headers(&format!("github/{n}.capture.json")),
+                "x-github-delivery",
+            )
+            .to_string()
+        })
+        .collect();
+    want.push("gl-1".into());
+    want.sort();
+    assert_eq!(
+        ids, want,
+        "check_run.created, the outside repo and the issue comment are skipped"
+    );
+    let kinds: Vec<&str> = seen.iter().map(|(_, e)| e.kind()).collect();
+    assert_eq!(kinds.iter().filter(|k| **k == "pull_request").count(), 3);
+    assert_eq!(kinds.iter().filter(|k| **k == "rerun").count(), 1);
+    let counts = bot.state.queue.counts().await.unwrap();
+    assert_eq!((counts.done, counts.failed), (7, 0));
+    bot.stop().await;
+}
+
+#[tokio::test]
+async fn a_failing_handler_is_retried_and_a_broken_body_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    let recorder = Arc::new(Recorder::failing(2));
+    let bot = start_bot(default_settings(), recorder.clone(), &db(&dir)).await;
+    let body = fixture("github/webhook.pull_request.synchronize.octokit.json");
+    assert_eq!(
+        bot.github("pull_request", "retry-me", COGNI_SECRET, &body)
+            .await,
+        202
+    );
+    // Verified but not JSON: stored (the signature is good), then failed with the reason.
+    assert_eq!(
+        bot.github("pull_request", "broken", COGNI_SECRET, b"{\"action\":")
+            .await,
+        202
+    );
+    bot.drained().await;
+    let seen = recorder.seen();
+    assert_eq!(seen.len(), 3, "two failures, then success");
+    assert!(seen.iter().all(|(id, _)| id == "retry-me"));
+    let counts = bot.state.queue.counts().await.unwrap();
+    assert_eq!((counts.done, counts.failed), (1, 1));
+    let (error, attempts): (Option<String>, i64) =
+        sqlx::query_as("SELECT last_error, attempts FROM deliveries WHERE delivery_id = 'broken'")
+            .fetch_one(bot.state.store.pool())
+            .await
+            .unwrap();
+    assert_eq!(attempts, 1, "an unparseable body is not retried");
+    assert!(error.unwrap().contains("pull_request"));
+    bot.stop().await;
+}
+
+#[tokio::test]
+async fn shutdown_releases_the_lease_and_a_restart_processes_it_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let stuck = Arc::new(Stuck::default());
+    let bot = start_bot(default_settings(), stuck.clone(), &db(&dir)).await;
+    let body = fixture("github/webhook.pull_request.opened.octokit.json");
+    assert_eq!(
+        bot.github("pull_request", "long-run", COGNI_SECRET, &body)
+            .await,
+        202
+    );
+    tokio::time::timeout(Duration::from_secs(10), stuck.started.notified())
+        .await
+        .expect("the handler starts");
+    let pool = bot.state.store.pool().clone();
+    bot.stop().await;
+    let (status, attempts, owner): (String, i64, Option<String>) =
+        sqlx::query_as("SELECT status, attempts, lease_owner FROM deliveries")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!((status.as_str(), attempts, owner), ("queued", 0, None));
+    drop(pool);
+
+    let recorder = Arc::new(Recorder::default());
+    let bot = start_bot(default_settings(), recorder.clone(), &db(&dir)).await;
+    bot.drained().await;
+    assert_eq!(recorder.seen().len(), 1);
+    assert_eq!(recorder.seen()[0].0, "long-run");
+    bot.stop().await;
+}
+
+// ---------------------------------------------------------------------------------
+// operations
+
+#[tokio::test]
+async fn healthz_and_metrics() {
+    let dir = tempfile::tempdir().unwrap();
+    // A handler that never finishes keeps the queue depth observable.
+    let bot = start_bot(default_settings(), Arc::new(Stuck::default()), &db(&dir)).await;
+    assert_eq!(bot.get("/healthz").await.0, 200);
+
+    let body = fixture("github/webhook.pull_request.opened.octokit.json");
+    assert_eq!(
+        bot.github("pull_request", "m1", COGNI_SECRET, &body).await,
+        202
+    );
+    assert_eq!(
+        bot.github("pull_request", "m2", COGNI_SECRET, &body).await,
+        202
+    );
+    assert_eq!(
+        bot.github("pull_request", "m2", COGNI_SECRET, &body).await,
+        200
+    );
+    assert_eq!(bot.github("pull_request", "m3", "wrong", &body).await, 401);
+    let gl_headers =
+        capture_headers("gitlab/webhook.merge_request.open.test-button.cogni.capture.json");
+    let gl_body = fixture("gitlab/webhook.merge_request.open.test-button.cogni.raw-body.json");
+    assert_eq!(
+        bot.post("/webhooks/gitlab", &gl_headers, gl_body)
+            .await
+            .status(),
+        202
+    );
+    bot.state
+        .metrics
+        .record_run(promptgate::report::Verdict::Fail, Duration::from_secs(42));
+    bot.state.metrics.add_model_calls(17);
+
+    let (status, text) = bot.get("/metrics").await;
+    assert_eq!(status, 200);
+    for line in [
+        "promptgate_deliveries_received_total{forge=\"github\"} 4",
+        "promptgate_deliveries_received_total{forge=\"gitlab\"} 1",
+        "promptgate_deliveries_rejected_total{forge=\"github\"} 1",
+        "promptgate_deliveries_rejected_total{forge=\"gitlab\"} 0",
+        "promptgate_deliveries_deduped_total{forge=\"github\"} 1",
+        "promptgate_queue_depth 3",
+        "promptgate_runs_total{verdict=\"fail\"} 1",
+        "promptgate_runs_total{verdict=\"pass\"} 0",
+        "promptgate_model_calls_total 17",
+        "promptgate_run_duration_seconds_bucket{le=\"30\"} 0",
+        "promptgate_run_duration_seconds_bucket{le=\"60\"} 1",
+        "promptgate_run_duration_seconds_count 1",
+        "# TYPE promptgate_run_duration_seconds histogram",
+    ] {
+        assert!(
+            text.lines().any(|l| l == line),
+            "missing {line:?} in\n{text}"
+        );
+    }
+    bot.stop().await;
+}
+
+#[tokio::test]
+async fn the_run_page() {
+    use promptgate::config::Threshold;
+    use promptgate::report::{Failure, MetricRow, Report, SuiteReport, Tier, Verdict};
+
+    let dir = tempfile::tempdir().unwrap();
+    let bot = start_bot(default_settings(), Arc::new(Recorder::default()), &db(&dir)).await;
+    assert_eq!(bot.get("/runs/1").await.0, 404);
+    assert_eq!(bot.get("/runs/not-a-number").await.0, 404);
+
+    let mut report = Report::new("cf4f801".into(), "eeb67d6".into(), Tier::Pr);
+    report.verdict = Verdict::Fail;
+    let mut suite = SuiteReport::empty("support-answers", Verdict::Fail);
+    suite.metrics.push(MetricRow {
+        name: "correctness".into(),
+        base: Some(0.9),
+        head: Some(0.85),
+        delta: Some(-0.05),
+        threshold: Some(Threshold {
+            min: Some(0.88),
+            max: None,
+        }),
+        pass: false,
+        regression: false,
+    });
+    suite.failures.push(Failure {
+        case: "refund-policy".into(),
+        metric: "contains".into(),
+        detail: "<script>alert(1)</script>".into(),
+    });
+    report.suites.push(suite);
+    let id: i64 = sqlx::query_scalar(
+        "INSERT INTO runs (forge, repo, pr, head_sha, base_sha, status, verdict, report_json) \
+         VALUES ('github', 'derekg1729/test-repo', 315, 'eeb67d6', 'cf4f801', 'done', 'fail', ?1) RETURNING id",
+    )
+    .bind(serde_json::to_string(&report).unwrap())
+    .fetch_one(bot.state.store.pool())
+    .await
+    .unwrap();
+
+    let (status, html) = bot.get(&format!("/runs/{id}")).await;
+    assert_eq!(status, 200, "{html}");
+    // minijinja's HTML escaping also writes `/` as `&#x2f;`.
+    let html = html.replace("&#x2f;", "/");
+    for needle in [
+        "derekg1729/test-repo",
+        "https://github.com/derekg1729/test-repo/pull/315",
+        "support-answers",
+        "correctness",
+        "0.900",
+        "0.850",
+        "-0.050",
+        "≥ 0.880",
+        "refund-policy",
+        "&lt;script&gt;",
+    ] {
+        assert!(html.contains(needle), "missing {needle:?} in\n{html}");
+    }
+    assert!(
+        !html.contains("<script>alert"),
+        "report text must be escaped"
+    );
+
+    // A run still in progress, without a report.
+    let id: i64 = sqlx::query_scalar(
+        "INSERT INTO runs (forge, repo, pr, head_sha, status) VALUES ('gitlab', 'g/p', 3, 'abc', 'running') RETURNING id",
+    )
+    .fetch_one(bot.state.store.pool())
+    .await
+    .unwrap();
+    let (status, html) = bot.get(&format!("/runs/{id}")).await;
+    assert_eq!(status, 200);
+    let html = html.replace("&#x2f;", "/");
+    assert!(html.contains("the run is running"), "{html}");
+    assert!(
+        html.contains("https://gitlab.com/g/p/-/merge_requests/3"),
+        "{html}"
+    );
+    bot.stop().await;
+}
+
+/// The real binary: JSON logs on stderr (not a terminal), a SIGTERM stops it cleanly, and
+/// nothing it logs — at trace level, dependencies included — holds a credential or a
+/// signature.
+#[tokio::test]
+async fn logs_are_json_and_never_contain_tokens_secrets_or_signatures() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let private_key =
+        "-----BEGIN RSA PRIVATE KEY-----\nMIIE-private-key-body\n-----END RSA PRIVATE KEY-----\n";
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_promptgate"))
+        .arg("serve")
+        .env_clear()
+        .env("PROMPTGATE_LOG", "trace")
+        .env("PROMPTGATE_LISTEN", format!("127.0.0.1:{port}"))
+        .env(
+            "PROMPTGATE_DATABASE_URL",
+            format!("sqlite://{}", db(&dir).display()),
+        )
+        // The run pipeline calls the forge: keep it on loopback, where nothing listens.
+        .env("PROMPTGATE_GITHUB_API_URL", "http://127.0.0.1:9")
+        .env("PROMPTGATE_GITHUB_APP_ID", "12345")
+        .env("PROMPTGATE_GITHUB_PRIVATE_KEY", private_key)
+        .env("PROMPTGATE_GITHUB_TOKEN", GITHUB_TOKEN)
+        .env(
+            "PROMPTGATE_GITHUB_WEBHOOK_SECRET",
+            format!("{TASKCLUSTER_SECRET},{COGNI_SECRET}"),
+        )
+        .env("PROMPTGATE_GITLAB_TOKEN", GITLAB_TOKEN)
+        .env("PROMPTGATE_GITLAB_WEBHOOK_SECRET", COGNI_SECRET)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let url = format!("http://127.0.0.1:{port}");
+    let http = reqwest::Client::new();
+    wait_until(|| async {
+        http.get(format!("{url}/healthz"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status() == 200)
+    })
+    .await;
+    let post = |path: &'static str, headers: Vec<(String, String)>, body: Vec<u8>| {
+        let mut req = http.post(format!("{url}{path}")).body(body);
+        for (k, v) in headers {
+            req = req.header(k, v);
+        }
+        async move { req.send().await.unwrap().status().as_u16() }
+    };
+    let name = "webhook.pull_request.opened.cogni";
+    let headers = capture_headers(&format!("github/{name}.capture.json"));
+    let body = fixture(&format!("github/{name}.raw-body.json"));
+    assert_eq!(
+        post("/webhooks/github", headers.clone(), body.clone()).await,
+        202
+    );
+    let mut wrong = headers.clone();
+    wrong.retain(|(k, _)| !k.starts_with("x-hub-signature") && k != "x-github-delivery");
+    wrong.push(("x-github-delivery".into(), "bad-1".into()));
+    wrong.push((
+        "x-hub-signature-256".into(),
+        github_signature("wrong-secret", &body),
+    ));
+    assert_eq!(post("/webhooks/github", wrong, body.clone()).await, 401);
+    let gl_headers =
+        capture_headers("gitlab/webhook.merge_request.open.test-button.cogni.capture.json");
+    let gl_body = fixture("gitlab/webhook.merge_request.open.test-button.cogni.raw-body.json");
+    assert_eq!(
+        post("/webhooks/gitlab", gl_headers.clone(), gl_body.clone()).await,
+        202
+    );
+    let mut wrong = gl_headers.clone();
+    wrong.retain(|(k, _)| k != "x-gitlab-token");
+    wrong.push(("x-gitlab-token".into(), "guessed-token-value".into()));
+    assert_eq!(post("/webhooks/gitlab", wrong, gl_body).await, 401);
+    // Let the workers take the two deliveries.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    let text = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(out.status.code(), Some(0), "{text}");
+
+    let mut messages = Vec::new();
+    for line in text.lines() {
+        let v: Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        if let Some(m) = v["message"].as_str() {
+            messages.push(m.to_string());
+        }
+    }
+    for wanted in [
+        "promptgate listening on",
+        "delivery queued",
+        "webhook rejected",
+        // The bot's forge is unreachable here, so deliveries fail and are retried.
+        "handle",
+        "stopped",
+    ] {
+        assert!(
+            messages.iter().any(|m| m.contains(wanted)),
+            "no {wanted:?} log line in:\n{text}"
+        );
+    }
+    assert!(
+        text.contains("<redacted>"),
+        "the settings are logged, redacted:\n{text}"
+    );
+    let sig = header(&headers, "x-hub-signature-256");
+    let sig_hex = sig.trim_start_matches("sha256=");
+    let wrong_sig = github_signature("wrong-secret", &body);
+    for secret in [
+        COGNI_SECRET,
+        GITHUB_TOKEN,
+        GITLAB_TOKEN,
+        "MIIE-private-key-body",
+        "guessed-token-value",
+        "wrong-secret",
+        sig_hex,
+        wrong_sig.trim_start_matches("sha256="),
+    ] {
+        assert!(
+            !text.contains(secret),
+            "{secret} appears in the logs:\n{text}"
+        );
+    }
+}
