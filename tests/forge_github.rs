@@ -1342,3 +1342,224 @@ fn a_bad_app_key_is_a_clear_error() {
     .unwrap_err();
     assert!(e.to_string().contains("private key"), "{e}");
 }
+
+// ---- the bot's run pipeline against this fake GitHub ------------------------------
+
+mod bot_pipeline {
+    use super::*;
+    use promptgate::bot::Bot;
+    use promptgate::event::{ForgeKind, RepoRef};
+    use promptgate::server::metrics::Metrics;
+    use promptgate::store::Store;
+    use wiremock::matchers::{method, path};
+
+    /// A chat model that answers with the user message, so the billing assertion
+    /// (`icontains "invoice"`) passes at base and fails when the prompt drops the word.
+    struct Echo;
+
+    impl Respond for Echo {
+        fn respond(&self, req: &Request) -> ResponseTemplate {
+            let body: Value = serde_json::from_slice(&req.body).unwrap_or(Value::Null);
+            let user = body["messages"]
+                .as_array()
+                .and_then(|m| m.iter().rev().find(|m| m["role"] == "user"))
+                .and_then(|m| m["content"].as_str())
+                .unwrap_or_default()
+                .to_string();
+            ResponseTemplate::new(200).set_body_json(json!({
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": user}, "finish_reason": "stop"}],
+                "usage": {"prompt_tokens": 5, "completion_tokens": 5}
+            }))
+        }
+    }
+
+    fn pull(number: u64, head_sha: &str, head_repo: &str) -> Value {
+        json!({
+            "number": number, "state": "open", "draft": false,
+            "base": {"ref": "main", "sha": BASE_SHA, "repo": {"full_name": REPO}},
+            "head": {"ref": "feature", "sha": head_sha, "repo": {"full_name": head_repo}},
+        })
+    }
+
+    /// The repository at BASE_SHA and at `head` (a prompt edit), and PR 7 between them.
+    fn seed(h: &Harness, model_url: &str, head: &str, head_prompt: &str) {
+        for sha in [BASE_SHA, head] {
+            h.put_file(
+                sha,
+                ".promptgate.yml",
+                b"version: 1\nsuites:\n  billing:\n    prompts: { user: prompts/user.j2 }\n    model: models/m.yaml\n    dataset: evals/b.jsonl\n    metrics:\n      assertions: { min: 1.0 }\n",
+            );
+            h.put_file(
+                sha,
+                "models/m.yaml",
+                format!("provider: openai\nmodel: chat\nbase_url: {model_url}\n").as_bytes(),
+            );
+            h.put_file(
+                sha,
+                "evals/b.jsonl",
+                b"{\"id\": \"a\", \"vars\": {\"n\": 1}, \"assert\": [{\"type\": \"icontains\", \"value\": \"invoice\"}]}\n{\"id\": \"b\", \"vars\": {\"n\": 2}, \"assert\": [{\"type\": \"icontains\", \"value\": \"invoice\"}]}\n",
+            );
+        }
+        h.put_file(BASE_SHA, "prompts/user.j2", b"Explain invoice {{ n }}.");
+        h.put_file(head, "prompts/user.j2", head_prompt.as_bytes());
+        let mut st = h.state();
+        st.pr_files = vec![PrFile {
+            status: "modified",
+            filename: "prompts/user.j2".into(),
+            previous: None,
+        }];
+        st.pulls = vec![pull(PR, head, REPO)];
+    }
+
+    async fn bot(h: &Harness) -> Bot {
+        let store = Store::open_url("sqlite::memory:").await.unwrap();
+        let mut forges: std::collections::HashMap<ForgeKind, Arc<dyn Forge>> = Default::default();
+        forges.insert(ForgeKind::Github, Arc::new(h.forge()));
+        Bot::new(
+            forges,
+            store,
+            Arc::new(Metrics::new()),
+            "http://bot.example/".into(),
+            4,
+        )
+    }
+
+    async fn model() -> MockServer {
+        let server = MockServer::start().await;
+        Mock::given(method("POST"))
+            .and(path("/v1/chat/completions"))
+            .respond_with(Echo)
+            .mount(&server)
+            .await;
+        server
+    }
+
+    fn repo_ref() -> RepoRef {
+        RepoRef {
+            forge: ForgeKind::Github,
+            full_name: REPO.into(),
+            project_id: None,
+            installation_id: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn pending_then_final_status_one_sticky_comment_and_a_redelivery_does_nothing() {
+        let h = Harness::start().await;
+        let m = model().await;
+        seed(
+            &h,
+            &format!("{}/v1", m.uri()),
+            HEAD_SHA,
+            "Explain the bill {{ n }}.",
+        );
+        let bot = bot(&h).await;
+        bot.evaluate(&repo_ref(), PR, false).await.unwrap();
+        {
+            let st = h.state();
+            let ours: Vec<&StatusRec> = st
+                .statuses
+                .iter()
+                .filter(|s| s.context == "promptgate")
+                .collect();
+            assert_eq!(ours.len(), 2, "{:?}", st.statuses);
+            assert_eq!(
+                (ours[0].state.as_str(), ours[0].sha.as_str()),
+                ("pending", HEAD_SHA)
+            );
+            assert_eq!(
+                (ours[1].state.as_str(), ours[1].sha.as_str()),
+                ("failure", HEAD_SHA)
+            );
+            assert!(
+                ours[1].description.contains("billing: assertions"),
+                "{:?}",
+                ours[1]
+            );
+            assert_eq!(
+                ours[1].target_url.as_deref(),
+                Some("http://bot.example/runs/1")
+            );
+            let comments = st.ours();
+            assert_eq!(comments.len(), 1);
+            assert!(comments[0].body.contains("billing"), "{}", comments[0].body);
+        }
+        let calls = m.received_requests().await.unwrap().len();
+        assert_eq!(calls, 4, "2 affected cases at base and head");
+
+        // The same commit again (a redelivery or a second event): nothing happens.
+        bot.evaluate(&repo_ref(), PR, false).await.unwrap();
+        assert_eq!(h.state().statuses.len(), 2);
+        assert_eq!(m.received_requests().await.unwrap().len(), calls);
+
+        // A push: the same comment is edited in place; statuses go on the new SHA.
+        let new_head = "3333333333333333333333333333333333333333";
+        seed(
+            &h,
+            &format!("{}/v1", m.uri()),
+            new_head,
+            "Explain invoice {{ n }} in detail.",
+        );
+        bot.evaluate(&repo_ref(), PR, false).await.unwrap();
+        let st = h.state();
+        assert_eq!(st.ours().len(), 1, "a second comment was created");
+        let last = st.statuses.last().unwrap();
+        assert_eq!(
+            (last.state.as_str(), last.sha.as_str()),
+            ("success", new_head)
+        );
+    }
+
+    #[tokio::test]
+    async fn a_fork_pr_is_not_run_and_gets_an_explanation() {
+        let h = Harness::start().await;
+        let m = model().await;
+        seed(
+            &h,
+            &format!("{}/v1", m.uri()),
+            HEAD_SHA,
+            "Explain the bill {{ n }}.",
+        );
+        h.state().pulls = vec![pull(PR, HEAD_SHA, "mallory/prompts")];
+        bot(&h)
+            .await
+            .evaluate(&repo_ref(), PR, false)
+            .await
+            .unwrap();
+        let st = h.state();
+        assert!(st.statuses.is_empty());
+        assert_eq!(st.ours().len(), 1);
+        assert!(st.ours()[0].body.contains("/promptgate run"));
+        assert!(m.received_requests().await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_failed_comment_write_is_retried_without_new_model_calls() {
+        let h = Harness::start().await;
+        let m = model().await;
+        seed(
+            &h,
+            &format!("{}/v1", m.uri()),
+            HEAD_SHA,
+            "Explain the bill {{ n }}.",
+        );
+        // More 502s than the forge's own retries: the run must end `error` and retry.
+        h.fail(
+            "POST",
+            &comments_path(),
+            20,
+            502,
+            "{\"message\": \"Bad Gateway\"}",
+        );
+        let bot = bot(&h).await;
+        assert!(bot.evaluate(&repo_ref(), PR, false).await.is_err());
+        assert_eq!(h.state().ours().len(), 0);
+        let calls = m.received_requests().await.unwrap().len();
+        h.state().failures.clear();
+        // The worker re-delivers: the comment lands, from the cache.
+        bot.evaluate(&repo_ref(), PR, false).await.unwrap();
+        assert_eq!(h.state().ours().len(), 1);
+        assert_eq!(m.received_requests().await.unwrap().len(), calls);
+        assert_eq!(h.state().statuses.last().unwrap().state, "failure");
+    }
+}
