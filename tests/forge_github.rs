@@ -1526,11 +1526,11 @@ mod bot_pipeline {
             .evaluate(&repo_ref(), PR, false)
             .await
             .unwrap();
+        assert!(m.received_requests().await.unwrap().is_empty());
         let st = h.state();
         assert!(st.statuses.is_empty());
         assert_eq!(st.ours().len(), 1);
         assert!(st.ours()[0].body.contains("/promptgate run"));
-        assert!(m.received_requests().await.unwrap().is_empty());
     }
 
     #[tokio::test]
