@@ -279,16 +279,17 @@ fn locate(norm: &Norm, haystack: &str, needle: &str) -> Option<Range<usize>> {
     Some(first.start..last.end)
 }
 
-static BASE64_RUN: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"[A-Za-z0-9+/_-]{16,}={0,2}(?:[ \t]*\r?\n[ \t]*[A-Za-z0-9+/_-]{4,}={0,2})*")
-        .expect("base64 run pattern compiles")
+// The patterns below are constants; a failure to compile (a programmer error the unit
+// tests would catch) leaves the pattern out rather than panicking on model output.
+static BASE64_RUN: LazyLock<Option<Regex>> = LazyLock::new(|| {
+    Regex::new(r"[A-Za-z0-9+/_-]{16,}={0,2}(?:[ \t]*\r?\n[ \t]*[A-Za-z0-9+/_-]{4,}={0,2})*").ok()
 });
 
 /// Every base64-looking run of `text` (lines of a wrapped block joined), decoded
 /// leniently from each of the four alignments, as text.
 fn base64_decodings(text: &str) -> Vec<String> {
     let mut out = Vec::new();
-    for m in BASE64_RUN.find_iter(text) {
+    for m in BASE64_RUN.iter().flat_map(|re| re.find_iter(text)) {
         let run: Vec<u8> = m
             .as_str()
             .bytes()
@@ -356,19 +357,19 @@ static CREDENTIALS: LazyLock<Vec<Regex>> = LazyLock::new(|| {
         r"(?i)\bbearer\s+[A-Za-z0-9._~+/-]{12,}=*",
     ]
     .iter()
-    .map(|p| Regex::new(p).expect("credential pattern compiles"))
+    .filter_map(|p| Regex::new(p).ok())
     .collect()
 });
 
 /// `password = …`, `"api_key": "…"`, `secret: …`: the value (group 1, 2 or 3) is
 /// redacted, the key kept.
-static ASSIGNMENT: LazyLock<Regex> = LazyLock::new(|| {
+static ASSIGNMENT: LazyLock<Option<Regex>> = LazyLock::new(|| {
     Regex::new(concat!(
         r#"(?i)\b[A-Za-z0-9_.-]*(?:password|passwd|pwd|secret|token|api[_-]?key|apikey|"#,
         r#"access[_-]?key|private[_-]?key|credentials?|authorization|session[_-]?id)"#,
         r#"[A-Za-z0-9_.-]*["']?\s*[:=]\s*(?:"([^"\n]+)"|'([^'\n]+)'|([^\s"',;}\]]+))"#,
     ))
-    .expect("assignment pattern compiles")
+    .ok()
 });
 
 /// Byte ranges of credentials in `text`, sorted and merged.
@@ -377,7 +378,7 @@ fn credential_spans(text: &str) -> Vec<Range<usize>> {
     for re in CREDENTIALS.iter() {
         spans.extend(re.find_iter(text).map(|m| m.range()));
     }
-    for caps in ASSIGNMENT.captures_iter(text) {
+    for caps in ASSIGNMENT.iter().flat_map(|re| re.captures_iter(text)) {
         if let Some(m) = (1..=3).find_map(|g| caps.get(g)) {
             spans.push(m.range());
         }
@@ -525,5 +526,18 @@ pub(super) mod testing {
     }
     pub fn base64_decode(s: &str) -> Vec<u8> {
         super::base64_decode(s.as_bytes())
+    }
+}
+
+#[cfg(test)]
+mod pattern_tests {
+    use super::*;
+
+    /// Every constant pattern compiles: none is silently left out.
+    #[test]
+    fn all_patterns_compile() {
+        assert!(BASE64_RUN.is_some());
+        assert!(ASSIGNMENT.is_some());
+        assert_eq!(CREDENTIALS.len(), 9);
     }
 }
