@@ -23,9 +23,10 @@ use serde_json::{json, Value};
 
 use super::retry::{with_retries, ForgeRetryPolicy};
 use super::{
-    truncate_chars, CommentRef, Forge, ForgeError, PullRequestInfo, RepoId, StatusState,
-    COMMENT_BODY_LIMIT, STATUS_DESCRIPTION_LIMIT,
+    truncate_chars, CheckRun, CommentRef, Forge, ForgeError, Permission, PullRequestInfo, RepoId,
+    StatusState, COMMENT_BODY_LIMIT, STATUS_DESCRIPTION_LIMIT,
 };
+use crate::event::UserRef;
 
 /// The public GitHub API.
 pub const DEFAULT_API_URL: &str = "https://api.github.com";
@@ -88,6 +89,8 @@ pub struct GitHubForge {
     policy: ForgeRetryPolicy,
     /// The login the bot comments as, once known.
     bot_login: Mutex<Option<String>>,
+    /// The App we authenticate as (`None` with a token).
+    app_id: Option<u64>,
 }
 
 impl std::fmt::Debug for GitHubForge {
@@ -140,6 +143,10 @@ impl GitHubForge {
             .set_read_timeout(Some(Duration::from_secs(60)));
         let build_error =
             |_: octocrab::Error| ForgeError::permanent(None, "could not build the GitHub client");
+        let app_id = match &auth {
+            GitHubAuth::App { app_id, .. } => Some(*app_id),
+            GitHubAuth::Token(_) => None,
+        };
         let (clients, secrets) = match auth {
             GitHubAuth::Token(token) => {
                 if token.trim().is_empty() {
@@ -183,6 +190,7 @@ impl GitHubForge {
             secrets,
             policy: ForgeRetryPolicy::default(),
             bot_login: Mutex::new(None),
+            app_id,
         })
     }
 
@@ -828,9 +836,194 @@ impl Forge for GitHubForge {
         let created: CommentWire = decode(&reply, &what(&Method::POST, &path))?;
         Ok(created.to_ref())
     }
+
+    async fn permission(&self, repo: &RepoId, user: &UserRef) -> Result<Permission, ForgeError> {
+        if user.login.is_empty() {
+            return Ok(Permission::None);
+        }
+        #[derive(Deserialize)]
+        struct Wire {
+            permission: String,
+            role_name: Option<String>,
+            user: Option<IdWire>,
+        }
+        let path = format!(
+            "{}/collaborators/{}/permission",
+            repo_path(repo)?,
+            encode_segment(&user.login)
+        );
+        let wire: Wire = match self.repo_call(repo, Method::GET, &path, None).await {
+            Ok(reply) => decode(&reply, &what(&Method::GET, &path))?,
+            Err(e) if e.is_not_found() => return Ok(Permission::None),
+            Err(e) => return Err(e),
+        };
+        // The login may have been renamed and re-registered since the event: the
+        // permission belongs to whoever holds the login now.
+        if wire.user.as_ref().map(|u| u.id) != Some(user.id) {
+            return Ok(Permission::None);
+        }
+        // `role_name` distinguishes maintain and triage, which `permission` folds into
+        // write and read.
+        let role = Permission::from_github(wire.role_name.as_deref().unwrap_or(""));
+        Ok(role.max(Permission::from_github(&wire.permission)))
+    }
+
+    async fn is_group_member(
+        &self,
+        repo: &RepoId,
+        group: &str,
+        user: &UserRef,
+    ) -> Result<bool, ForgeError> {
+        let Some((org, team)) = group.split_once('/') else {
+            return Err(ForgeError::permanent(
+                None,
+                format!("{group:?} is not a GitHub team: write it as @org/team-slug"),
+            ));
+        };
+        if user.login.is_empty() {
+            return Ok(false);
+        }
+        #[derive(Deserialize)]
+        struct Wire {
+            state: String,
+        }
+        let path = format!(
+            "/orgs/{}/teams/{}/memberships/{}",
+            encode_segment(org),
+            encode_segment(team),
+            encode_segment(&user.login)
+        );
+        let wire: Wire = match self.repo_call(repo, Method::GET, &path, None).await {
+            Ok(reply) => decode(&reply, &what(&Method::GET, &path))?,
+            Err(e) if e.is_not_found() => return Ok(false),
+            Err(e) => return Err(e),
+        };
+        if wire.state != "active" {
+            return Ok(false);
+        }
+        // The membership API is by login: make sure the login is still this account.
+        Ok(self.user_id(repo, &user.login).await? == Some(user.id))
+    }
+
+    async fn user_id(&self, repo: &RepoId, login: &str) -> Result<Option<u64>, ForgeError> {
+        let path = format!("/users/{}", encode_segment(login));
+        match self.repo_call(repo, Method::GET, &path, None).await {
+            Ok(reply) => Ok(Some(
+                decode::<IdWire>(&reply, &what(&Method::GET, &path))?.id,
+            )),
+            Err(e) if e.is_not_found() => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn acknowledge(
+        &self,
+        repo: &RepoId,
+        _number: u64,
+        comment_id: u64,
+    ) -> Result<(), ForgeError> {
+        let path = format!(
+            "{}/issues/comments/{comment_id}/reactions",
+            repo_path(repo)?
+        );
+        let payload = json!({ "content": "eyes" });
+        self.repo_call(repo, Method::POST, &path, Some(&payload))
+            .await
+            .map(|_| ())
+    }
+
+    async fn approve(
+        &self,
+        repo: &RepoId,
+        number: u64,
+        sha: &str,
+        body: &str,
+    ) -> Result<(), ForgeError> {
+        let path = format!("{}/pulls/{number}/reviews", repo_path(repo)?);
+        let payload = json!({
+            "commit_id": sha,
+            "event": "APPROVE",
+            "body": limit_body(body, COMMENT_BODY_LIMIT),
+        });
+        self.repo_call(repo, Method::POST, &path, Some(&payload))
+            .await
+            .map(|_| ())
+    }
+
+    async fn post_check_run(&self, repo: &RepoId, check: &CheckRun) -> Result<(), ForgeError> {
+        if self.app_id.is_none() {
+            // Only a GitHub App may write check runs; the commit status says it all.
+            return Ok(());
+        }
+        let repo_path = repo_path(repo)?;
+        let mut payload = json!({
+            "name": check.name,
+            "head_sha": check.head_sha,
+            "output": {
+                "title": truncate_chars(&check.title, 255),
+                "summary": truncate_chars(&check.summary, CHECK_SUMMARY_LIMIT),
+            },
+        });
+        if let Some(map) = payload.as_object_mut() {
+            let (status, conclusion) = match check.state {
+                StatusState::Pending => ("in_progress", None),
+                StatusState::Success => ("completed", Some("success")),
+                StatusState::Failure | StatusState::Error => ("completed", Some("failure")),
+            };
+            map.insert("status".into(), json!(status));
+            if let Some(conclusion) = conclusion {
+                map.insert("conclusion".into(), json!(conclusion));
+            }
+            if let Some(url) = &check.details_url {
+                map.insert("details_url".into(), json!(url));
+            }
+        }
+        // Update our check run of that name on the commit when there is one, so a
+        // commit shows one run per name.
+        #[derive(Deserialize)]
+        struct Runs {
+            check_runs: Vec<IdWire>,
+        }
+        let list = format!(
+            "{repo_path}/commits/{}/check-runs?check_name={}&app_id={}",
+            encode_segment(&check.head_sha),
+            encode_segment(&check.name),
+            self.app_id.unwrap_or_default()
+        );
+        let existing: Runs = decode(
+            &self.repo_call(repo, Method::GET, &list, None).await?,
+            &what(&Method::GET, &list),
+        )?;
+        match existing.check_runs.first() {
+            Some(run) => {
+                let path = format!("{repo_path}/check-runs/{}", run.id);
+                self.repo_call(repo, Method::PATCH, &path, Some(&payload))
+                    .await
+                    .map(|_| ())
+            }
+            None => {
+                let path = format!("{repo_path}/check-runs");
+                self.repo_call(repo, Method::POST, &path, Some(&payload))
+                    .await
+                    .map(|_| ())
+            }
+        }
+    }
+
+    fn app_id(&self) -> Option<u64> {
+        self.app_id
+    }
 }
 
+/// The longest check-run summary GitHub accepts, in characters.
+const CHECK_SUMMARY_LIMIT: usize = 65_535;
+
 // ---- wire types ------------------------------------------------------------------
+
+#[derive(Deserialize)]
+struct IdWire {
+    id: u64,
+}
 
 #[derive(Deserialize)]
 struct UserWire {

@@ -17,6 +17,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use regex::Regex;
 
+use crate::event::UserRef;
+
 pub use github::{GitHubAuth, GitHubForge};
 pub use retry::ForgeRetryPolicy;
 pub use source::ForgeSource;
@@ -89,6 +91,66 @@ pub struct CommentRef {
     pub url: Option<String>,
 }
 
+/// A user's access to a repository, in GitHub's vocabulary. GitLab access levels map
+/// onto it: 10 guest and 20 reporter → `Read`, 30 developer → `Write`, 40 maintainer →
+/// `Maintain`, 50 owner → `Admin`. Ordered, so `>= Permission::Write` is "may run
+/// commands".
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Permission {
+    None,
+    Read,
+    Triage,
+    Write,
+    Maintain,
+    Admin,
+}
+
+impl Permission {
+    /// GitHub's `permission` / `role_name` word (`admin`, `maintain`, `write`, `triage`,
+    /// `read`; `none` and anything unknown → `None`).
+    pub fn from_github(word: &str) -> Self {
+        match word {
+            "admin" => Permission::Admin,
+            "maintain" => Permission::Maintain,
+            "write" | "push" => Permission::Write,
+            "triage" => Permission::Triage,
+            "read" | "pull" => Permission::Read,
+            _ => Permission::None,
+        }
+    }
+
+    /// A GitLab `access_level` number.
+    pub fn from_gitlab_access_level(level: u64) -> Self {
+        match level {
+            50.. => Permission::Admin,
+            40..=49 => Permission::Maintain,
+            30..=39 => Permission::Write,
+            10..=29 => Permission::Read,
+            _ => Permission::None,
+        }
+    }
+
+    /// Write access or more: what `run` and `cancel` need (SPEC §6).
+    pub fn can_write(self) -> bool {
+        self >= Permission::Write
+    }
+}
+
+/// A GitHub check run (posted only when authenticated as a GitHub App; the other
+/// forges and token auth ignore it). Its summary is the score table.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CheckRun {
+    pub name: String,
+    pub head_sha: String,
+    /// `Pending` → status `in_progress`; the others → `completed` with conclusion
+    /// `success` / `failure` / `failure` (error).
+    pub state: StatusState,
+    pub title: String,
+    /// Markdown; cut to the forge's limit by the implementation.
+    pub summary: String,
+    pub details_url: Option<String>,
+}
+
 /// The longest commit-status description GitHub accepts, in characters.
 pub const STATUS_DESCRIPTION_LIMIT: usize = 140;
 
@@ -151,6 +213,56 @@ pub trait Forge: Send + Sync {
         number: u64,
         body: &str,
     ) -> Result<CommentRef, ForgeError>;
+
+    /// `user`'s access to `repo`. Asked by login, then checked against the numeric id:
+    /// a login that now belongs to another account than `user.id` yields `None`.
+    /// (GitHub: collaborator permission; GitLab: project member incl. inherited, by id.)
+    async fn permission(&self, repo: &RepoId, user: &UserRef) -> Result<Permission, ForgeError>;
+
+    /// Whether `user` is an active member of `group`: `org/team-slug` on GitHub, a
+    /// group full path on GitLab (no leading `@`).
+    async fn is_group_member(
+        &self,
+        repo: &RepoId,
+        group: &str,
+        user: &UserRef,
+    ) -> Result<bool, ForgeError>;
+
+    /// The numeric id of the account called `login` now; `None` when there is none.
+    /// Approvers are listed by login and matched by id.
+    async fn user_id(&self, repo: &RepoId, login: &str) -> Result<Option<u64>, ForgeError>;
+
+    /// Acknowledges an accepted command on its comment: GitHub 👀 reaction, GitLab
+    /// `eyes` award emoji on the note. Idempotent.
+    async fn acknowledge(
+        &self,
+        repo: &RepoId,
+        number: u64,
+        comment_id: u64,
+    ) -> Result<(), ForgeError>;
+
+    /// Approves the pull request as the bot, bound to `sha`: GitHub posts a review
+    /// `APPROVE` with `commit_id = sha`; GitLab approves with `sha`, which the forge
+    /// refuses when the head moved.
+    async fn approve(
+        &self,
+        repo: &RepoId,
+        number: u64,
+        sha: &str,
+        body: &str,
+    ) -> Result<(), ForgeError>;
+
+    /// Creates or updates the check run `check.name` on `check.head_sha`. Only a GitHub
+    /// App can; everything else returns `Ok(())` and relies on the commit status.
+    async fn post_check_run(&self, _repo: &RepoId, _check: &CheckRun) -> Result<(), ForgeError> {
+        Ok(())
+    }
+
+    /// The GitHub App id we authenticate as, to recognise our own check runs in a
+    /// re-run request; `None` for token auth and GitLab.
+    fn app_id(&self) -> Option<u64> {
+        None
+    }
 }
 
 /// A failed forge call. `Retryable` covers what may succeed later (5xx, 429, GitHub's
