@@ -1,544 +1,17 @@
-//! The GitHub forge client against a fake GitHub (bors-style): a wiremock server whose
-//! one handler routes requests over shared in-memory state — comments, statuses, files
-//! at commits, the PR's file list — so the tests assert on what GitHub would hold, not
-//! on which mock was hit. Failures are injected per route. Response bodies come from
-//! the real fixtures in `tests/fixtures/rest/` where one exists.
+//! The GitHub forge client against the stateful fake GitHub in `common::github`: the
+//! tests assert on what GitHub would hold, not on which mock was hit.
 
-use std::collections::{BTreeMap, HashSet};
-use std::sync::{Arc, Mutex, MutexGuard};
+mod common;
+
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use base64::Engine;
+use common::github::*;
 use promptgate::forge::{
-    Forge, ForgeError, ForgeRetryPolicy, ForgeSource, GitHubAuth, GitHubForge, RepoId, StatusState,
+    Forge, ForgeError, ForgeRetryPolicy, ForgeSource, GitHubAuth, GitHubForge, StatusState,
 };
 use promptgate::source::{Rev, Source};
 use serde_json::{json, Value};
-use wiremock::matchers::any;
-use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
-
-const REPO: &str = "octo-org/prompts";
-const TOKEN: &str = "ghp_SECRET123";
-const BOT: &str = "promptgate-bot";
-const MARKER: &str = "<!-- promptgate:sticky -->";
-const BASE_SHA: &str = "1111111111111111111111111111111111111111";
-const HEAD_SHA: &str = "2222222222222222222222222222222222222222";
-const PR: u64 = 7;
-
-fn fixture(name: &str) -> String {
-    let path = format!("{}/tests/fixtures/rest/{name}", env!("CARGO_MANIFEST_DIR"));
-    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
-}
-
-fn fixture_json(name: &str) -> Value {
-    serde_json::from_str(&fixture(name)).unwrap()
-}
-
-/// The recorded 422 `Validation Failed` body (octokit/fixtures, first interaction).
-fn validation_failed_body() -> String {
-    fixture_json("rest.error-422-validation.octokit-fixtures.nock.json")[0]["response"].to_string()
-}
-
-// ---- the fake's state ------------------------------------------------------------
-
-#[derive(Clone, Debug)]
-struct Comment {
-    id: u64,
-    issue: u64,
-    login: String,
-    body: String,
-}
-
-#[derive(Clone, Debug)]
-struct StatusRec {
-    sha: String,
-    state: String,
-    context: String,
-    description: String,
-    target_url: Option<String>,
-}
-
-#[derive(Clone, Debug)]
-struct Logged {
-    method: String,
-    path: String,
-    query: String,
-    auth: Option<String>,
-}
-
-struct Failure {
-    method: &'static str,
-    path_prefix: String,
-    times: u32,
-    status: u16,
-    body: String,
-    headers: Vec<(&'static str, String)>,
-    /// Put the request's Authorization header into the error message (a careless
-    /// proxy), to prove the client scrubs it.
-    echo_auth: bool,
-}
-
-struct PrFile {
-    status: &'static str,
-    filename: String,
-    previous: Option<String>,
-}
-
-#[derive(Default)]
-struct State {
-    bot_login: String,
-    comments: Vec<Comment>,
-    next_comment_id: u64,
-    statuses: Vec<StatusRec>,
-    /// (commit, path) → bytes.
-    files: BTreeMap<(String, String), Vec<u8>>,
-    /// Paths the contents API does not inline (over 1 MB): served by the blob API.
-    large: HashSet<String>,
-    pr_files: Vec<PrFile>,
-    pr_files_page_size: usize,
-    pulls: Vec<Value>,
-    failures: Vec<Failure>,
-    requests: Vec<Logged>,
-    /// GitHub App: installation tokens minted.
-    tokens_minted: u32,
-}
-
-impl State {
-    fn count(&self, method: &str, path: &str) -> usize {
-        self.requests
-            .iter()
-            .filter(|r| r.method == method && r.path == path)
-            .count()
-    }
-
-    fn ours(&self) -> Vec<&Comment> {
-        self.comments
-            .iter()
-            .filter(|c| c.login == self.bot_login && c.body.contains(MARKER))
-            .collect()
-    }
-}
-
-#[derive(Clone)]
-struct FakeGitHub {
-    state: Arc<Mutex<State>>,
-    /// `/api/v3` for GitHub Enterprise.
-    prefix: String,
-    comment_template: Value,
-    file_template: Value,
-    status_body: String,
-}
-
-fn json_response(status: u16, body: &Value) -> ResponseTemplate {
-    ResponseTemplate::new(status).set_body_raw(body.to_string(), "application/json; charset=utf-8")
-}
-
-fn not_found() -> ResponseTemplate {
-    json_response(
-        404,
-        &json!({"message": "Not Found", "documentation_url": "https://docs.github.com/rest"}),
-    )
-}
-
-fn percent_decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' && i + 2 < bytes.len() {
-            let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("");
-            if let Ok(b) = u8::from_str_radix(hex, 16) {
-                out.push(b);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8(out).unwrap()
-}
-
-/// GitHub's base64: 60 characters a line.
-fn github_base64(bytes: &[u8]) -> String {
-    let b64 = base64::engine::general_purpose::STANDARD.encode(bytes);
-    let mut out = String::new();
-    for chunk in b64.as_bytes().chunks(60) {
-        out.push_str(std::str::from_utf8(chunk).unwrap());
-        out.push('\n');
-    }
-    out
-}
-
-fn blob_sha(sha: &str, path: &str) -> String {
-    format!("blob-{}-{}", &sha[..7], path.replace('/', "_"))
-}
-
-impl FakeGitHub {
-    fn comment_json(&self, c: &Comment) -> Value {
-        let mut v = self.comment_template.clone();
-        v["id"] = json!(c.id);
-        v["body"] = json!(c.body);
-        v["user"]["login"] = json!(c.login);
-        v["url"] = json!(format!(
-            "https://api.github.com/repos/{REPO}/issues/comments/{}",
-            c.id
-        ));
-        v["html_url"] = json!(format!(
-            "https://github.com/{REPO}/pull/{}#issuecomment-{}",
-            c.issue, c.id
-        ));
-        v
-    }
-
-    fn paged(
-        &self,
-        items: Vec<Value>,
-        per_page: usize,
-        page: usize,
-        path: &str,
-    ) -> ResponseTemplate {
-        let pages = items.len().div_ceil(per_page).max(1);
-        let chunk: Vec<Value> = items
-            .into_iter()
-            .skip((page - 1) * per_page)
-            .take(per_page)
-            .collect();
-        let mut response = json_response(200, &Value::Array(chunk));
-        if pages > 1 {
-            let link = |p: usize, rel: &str| {
-                format!(
-                    "<https://api.github.com{path}?per_page={per_page}&page={p}>; rel=\"{rel}\""
-                )
-            };
-            let mut links = Vec::new();
-            if page < pages {
-                links.push(link(page + 1, "next"));
-                links.push(link(pages, "last"));
-            }
-            if page > 1 {
-                links.push(link(1, "first"));
-                links.push(link(page - 1, "prev"));
-            }
-            response = response.insert_header("link", links.join(", "));
-        }
-        response
-    }
-
-    fn route(&self, st: &mut State, method: &str, path: &str, req: &Request) -> ResponseTemplate {
-        let query = |name: &str| {
-            req.url
-                .query_pairs()
-                .find(|(k, _)| k == name)
-                .map(|(_, v)| v.into_owned())
-        };
-        let page: usize = query("page").and_then(|p| p.parse().ok()).unwrap_or(1);
-        let per_page: usize = query("per_page").and_then(|p| p.parse().ok()).unwrap_or(30);
-        let segs: Vec<&str> = path.trim_start_matches('/').split('/').collect();
-
-        match (method, segs.as_slice()) {
-            ("GET", ["user"]) => json_response(
-                200,
-                &json!({"login": st.bot_login, "id": 4242, "type": "User"}),
-            ),
-            ("GET", ["app"]) => json_response(
-                200,
-                &json!({"id": 99, "slug": "promptgate", "name": "promptgate"}),
-            ),
-            ("GET", ["repos", o, r, "installation"]) if format!("{o}/{r}") == REPO => {
-                json_response(200, &json!({"id": 555, "app_id": 99}))
-            }
-            ("POST", ["app", "installations", "555", "access_tokens"]) => {
-                st.tokens_minted += 1;
-                json_response(
-                    201,
-                    &json!({"token": format!("ghs_INSTALL{}", st.tokens_minted), "expires_at": "2099-01-01T00:00:00Z", "permissions": {}}),
-                )
-            }
-            (_, ["repos", o, r, ..]) if format!("{o}/{r}") != REPO => not_found(),
-
-            ("GET", ["repos", _, _, "issues", n, "comments"]) => {
-                let n: u64 = n.parse().unwrap();
-                let items = st
-                    .comments
-                    .iter()
-                    .filter(|c| c.issue == n)
-                    .map(|c| self.comment_json(c))
-                    .collect();
-                self.paged(items, per_page.min(100), page, path)
-            }
-            ("POST", ["repos", _, _, "issues", n, "comments"]) => {
-                let body: Value = req.body_json().unwrap();
-                st.next_comment_id += 1;
-                let c = Comment {
-                    id: 1000 + st.next_comment_id,
-                    issue: n.parse().unwrap(),
-                    login: st.bot_login.clone(),
-                    body: body["body"].as_str().unwrap().to_string(),
-                };
-                st.comments.push(c.clone());
-                json_response(201, &self.comment_json(&c))
-            }
-            ("PATCH", ["repos", _, _, "issues", "comments", id]) => {
-                let id: u64 = id.parse().unwrap();
-                let body: Value = req.body_json().unwrap();
-                let login = st.bot_login.clone();
-                let Some(c) = st.comments.iter_mut().find(|c| c.id == id) else {
-                    return not_found();
-                };
-                if c.login != login {
-                    return json_response(
-                        403,
-                        &json!({"message": "Must have admin rights to Repository."}),
-                    );
-                }
-                c.body = body["body"].as_str().unwrap().to_string();
-                let c = c.clone();
-                json_response(200, &self.comment_json(&c))
-            }
-            ("POST", ["repos", _, _, "statuses", sha]) => {
-                let body: Value = req.body_json().unwrap();
-                st.statuses.push(StatusRec {
-                    sha: sha.to_string(),
-                    state: body["state"].as_str().unwrap().to_string(),
-                    context: body["context"].as_str().unwrap_or("default").to_string(),
-                    description: body["description"].as_str().unwrap_or("").to_string(),
-                    target_url: body["target_url"].as_str().map(String::from),
-                });
-                ResponseTemplate::new(201)
-                    .set_body_raw(self.status_body.clone(), "application/json; charset=utf-8")
-            }
-            ("GET", ["repos", _, _, "contents", rest @ ..]) => {
-                let file = percent_decode(&rest.join("/"));
-                let Some(sha) = query("ref") else {
-                    return not_found();
-                };
-                let Some(bytes) = st.files.get(&(sha.clone(), file.clone())) else {
-                    return not_found();
-                };
-                let name = file.rsplit('/').next().unwrap_or(&file).to_string();
-                let (content, encoding) = if st.large.contains(&file) {
-                    (String::new(), "none")
-                } else {
-                    (github_base64(bytes), "base64")
-                };
-                json_response(
-                    200,
-                    &json!({
-                        "type": "file", "encoding": encoding, "size": bytes.len(), "name": name,
-                        "path": file, "content": content, "sha": blob_sha(&sha, &file),
-                        "url": format!("https://api.github.com/repos/{REPO}/contents/{file}?ref={sha}"),
-                    }),
-                )
-            }
-            ("GET", ["repos", _, _, "git", "blobs", blob]) => {
-                let found = st
-                    .files
-                    .iter()
-                    .find(|((sha, p), _)| blob_sha(sha, p) == *blob);
-                match found {
-                    Some((_, bytes)) => json_response(
-                        200,
-                        &json!({"sha": blob, "size": bytes.len(), "encoding": "base64", "content": github_base64(bytes)}),
-                    ),
-                    None => not_found(),
-                }
-            }
-            ("GET", ["repos", _, _, "git", "trees", sha]) => {
-                let mut entries = Vec::new();
-                let mut dirs = BTreeMap::new();
-                for (s, p) in st.files.keys() {
-                    if s != sha {
-                        continue;
-                    }
-                    let parts: Vec<&str> = p.split('/').collect();
-                    for i in 1..parts.len() {
-                        dirs.insert(parts[..i].join("/"), ());
-                    }
-                    entries.push(json!({"path": p, "mode": "100644", "type": "blob", "sha": blob_sha(s, p), "size": 1}));
-                }
-                if entries.is_empty() {
-                    return not_found();
-                }
-                for d in dirs.keys() {
-                    entries.push(json!({"path": d, "mode": "040000", "type": "tree", "sha": format!("tree-{d}")}));
-                }
-                entries.push(json!({"path": "vendor/lib", "mode": "160000", "type": "commit", "sha": "3333333333333333333333333333333333333333"}));
-                json_response(
-                    200,
-                    &json!({"sha": sha, "tree": entries, "truncated": false}),
-                )
-            }
-            ("GET", ["repos", _, _, "pulls", n, "files"]) => {
-                let _n: u64 = n.parse().unwrap();
-                let items = st
-                    .pr_files
-                    .iter()
-                    .map(|f| {
-                        let mut v = self.file_template.clone();
-                        v["filename"] = json!(f.filename);
-                        v["status"] = json!(f.status);
-                        if let Some(prev) = &f.previous {
-                            v["previous_filename"] = json!(prev);
-                        }
-                        v
-                    })
-                    .collect();
-                // The fake's pages are small so that pagination shows.
-                self.paged(items, st.pr_files_page_size, page, path)
-            }
-            ("GET", ["repos", _, _, "pulls", n]) => {
-                let n: u64 = n.parse().unwrap();
-                match st.pulls.iter().find(|p| p["number"] == json!(n)) {
-                    Some(p) => json_response(200, p),
-                    None => not_found(),
-                }
-            }
-            ("GET", ["repos", _, _, "commits", sha, "pulls"]) => {
-                let hits: Vec<Value> = st
-                    .pulls
-                    .iter()
-                    .filter(|p| {
-                        p["head"]["sha"] == json!(sha) || p["merge_commit_sha"] == json!(sha)
-                    })
-                    .cloned()
-                    .collect();
-                json_response(200, &Value::Array(hits))
-            }
-            _ => not_found(),
-        }
-    }
-}
-
-impl Respond for FakeGitHub {
-    fn respond(&self, req: &Request) -> ResponseTemplate {
-        let mut st = self.state.lock().unwrap();
-        let method = req.method.to_string();
-        let Some(path) = req.url.path().strip_prefix(self.prefix.as_str()) else {
-            return not_found();
-        };
-        let path = path.to_string();
-        let auth = req
-            .headers
-            .get("authorization")
-            .and_then(|v| v.to_str().ok())
-            .map(String::from);
-        st.requests.push(Logged {
-            method: method.clone(),
-            path: path.clone(),
-            query: req.url.query().unwrap_or("").to_string(),
-            auth: auth.clone(),
-        });
-        if let Some(f) = st
-            .failures
-            .iter_mut()
-            .find(|f| f.times > 0 && f.method == method && path.starts_with(&f.path_prefix))
-        {
-            f.times -= 1;
-            let body = if f.echo_auth {
-                json!({"message": format!("Bad credentials: got {}", auth.unwrap_or_default())})
-                    .to_string()
-            } else {
-                f.body.clone()
-            };
-            let mut response = ResponseTemplate::new(f.status)
-                .set_body_raw(body, "application/json; charset=utf-8");
-            for (k, v) in &f.headers {
-                response = response.insert_header(*k, v.as_str());
-            }
-            return response;
-        }
-        self.route(&mut st, &method, &path, req)
-    }
-}
-
-// ---- harness ---------------------------------------------------------------------
-
-struct Harness {
-    server: MockServer,
-    state: Arc<Mutex<State>>,
-    prefix: String,
-}
-
-impl Harness {
-    async fn start() -> Self {
-        Self::start_with_prefix("").await
-    }
-
-    async fn start_with_prefix(prefix: &str) -> Self {
-        let server = MockServer::start().await;
-        let state = Arc::new(Mutex::new(State {
-            bot_login: BOT.to_string(),
-            pr_files_page_size: 2,
-            ..State::default()
-        }));
-        let fake = FakeGitHub {
-            state: Arc::clone(&state),
-            prefix: prefix.to_string(),
-            comment_template: fixture_json("rest.issue-comment.create.docs-example.json"),
-            file_template: fixture_json("rest.pulls.list-files.docs-example.json")[0].clone(),
-            status_body: fixture("rest.statuses.create.docs-example.json"),
-        };
-        Mock::given(any()).respond_with(fake).mount(&server).await;
-        Harness {
-            server,
-            state,
-            prefix: prefix.to_string(),
-        }
-    }
-
-    fn api_url(&self) -> String {
-        format!("{}{}", self.server.uri(), self.prefix)
-    }
-
-    fn forge(&self) -> GitHubForge {
-        GitHubForge::new(&self.api_url(), GitHubAuth::Token(TOKEN.to_string()))
-            .unwrap()
-            .with_retry_policy(ForgeRetryPolicy::fast())
-    }
-
-    fn state(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap()
-    }
-
-    fn fail(&self, method: &'static str, path_prefix: &str, times: u32, status: u16, body: &str) {
-        self.fail_with(method, path_prefix, times, status, body, vec![]);
-    }
-
-    fn fail_with(
-        &self,
-        method: &'static str,
-        path_prefix: &str,
-        times: u32,
-        status: u16,
-        body: &str,
-        headers: Vec<(&'static str, String)>,
-    ) {
-        self.state().failures.push(Failure {
-            method,
-            path_prefix: path_prefix.to_string(),
-            times,
-            status,
-            body: body.to_string(),
-            headers,
-            echo_auth: false,
-        });
-    }
-
-    fn put_file(&self, sha: &str, path: &str, bytes: &[u8]) {
-        self.state()
-            .files
-            .insert((sha.to_string(), path.to_string()), bytes.to_vec());
-    }
-}
-
-fn repo() -> RepoId {
-    RepoId::new(REPO)
-}
-
-fn comments_path() -> String {
-    format!("/repos/{REPO}/issues/{PR}/comments")
-}
 
 // ---- sticky comment --------------------------------------------------------------
 
@@ -1345,221 +818,130 @@ fn a_bad_app_key_is_a_clear_error() {
 
 // ---- the bot's run pipeline against this fake GitHub ------------------------------
 
-mod bot_pipeline {
-    use super::*;
-    use promptgate::bot::Bot;
-    use promptgate::event::{ForgeKind, RepoRef};
-    use promptgate::server::metrics::Metrics;
-    use promptgate::store::Store;
-    use wiremock::matchers::{method, path};
+// ---- permissions, approvals, check runs --------------------------------------------
 
-    /// A chat model that answers with the user message, so the billing assertion
-    /// (`icontains "invoice"`) passes at base and fails when the prompt drops the word.
-    struct Echo;
-
-    impl Respond for Echo {
-        fn respond(&self, req: &Request) -> ResponseTemplate {
-            let body: Value = serde_json::from_slice(&req.body).unwrap_or(Value::Null);
-            let user = body["messages"]
-                .as_array()
-                .and_then(|m| m.iter().rev().find(|m| m["role"] == "user"))
-                .and_then(|m| m["content"].as_str())
-                .unwrap_or_default()
-                .to_string();
-            ResponseTemplate::new(200).set_body_json(json!({
-                "choices": [{"index": 0, "message": {"role": "assistant", "content": user}, "finish_reason": "stop"}],
-                "usage": {"prompt_tokens": 5, "completion_tokens": 5}
-            }))
-        }
+fn user(login: &str, id: u64) -> promptgate::event::UserRef {
+    promptgate::event::UserRef {
+        id,
+        login: login.into(),
     }
+}
 
-    fn pull(number: u64, head_sha: &str, head_repo: &str) -> Value {
-        json!({
-            "number": number, "state": "open", "draft": false,
-            "base": {"ref": "main", "sha": BASE_SHA, "repo": {"full_name": REPO}},
-            "head": {"ref": "feature", "sha": head_sha, "repo": {"full_name": head_repo}},
-        })
-    }
+#[tokio::test]
+async fn permission_uses_role_name_and_checks_the_numeric_id() {
+    use promptgate::forge::Permission;
+    let h = Harness::start().await;
+    h.user("maint", 11, "maintain");
+    h.user("tri", 12, "triage");
+    h.user("outsider", 13, "none");
+    let forge = h.forge();
+    let p = |login: &'static str, id: u64| {
+        let forge = &forge;
+        async move { forge.permission(&repo(), &user(login, id)).await.unwrap() }
+    };
+    assert_eq!(p("maint", 11).await, Permission::Maintain);
+    assert!(p("maint", 11).await.can_write());
+    assert_eq!(p("tri", 12).await, Permission::Triage);
+    assert!(!p("tri", 12).await.can_write());
+    assert_eq!(p("outsider", 13).await, Permission::None);
+    // The login now belongs to another account than the one that commented.
+    assert_eq!(p("maint", 999).await, Permission::None);
+    // No such user at all.
+    assert_eq!(p("ghost", 14).await, Permission::None);
+}
 
-    /// The repository at BASE_SHA and at `head` (a prompt edit), and PR 7 between them.
-    fn seed(h: &Harness, model_url: &str, head: &str, head_prompt: &str) {
-        for sha in [BASE_SHA, head] {
-            h.put_file(
-                sha,
-                ".promptgate.yml",
-                b"version: 1\nsuites:\n  billing:\n    prompts: { user: prompts/user.j2 }\n    model: models/m.yaml\n    dataset: evals/b.jsonl\n    metrics:\n      assertions: { min: 1.0 }\n",
-            );
-            h.put_file(
-                sha,
-                "models/m.yaml",
-                format!("provider: openai\nmodel: chat\nbase_url: {model_url}\n").as_bytes(),
-            );
-            h.put_file(
-                sha,
-                "evals/b.jsonl",
-                b"{\"id\": \"a\", \"vars\": {\"n\": 1}, \"assert\": [{\"type\": \"icontains\", \"value\": \"invoice\"}]}\n{\"id\": \"b\", \"vars\": {\"n\": 2}, \"assert\": [{\"type\": \"icontains\", \"value\": \"invoice\"}]}\n",
-            );
-        }
-        h.put_file(BASE_SHA, "prompts/user.j2", b"Explain invoice {{ n }}.");
-        h.put_file(head, "prompts/user.j2", head_prompt.as_bytes());
-        let mut st = h.state();
-        st.pr_files = vec![PrFile {
-            status: "modified",
-            filename: "prompts/user.j2".into(),
-            previous: None,
-        }];
-        st.pulls = vec![pull(PR, head, REPO)];
-    }
+#[tokio::test]
+async fn team_membership_is_by_login_then_bound_to_the_id() {
+    let h = Harness::start().await;
+    h.user("alice", 21, "write");
+    h.user("bob", 22, "write");
+    h.state()
+        .teams
+        .insert("acme/ml-leads".into(), vec!["alice".into()]);
+    let forge = h.forge();
+    assert!(forge
+        .is_group_member(&repo(), "acme/ml-leads", &user("alice", 21))
+        .await
+        .unwrap());
+    assert!(!forge
+        .is_group_member(&repo(), "acme/ml-leads", &user("bob", 22))
+        .await
+        .unwrap());
+    assert!(!forge
+        .is_group_member(&repo(), "acme/ml-leads", &user("alice", 99))
+        .await
+        .unwrap());
+    let err = forge
+        .is_group_member(&repo(), "ml-leads", &user("alice", 21))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("@org/team-slug"), "{err}");
+    assert_eq!(forge.user_id(&repo(), "bob").await.unwrap(), Some(22));
+    assert_eq!(forge.user_id(&repo(), "nobody").await.unwrap(), None);
+}
 
-    async fn bot(h: &Harness) -> Bot {
-        let store = Store::open_url("sqlite::memory:").await.unwrap();
-        let mut forges: std::collections::HashMap<ForgeKind, Arc<dyn Forge>> = Default::default();
-        forges.insert(ForgeKind::Github, Arc::new(h.forge()));
-        Bot::new(
-            forges,
-            store,
-            Arc::new(Metrics::new()),
-            "http://bot.example/".into(),
-            4,
-        )
-    }
+#[tokio::test]
+async fn acknowledge_reacts_with_eyes_and_approve_posts_a_review_on_the_sha() {
+    let h = Harness::start().await;
+    let id = h.user_comment(PR, "alice", "/promptgate approve");
+    let forge = h.forge();
+    forge.acknowledge(&repo(), PR, id).await.unwrap();
+    forge
+        .approve(&repo(), PR, HEAD_SHA, "approved by @alice")
+        .await
+        .unwrap();
+    let st = h.state();
+    assert_eq!(st.reactions, vec![(id, "eyes".to_string())]);
+    assert_eq!(st.reviews.len(), 1);
+    assert_eq!(st.reviews[0]["event"], "APPROVE");
+    assert_eq!(st.reviews[0]["commit_id"], HEAD_SHA);
+    assert_eq!(st.reviews[0]["number"], PR);
+}
 
-    async fn model() -> MockServer {
-        let server = MockServer::start().await;
-        Mock::given(method("POST"))
-            .and(path("/v1/chat/completions"))
-            .respond_with(Echo)
-            .mount(&server)
-            .await;
-        server
-    }
+#[tokio::test]
+async fn check_runs_are_only_posted_as_an_app_and_updated_in_place() {
+    use promptgate::forge::CheckRun;
+    let h = Harness::start().await;
+    let check = |state| CheckRun {
+        name: "promptgate".into(),
+        head_sha: HEAD_SHA.into(),
+        state,
+        title: "evaluating".into(),
+        summary: "| metric | base | head |".into(),
+        details_url: Some("http://bot.example/runs/1".into()),
+    };
+    // A token cannot write check runs: nothing is sent.
+    h.forge()
+        .post_check_run(&repo(), &check(StatusState::Pending))
+        .await
+        .unwrap();
+    assert!(h.state().check_runs.is_empty());
+    assert_eq!(h.forge().app_id(), None);
 
-    fn repo_ref() -> RepoRef {
-        RepoRef {
-            forge: ForgeKind::Github,
-            full_name: REPO.into(),
-            project_id: None,
-            installation_id: None,
-        }
-    }
-
-    #[tokio::test]
-    async fn pending_then_final_status_one_sticky_comment_and_a_redelivery_does_nothing() {
-        let h = Harness::start().await;
-        let m = model().await;
-        seed(
-            &h,
-            &format!("{}/v1", m.uri()),
-            HEAD_SHA,
-            "Explain the bill {{ n }}.",
-        );
-        let bot = bot(&h).await;
-        bot.evaluate(&repo_ref(), PR, false).await.unwrap();
-        {
-            let st = h.state();
-            let ours: Vec<&StatusRec> = st
-                .statuses
-                .iter()
-                .filter(|s| s.context == "promptgate")
-                .collect();
-            assert_eq!(ours.len(), 2, "{:?}", st.statuses);
-            assert_eq!(
-                (ours[0].state.as_str(), ours[0].sha.as_str()),
-                ("pending", HEAD_SHA)
-            );
-            assert_eq!(
-                (ours[1].state.as_str(), ours[1].sha.as_str()),
-                ("failure", HEAD_SHA)
-            );
-            assert!(
-                ours[1].description.contains("billing: assertions"),
-                "{:?}",
-                ours[1]
-            );
-            assert_eq!(
-                ours[1].target_url.as_deref(),
-                Some("http://bot.example/runs/1")
-            );
-            let comments = st.ours();
-            assert_eq!(comments.len(), 1);
-            assert!(comments[0].body.contains("billing"), "{}", comments[0].body);
-        }
-        let calls = m.received_requests().await.unwrap().len();
-        assert_eq!(calls, 4, "2 affected cases at base and head");
-
-        // The same commit again (a redelivery or a second event): nothing happens.
-        bot.evaluate(&repo_ref(), PR, false).await.unwrap();
-        assert_eq!(h.state().statuses.len(), 2);
-        assert_eq!(m.received_requests().await.unwrap().len(), calls);
-
-        // A push: the same comment is edited in place; statuses go on the new SHA.
-        let new_head = "3333333333333333333333333333333333333333";
-        seed(
-            &h,
-            &format!("{}/v1", m.uri()),
-            new_head,
-            "Explain invoice {{ n }} in detail.",
-        );
-        bot.evaluate(&repo_ref(), PR, false).await.unwrap();
-        let st = h.state();
-        assert_eq!(st.ours().len(), 1, "a second comment was created");
-        let last = st.statuses.last().unwrap();
-        assert_eq!(
-            (last.state.as_str(), last.sha.as_str()),
-            ("success", new_head)
-        );
-    }
-
-    #[tokio::test]
-    async fn a_fork_pr_is_not_run_and_gets_an_explanation() {
-        let h = Harness::start().await;
-        let m = model().await;
-        seed(
-            &h,
-            &format!("{}/v1", m.uri()),
-            HEAD_SHA,
-            "Explain the bill {{ n }}.",
-        );
-        h.state().pulls = vec![pull(PR, HEAD_SHA, "mallory/prompts")];
-        bot(&h)
-            .await
-            .evaluate(&repo_ref(), PR, false)
-            .await
-            .unwrap();
-        assert!(m.received_requests().await.unwrap().is_empty());
-        let st = h.state();
-        assert!(st.statuses.is_empty());
-        assert_eq!(st.ours().len(), 1);
-        assert!(st.ours()[0].body.contains("/promptgate run"));
-    }
-
-    #[tokio::test]
-    async fn a_failed_comment_write_is_retried_without_new_model_calls() {
-        let h = Harness::start().await;
-        let m = model().await;
-        seed(
-            &h,
-            &format!("{}/v1", m.uri()),
-            HEAD_SHA,
-            "Explain the bill {{ n }}.",
-        );
-        // More 502s than the forge's own retries: the run must end `error` and retry.
-        h.fail(
-            "POST",
-            &comments_path(),
-            20,
-            502,
-            "{\"message\": \"Bad Gateway\"}",
-        );
-        let bot = bot(&h).await;
-        assert!(bot.evaluate(&repo_ref(), PR, false).await.is_err());
-        assert_eq!(h.state().ours().len(), 0);
-        let calls = m.received_requests().await.unwrap().len();
-        h.state().failures.clear();
-        // The worker re-delivers: the comment lands, from the cache.
-        bot.evaluate(&repo_ref(), PR, false).await.unwrap();
-        assert_eq!(h.state().ours().len(), 1);
-        assert_eq!(m.received_requests().await.unwrap().len(), calls);
-        assert_eq!(h.state().statuses.last().unwrap().state, "failure");
-    }
+    let Some(pem) = rsa_key_pem() else {
+        return;
+    };
+    let app = GitHubForge::new(
+        &h.api_url(),
+        GitHubAuth::App {
+            app_id: 99,
+            private_key_pem: pem,
+        },
+    )
+    .unwrap()
+    .with_retry_policy(ForgeRetryPolicy::fast());
+    assert_eq!(app.app_id(), Some(99));
+    app.post_check_run(&repo(), &check(StatusState::Pending))
+        .await
+        .unwrap();
+    app.post_check_run(&repo(), &check(StatusState::Failure))
+        .await
+        .unwrap();
+    let st = h.state();
+    assert_eq!(st.check_runs.len(), 1, "{:?}", st.check_runs);
+    let run = &st.check_runs[0];
+    assert_eq!(run["status"], "completed");
+    assert_eq!(run["conclusion"], "failure");
+    assert_eq!(run["output"]["summary"], "| metric | base | head |");
+    assert_eq!(run["details_url"], "http://bot.example/runs/1");
 }

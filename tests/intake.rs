@@ -2,7 +2,7 @@
 //! test, real published deliveries from `tests/fixtures/` (see its README), the real
 //! signature rules, and the worker feeding a recording handler.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -10,14 +10,16 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use serde_json::Value;
-use tokio::net::TcpListener;
-use tokio::sync::{oneshot, Notify};
+use tokio::sync::Notify;
 
+mod common;
+
+use common::service::{db_path, settings, wait_until, Service as Bot};
 use promptgate::event::{
     CommentAction, CommentEvent, Event, ForgeKind, PrAction, RepoRef, UserRef,
 };
+use promptgate::server;
 use promptgate::server::worker::{skip_reason, EventHandler};
-use promptgate::server::{self, AppState, ServeOptions};
 use promptgate::settings::{RepoAllowlist, Settings};
 use promptgate::webhook::{self, verify::github_signature};
 
@@ -141,14 +143,6 @@ fn probot_payload(rel: &str) -> Vec<u8> {
 // ---------------------------------------------------------------------------------
 // the bot under test
 
-fn settings(pairs: &[(&str, &str)]) -> Settings {
-    let map: HashMap<String, String> = pairs
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-    Settings::load(None, move |k| map.get(k).cloned()).expect("settings")
-}
-
 /// Both forges, with the Cogni secret (GitHub also accepts taskcluster's).
 fn default_settings() -> Settings {
     settings(&[
@@ -215,138 +209,13 @@ impl EventHandler for Stuck {
     }
 }
 
-struct Bot {
-    url: String,
-    state: AppState,
-    http: reqwest::Client,
-    stop: Option<oneshot::Sender<()>>,
-    task: tokio::task::JoinHandle<anyhow::Result<()>>,
-}
-
-fn test_options() -> ServeOptions {
-    ServeOptions {
-        workers: 2,
-        lease: Duration::from_secs(30),
-        poll_interval: Duration::from_millis(50),
-        shutdown_grace: Duration::from_millis(100),
-        retry_backoff: Duration::ZERO,
-    }
-}
-
+/// The service with `handler` as the worker's handler.
 async fn start_bot(settings: Settings, handler: Arc<dyn EventHandler>, db: &Path) -> Bot {
-    let store = server::open_store(&format!("sqlite://{}", db.display()))
-        .await
-        .expect("database");
-    let state = AppState::new(Arc::new(settings), store).expect("state");
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let (tx, rx) = oneshot::channel::<()>();
-    let task = tokio::spawn(server::run(
-        state.clone(),
-        listener,
-        handler,
-        test_options(),
-        async move {
-            let _ = rx.await;
-        },
-    ));
-    Bot {
-        url,
-        state,
-        http: reqwest::Client::new(),
-        stop: Some(tx),
-        task,
-    }
-}
-
-impl Bot {
-    async fn post(
-        &self,
-        path: &str,
-        headers: &[(String, String)],
-        body: Vec<u8>,
-    ) -> reqwest::Response {
-        let mut req = self.http.post(format!("{}{path}", self.url)).body(body);
-        for (k, v) in headers {
-            req = req.header(k.as_str(), v.as_str());
-        }
-        req.send().await.expect("request")
-    }
-
-    /// A GitHub delivery signed with `secret`.
-    async fn github(&self, event: &str, delivery: &str, secret: &str, body: &[u8]) -> u16 {
-        let headers = vec![
-            ("x-github-event".to_string(), event.to_string()),
-            ("x-github-delivery".to_string(), delivery.to_string()),
-            (
-                "x-hub-signature-256".to_string(),
-                github_signature(secret, body),
-            ),
-            ("content-type".to_string(), "application/json".to_string()),
-        ];
-        self.post("/webhooks/github", &headers, body.to_vec())
-            .await
-            .status()
-            .as_u16()
-    }
-
-    async fn get(&self, path: &str) -> (u16, String) {
-        let r = self
-            .http
-            .get(format!("{}{path}", self.url))
-            .send()
-            .await
-            .expect("request");
-        (r.status().as_u16(), r.text().await.unwrap_or_default())
-    }
-
-    async fn rows(&self) -> i64 {
-        sqlx::query_scalar("SELECT COUNT(*) FROM deliveries")
-            .fetch_one(self.state.store.pool())
-            .await
-            .unwrap()
-    }
-
-    async fn delivery_ids(&self) -> Vec<String> {
-        sqlx::query_scalar("SELECT delivery_id FROM deliveries ORDER BY id")
-            .fetch_all(self.state.store.pool())
-            .await
-            .unwrap()
-    }
-
-    /// Waits until every stored delivery is done or failed.
-    async fn drained(&self) {
-        wait_until(|| async { self.state.queue.depth().await.unwrap() == 0 }).await;
-    }
-
-    async fn stop(mut self) {
-        if let Some(tx) = self.stop.take() {
-            let _ = tx.send(());
-        }
-        tokio::time::timeout(Duration::from_secs(10), self.task)
-            .await
-            .expect("the server stops")
-            .expect("server task")
-            .expect("server result");
-    }
-}
-
-async fn wait_until<F, Fut>(mut cond: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    for _ in 0..500 {
-        if cond().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("condition not reached within 10 s");
+    Bot::start(settings, db, move |_| handler).await
 }
 
 fn db(dir: &tempfile::TempDir) -> PathBuf {
-    dir.path().join("promptgate.db")
+    db_path(dir)
 }
 
 const COGNI_GITHUB: [&str; 4] = [

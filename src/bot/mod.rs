@@ -14,7 +14,7 @@ use crate::check::{self, CheckOptions, Revisions};
 use crate::event::{Event, ForgeKind, PrAction, RepoRef};
 use crate::execute::{ClientOptions, ModelClient};
 use crate::forge::source::ForgeSource;
-use crate::forge::{Forge, PullRequestInfo, RepoId, StatusState};
+use crate::forge::{CheckRun, Forge, PullRequestInfo, RepoId, StatusState};
 use crate::report::markdown::{render_comment, RenderOptions, COMMENT_MARKER};
 use crate::report::{Report, Verdict};
 use crate::server::metrics::Metrics;
@@ -128,6 +128,16 @@ impl Bot {
                 Some(&run_url),
             )
             .await?;
+        self.post_check_run(
+            &forge,
+            &repo,
+            &pr.head_sha,
+            StatusState::Pending,
+            "Evaluating",
+            "Evaluating the prompts, models and guardrails this change touches.",
+            &run_url,
+        )
+        .await;
 
         let started = Instant::now();
         let task = {
@@ -143,6 +153,9 @@ impl Bot {
         if let Ok(mut active) = self.active.lock() {
             active.insert(key.clone(), (row.id, task.abort_handle()));
         }
+        // If this future is dropped (shutdown past its grace), the evaluation stops too;
+        // the run stays `running` and the re-leased delivery picks it up again.
+        let _abort = AbortOnDrop(task.abort_handle());
         let outcome = task.await;
         if let Ok(mut active) = self.active.lock() {
             if active.get(&key).is_some_and(|(id, _)| *id == row.id) {
@@ -204,11 +217,21 @@ impl Bot {
                     Some(run_url),
                 )
                 .await?;
-            Ok::<_, crate::forge::ForgeError>(comment)
+            Ok::<_, crate::forge::ForgeError>((comment, state, description))
         }
         .await;
         match written {
-            Ok(comment) => {
+            Ok((comment, state, description)) => {
+                self.post_check_run(
+                    forge,
+                    repo,
+                    &pr.head_sha,
+                    state,
+                    &description,
+                    &body,
+                    run_url,
+                )
+                .await;
                 self.runs
                     .finish(run_id, "done", verdict, &json, Some(&comment.id))
                     .await?;
@@ -220,6 +243,44 @@ impl Bot {
                 Err(anyhow::anyhow!("run {run_id}: forge write failed: {e}"))
             }
         }
+    }
+}
+
+impl Bot {
+    /// The GitHub App check run beside the status (a no-op for other forges and token
+    /// auth). It only repeats what the status and comment say, so a failure to write it
+    /// (e.g. an App without `checks: write`) is logged and does not fail the run.
+    #[allow(clippy::too_many_arguments)]
+    async fn post_check_run(
+        &self,
+        forge: &Arc<dyn Forge>,
+        repo: &RepoId,
+        sha: &str,
+        state: StatusState,
+        title: &str,
+        summary: &str,
+        run_url: &str,
+    ) {
+        let check = CheckRun {
+            name: STATUS_CONTEXT.to_string(),
+            head_sha: sha.to_string(),
+            state,
+            title: title.to_string(),
+            summary: summary.replace(COMMENT_MARKER, "").trim().to_string(),
+            details_url: Some(run_url.to_string()),
+        };
+        if let Err(e) = forge.post_check_run(repo, &check).await {
+            tracing::warn!(repo = %repo.full_name, sha, error = %e, "could not write the check run");
+        }
+    }
+}
+
+/// Aborts a spawned task when dropped.
+struct AbortOnDrop(tokio::task::AbortHandle);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 
@@ -367,8 +428,18 @@ impl EventHandler for Bot {
                 self.evaluate(&e.repo, e.number, false).await
             }
             Event::Rerun(e) => {
-                // The real rerequested payloads carry no PR: find it by head SHA.
                 let forge = self.forge(&e.repo)?;
+                // Only our own check runs: a repository webhook also hears re-runs of
+                // every other App's checks, and a token-authenticated bot owns none.
+                if forge.app_id().is_none() || e.app_id != forge.app_id() {
+                    tracing::debug!(
+                        delivery = delivery_id,
+                        app = ?e.app_id,
+                        "re-run of a check that is not ours"
+                    );
+                    return Ok(());
+                }
+                // The real rerequested payloads carry no PR: find it by head SHA.
                 let repo = RepoId {
                     full_name: e.repo.full_name.clone(),
                     project_id: e.repo.project_id,

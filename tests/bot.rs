@@ -1,0 +1,391 @@
+//! The bot end to end, bors-style: real published deliveries, signed, posted to the real
+//! router; the queue and workers hand them to the real run pipeline, which talks to the
+//! stateful fake GitHub (`common::github`) and a fake model. Assertions are on what
+//! GitHub would hold and what the database stored.
+
+mod common;
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::github::{Harness, PrFile, StatusRec};
+use common::service::{db_path, settings, wait_until, Service};
+use promptgate::bot::Bot;
+use promptgate::event::ForgeKind;
+use promptgate::forge::Forge;
+use promptgate::server::worker::EventHandler;
+use serde_json::{json, Value};
+use wiremock::matchers::{method, path};
+use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
+
+const SECRET: &str = "bot-test-webhook-secret";
+const GITLAB_SECRET: &str = "bot-test-gitlab-secret";
+/// What `webhook.pull_request.opened.octokit.json` is about.
+const REPO: &str = "Codertocat/Hello-World";
+const PR: u64 = 2;
+const BASE: &str = "f95f852bd8fca8fcc58a9a2d6c842781e32a215e";
+const HEAD: &str = "ec26c3e57ca3a959ca5aad62de7213c562f8c821";
+const NEW_HEAD: &str = "3333333333333333333333333333333333333333";
+
+fn fixture(rel: &str) -> Vec<u8> {
+    let path = format!("{}/tests/fixtures/{rel}", env!("CARGO_MANIFEST_DIR"));
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+/// A chat model that answers with the user message, so the `icontains "invoice"`
+/// assertion passes at base and fails when the prompt drops the word. While `slow` is
+/// set it takes a minute to answer (a run that is still going).
+#[derive(Clone, Default)]
+struct Echo {
+    slow: Arc<AtomicBool>,
+}
+
+impl Respond for Echo {
+    fn respond(&self, req: &Request) -> ResponseTemplate {
+        let body: Value = serde_json::from_slice(&req.body).unwrap_or(Value::Null);
+        let user = body["messages"]
+            .as_array()
+            .and_then(|m| m.iter().rev().find(|m| m["role"] == "user"))
+            .and_then(|m| m["content"].as_str())
+            .unwrap_or_default()
+            .to_string();
+        let response = ResponseTemplate::new(200).set_body_json(json!({
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": user}, "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 5, "completion_tokens": 5}
+        }));
+        if self.slow.load(Ordering::SeqCst) {
+            response.set_delay(Duration::from_secs(60))
+        } else {
+            response
+        }
+    }
+}
+
+async fn model(echo: Echo) -> MockServer {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/v1/chat/completions"))
+        .respond_with(echo)
+        .mount(&server)
+        .await;
+    server
+}
+
+fn pull(head_sha: &str, head_repo: &str) -> Value {
+    json!({
+        "number": PR, "state": "open", "draft": false,
+        "base": {"ref": "main", "sha": BASE, "repo": {"full_name": REPO}},
+        "head": {"ref": "feature", "sha": head_sha, "repo": {"full_name": head_repo}},
+    })
+}
+
+/// The repository at BASE and at `head` (the prompt as `head_prompt`), PR 2 between.
+fn seed(h: &Harness, model_url: &str, head: &str, head_prompt: &str) {
+    for sha in [BASE, head] {
+        h.put_file(
+            sha,
+            ".promptgate.yml",
+            b"version: 1\nsuites:\n  billing:\n    prompts: { user: prompts/user.j2 }\n    model: models/m.yaml\n    dataset: evals/b.jsonl\n    metrics:\n      assertions: { min: 1.0 }\n",
+        );
+        h.put_file(
+            sha,
+            "models/m.yaml",
+            format!("provider: openai\nmodel: chat\nbase_url: {model_url}\n").as_bytes(),
+        );
+        h.put_file(
+            sha,
+            "evals/b.jsonl",
+            b"{\"id\": \"a\", \"vars\": {\"n\": 1}, \"assert\": [{\"type\": \"icontains\", \"value\": \"invoice\"}]}\n{\"id\": \"b\", \"vars\": {\"n\": 2}, \"assert\": [{\"type\": \"icontains\", \"value\": \"invoice\"}]}\n",
+        );
+    }
+    h.put_file(BASE, "prompts/user.j2", b"Explain invoice {{ n }}.");
+    h.put_file(head, "prompts/user.j2", head_prompt.as_bytes());
+    let mut st = h.state();
+    st.repo = REPO.to_string();
+    st.pr_files = vec![PrFile {
+        status: "modified",
+        filename: "prompts/user.j2".into(),
+        previous: None,
+    }];
+    st.pulls = vec![pull(head, REPO)];
+}
+
+fn bot_settings() -> promptgate::settings::Settings {
+    settings(&[
+        ("PROMPTGATE_GITHUB_TOKEN", common::github::TOKEN),
+        ("PROMPTGATE_GITHUB_WEBHOOK_SECRET", SECRET),
+        ("PROMPTGATE_GITLAB_TOKEN", "glpat-bot-test"),
+        ("PROMPTGATE_GITLAB_WEBHOOK_SECRET", GITLAB_SECRET),
+        ("PROMPTGATE_PUBLIC_URL", "http://bot.example"),
+    ])
+}
+
+/// The service with the real run pipeline against the fake GitHub.
+async fn start(h: &Harness, db: &Path) -> Service {
+    let forge: Arc<dyn Forge> = Arc::new(h.forge());
+    Service::start(bot_settings(), db, move |state| {
+        let mut forges: HashMap<ForgeKind, Arc<dyn Forge>> = HashMap::new();
+        forges.insert(ForgeKind::Github, forge);
+        let bot = Bot::new(
+            forges,
+            state.store.clone(),
+            state.metrics.clone(),
+            "http://bot.example".into(),
+            4,
+        );
+        Arc::new(bot) as Arc<dyn EventHandler>
+    })
+    .await
+}
+
+fn ours(h: &Harness) -> Vec<StatusRec> {
+    h.state()
+        .statuses
+        .iter()
+        .filter(|s| s.context == "promptgate")
+        .cloned()
+        .collect()
+}
+
+/// Waits for a final (not pending) `promptgate` status on `sha`.
+async fn final_status(h: &Harness, sha: &str) -> StatusRec {
+    wait_until(|| async { ours(h).iter().any(|s| s.sha == sha && s.state != "pending") }).await;
+    ours(h)
+        .into_iter()
+        .rfind(|s| s.sha == sha && s.state != "pending")
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_pr_delivery_gets_pending_then_final_status_and_one_comment_edited_on_push() {
+    let h = Harness::start().await;
+    let echo = Echo::default();
+    let m = model(echo).await;
+    let model_url = format!("{}/v1", m.uri());
+    seed(&h, &model_url, HEAD, "Explain the bill {{ n }}.");
+    let dir = tempfile::tempdir().unwrap();
+    let svc = start(&h, &db_path(&dir)).await;
+
+    let opened = fixture("github/webhook.pull_request.opened.octokit.json");
+    assert_eq!(
+        svc.github("pull_request", "d-1", SECRET, &opened).await,
+        202
+    );
+    let done = final_status(&h, HEAD).await;
+    assert_eq!(done.state, "failure");
+    assert!(done.description.contains("billing: assertions"), "{done:?}");
+    assert_eq!(
+        done.target_url.as_deref(),
+        Some("http://bot.example/runs/1")
+    );
+    let statuses = ours(&h);
+    assert_eq!(statuses.len(), 2, "{statuses:?}");
+    assert_eq!(
+        (statuses[0].state.as_str(), statuses[0].sha.as_str()),
+        ("pending", HEAD)
+    );
+    assert_eq!(h.state().ours().len(), 1);
+    let calls = m.received_requests().await.unwrap().len();
+    assert_eq!(calls, 4, "2 affected cases at base and head");
+
+    // The same delivery again answers 2xx and does nothing; another delivery of the
+    // same commit (e.g. `synchronize` for it) does not run again either.
+    assert!((200..300).contains(&svc.github("pull_request", "d-1", SECRET, &opened).await));
+    let sync = fixture("github/webhook.pull_request.synchronize.octokit.json");
+    assert_eq!(svc.github("pull_request", "d-2", SECRET, &sync).await, 202);
+    svc.drained().await;
+    assert_eq!(ours(&h).len(), 2);
+    assert_eq!(m.received_requests().await.unwrap().len(), calls);
+    assert_eq!(svc.count("SELECT COUNT(*) FROM runs").await, 1);
+
+    // A push: the same comment is edited in place and the statuses go on the new SHA.
+    seed(
+        &h,
+        &model_url,
+        NEW_HEAD,
+        "Explain invoice {{ n }} in detail.",
+    );
+    assert_eq!(svc.github("pull_request", "d-3", SECRET, &sync).await, 202);
+    let done = final_status(&h, NEW_HEAD).await;
+    assert_eq!(done.state, "success");
+    let run = svc
+        .count(&format!(
+            "SELECT id FROM runs WHERE head_sha = '{NEW_HEAD}'"
+        ))
+        .await;
+    assert_eq!(
+        done.target_url,
+        Some(format!("http://bot.example/runs/{run}"))
+    );
+    {
+        let st = h.state();
+        assert_eq!(st.ours().len(), 1, "a second comment was created");
+        assert!(st.ours()[0].body.contains("billing"));
+    }
+    assert_eq!(svc.count("SELECT COUNT(*) FROM runs").await, 2);
+    let (code, page) = svc.get(&format!("/runs/{run}")).await;
+    assert_eq!(code, 200);
+    assert!(page.contains("billing"), "{page}");
+    svc.stop().await;
+}
+
+#[tokio::test]
+async fn a_restart_mid_run_completes_the_run_exactly_once() {
+    let h = Harness::start().await;
+    let echo = Echo::default();
+    echo.slow.store(true, Ordering::SeqCst);
+    let m = model(echo.clone()).await;
+    seed(
+        &h,
+        &format!("{}/v1", m.uri()),
+        HEAD,
+        "Explain the bill {{ n }}.",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let db = db_path(&dir);
+
+    let first = start(&h, &db).await;
+    let opened = fixture("github/webhook.pull_request.opened.octokit.json");
+    assert_eq!(
+        first.github("pull_request", "d-1", SECRET, &opened).await,
+        202
+    );
+    // The run has started: pending is set and the model was asked.
+    wait_until(|| async { !m.received_requests().await.unwrap().is_empty() }).await;
+    assert_eq!(ours(&h).len(), 1);
+    first.stop().await;
+    assert!(ours(&h).iter().all(|s| s.state == "pending"));
+
+    // A new process on the same database picks the delivery up again.
+    echo.slow.store(false, Ordering::SeqCst);
+    let second = start(&h, &db).await;
+    let done = final_status(&h, HEAD).await;
+    assert_eq!(done.state, "failure");
+    second.drained().await;
+    let finals: Vec<StatusRec> = ours(&h)
+        .into_iter()
+        .filter(|s| s.state != "pending")
+        .collect();
+    assert_eq!(finals.len(), 1, "{finals:?}");
+    assert_eq!(h.state().ours().len(), 1);
+    assert_eq!(second.count("SELECT COUNT(*) FROM runs").await, 1);
+    assert_eq!(
+        second
+            .count("SELECT COUNT(*) FROM runs WHERE status = 'done'")
+            .await,
+        1
+    );
+    second.stop().await;
+}
+
+#[tokio::test]
+async fn a_forge_5xx_on_the_comment_write_is_retried_by_the_queue() {
+    let h = Harness::start().await;
+    let m = model(Echo::default()).await;
+    seed(
+        &h,
+        &format!("{}/v1", m.uri()),
+        HEAD,
+        "Explain the bill {{ n }}.",
+    );
+    // More 502s than the forge client's own 5 attempts: the first delivery attempt
+    // fails, the queue retries it, and the second attempt gets through.
+    h.fail(
+        "POST",
+        &format!("/repos/{REPO}/issues/{PR}/comments"),
+        7,
+        502,
+        "{\"message\": \"Bad Gateway\"}",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let svc = start(&h, &db_path(&dir)).await;
+    let opened = fixture("github/webhook.pull_request.opened.octokit.json");
+    assert_eq!(
+        svc.github("pull_request", "d-1", SECRET, &opened).await,
+        202
+    );
+    let done = final_status(&h, HEAD).await;
+    assert_eq!(done.state, "failure");
+    assert_eq!(h.state().ours().len(), 1);
+    let attempts = h
+        .state()
+        .count("POST", &format!("/repos/{REPO}/issues/{PR}/comments"));
+    assert_eq!(attempts, 8, "7 failures then one success");
+    // The retry came from the cache: no model call was repeated.
+    assert_eq!(m.received_requests().await.unwrap().len(), 4);
+    svc.drained().await;
+    assert_eq!(
+        svc.count("SELECT COUNT(*) FROM deliveries WHERE attempts >= 2")
+            .await,
+        1
+    );
+    svc.stop().await;
+}
+
+#[tokio::test]
+async fn a_fork_pr_is_not_run_and_gets_an_explanation() {
+    let h = Harness::start().await;
+    let m = model(Echo::default()).await;
+    seed(
+        &h,
+        &format!("{}/v1", m.uri()),
+        HEAD,
+        "Explain the bill {{ n }}.",
+    );
+    h.state().pulls = vec![pull(HEAD, "mallory/Hello-World")];
+    let dir = tempfile::tempdir().unwrap();
+    let svc = start(&h, &db_path(&dir)).await;
+    let opened = fixture("github/webhook.pull_request.opened.octokit.json");
+    assert_eq!(
+        svc.github("pull_request", "d-1", SECRET, &opened).await,
+        202
+    );
+    svc.drained().await;
+    assert!(m.received_requests().await.unwrap().is_empty());
+    {
+        let st = h.state();
+        assert!(st.statuses.is_empty());
+        assert_eq!(st.ours().len(), 1);
+        assert!(st.ours()[0].body.contains("/promptgate run"));
+    }
+    assert_eq!(svc.count("SELECT COUNT(*) FROM runs").await, 0);
+    svc.stop().await;
+}
+
+#[tokio::test]
+async fn a_title_only_gitlab_update_and_a_foreign_check_rerun_make_no_run() {
+    let h = Harness::start().await;
+    let m = model(Echo::default()).await;
+    seed(
+        &h,
+        &format!("{}/v1", m.uri()),
+        HEAD,
+        "Explain the bill {{ n }}.",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let svc = start(&h, &db_path(&dir)).await;
+    let title = fixture("gitlab/webhook.merge_request.update.title.atlantis.json");
+    assert_eq!(
+        svc.gitlab("Merge Request Hook", "u-1", GITLAB_SECRET, &title)
+            .await,
+        202
+    );
+    // A re-run of another App's check (the bot authenticates with a token: it owns no
+    // check runs).
+    let rerun = fixture("github/webhook.check_run.rerequested.octokit.json");
+    assert_eq!(svc.github("check_run", "d-2", SECRET, &rerun).await, 202);
+    svc.drained().await;
+    assert_eq!(svc.count("SELECT COUNT(*) FROM deliveries").await, 2);
+    assert_eq!(
+        svc.count("SELECT COUNT(*) FROM deliveries WHERE status = 'done'")
+            .await,
+        2
+    );
+    assert_eq!(svc.count("SELECT COUNT(*) FROM runs").await, 0);
+    assert!(m.received_requests().await.unwrap().is_empty());
+    assert!(h.state().statuses.is_empty());
+    svc.stop().await;
+}
