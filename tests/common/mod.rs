@@ -172,3 +172,4 @@ pub async fn generation_calls(server: &MockServer) -> usize {
         .filter(|r| !String::from_utf8_lossy(&r.body).contains("You grade answers"))
         .count()
 }
+pub mod gitlab;
