@@ -211,7 +211,7 @@ impl GitLabForge {
         if status.is_success() {
             Ok(Reply { headers, body })
         } else {
-            let message = error_message(status, &body);
+            let message = error_message(&body);
             Err(self.classify(what, status, &headers, &message))
         }
     }
@@ -313,11 +313,11 @@ impl GitLabForge {
                 self.classify(what, status, &no_headers, &msg)
             }
             ApiError::GitlabService { status, data } => {
-                self.classify(what, status, &no_headers, &error_message(status, &data))
+                self.classify(what, status, &no_headers, &error_message(&data))
             }
             ApiError::GitlabObjectWithStatus { status, obj }
             | ApiError::GitlabUnrecognizedWithStatus { status, obj } => {
-                let message = error_message(status, obj.to_string().as_bytes());
+                let message = error_message(obj.to_string().as_bytes());
                 self.classify(what, status, &no_headers, &message)
             }
             ApiError::GitlabRateLimited { retry_after, .. } => {
@@ -1092,7 +1092,7 @@ fn describe(status: StatusCode, message: &str) -> String {
 /// The message of a GitLab error body: `{"message": "…"}`, `{"message": {"field":
 /// ["…"]}}`, `{"error": "…"}`; or the start of a body that is not JSON (empty for a
 /// proxy's HTML page).
-fn error_message(_status: StatusCode, body: &[u8]) -> String {
+fn error_message(body: &[u8]) -> String {
     let text = String::from_utf8_lossy(body);
     let trimmed = text.trim();
     let message = match serde_json::from_str::<Value>(trimmed) {
@@ -1227,21 +1227,15 @@ mod tests {
     #[test]
     fn error_messages() {
         let status = StatusCode::FORBIDDEN;
-        let m = error_message(status, br#"{"message":"403 Forbidden"}"#);
+        let m = error_message(br#"{"message":"403 Forbidden"}"#);
         assert_eq!(describe(status, &m), "403 Forbidden");
         let status = StatusCode::BAD_REQUEST;
-        let m = error_message(
-            status,
-            br#"{"message":{"name":["has already been taken"]}}"#,
-        );
+        let m = error_message(br#"{"message":{"name":["has already been taken"]}}"#);
         assert_eq!(describe(status, &m), "400 name has already been taken");
-        let m = error_message(
-            status,
-            br#"{"error":"invalid_token","error_description":"expired"}"#,
-        );
+        let m = error_message(br#"{"error":"invalid_token","error_description":"expired"}"#);
         assert_eq!(m, "invalid_token: expired");
         let status = StatusCode::BAD_GATEWAY;
-        let m = error_message(status, b"<html>bad gateway</html>");
+        let m = error_message(b"<html>bad gateway</html>");
         assert_eq!(describe(status, &m), "502 Bad Gateway");
     }
 
