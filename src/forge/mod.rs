@@ -8,6 +8,7 @@
 //! [`ForgeError`] is scrubbed when it is made.
 
 pub mod github;
+pub mod gitlab;
 pub mod retry;
 pub mod source;
 
@@ -20,6 +21,7 @@ use regex::Regex;
 use crate::event::UserRef;
 
 pub use github::{GitHubAuth, GitHubForge};
+pub use gitlab::GitLabForge;
 pub use retry::ForgeRetryPolicy;
 pub use source::ForgeSource;
 

@@ -173,4 +173,5 @@ pub async fn generation_calls(server: &MockServer) -> usize {
         .count()
 }
 pub mod github;
+pub mod gitlab;
 pub mod service;
