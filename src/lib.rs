@@ -12,6 +12,7 @@
 
 pub mod bot;
 pub mod check;
+pub mod commands;
 pub mod config;
 pub mod detect;
 pub mod diag;
