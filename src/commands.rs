@@ -293,6 +293,8 @@ mod tests {
         }
     }
 
+    type Parsed = Vec<Result<Command, ParseError>>;
+
     fn err(line: usize, message: &str) -> Result<Command, ParseError> {
         Err(ParseError {
             line,
@@ -301,7 +303,7 @@ mod tests {
     }
 
     /// `(name, comment body, expected commands)`.
-    fn table() -> Vec<(&'static str, &'static str, Vec<Result<Command, ParseError>>)> {
+    fn table() -> Vec<(&'static str, &'static str, Parsed)> {
         vec![
             // Plain commands.
             ("run", "/promptgate run", vec![Ok(run(&[], false))]),
@@ -588,13 +590,7 @@ mod tests {
     }
 
     /// `(name, previous, current, expected new commands)`.
-    #[allow(clippy::type_complexity)]
-    fn edits() -> Vec<(
-        &'static str,
-        Option<&'static str>,
-        &'static str,
-        Vec<Result<Command, ParseError>>,
-    )> {
+    fn edits() -> Vec<(&'static str, Option<&'static str>, &'static str, Parsed)> {
         vec![
             (
                 "no previous text",
