@@ -10,6 +10,7 @@
 //! files at a revision (local git now, forge APIs in the bot); `check` runs the whole
 //! pipeline and is what both the CLI and the bot call.
 
+pub mod audit;
 pub mod bot;
 pub mod check;
 pub mod commands;
