@@ -16,8 +16,9 @@
 //!   inside fenced code blocks (```` ``` ```` or `~~~`, CommonMark rules: the closing
 //!   fence uses the same character and is at least as long; an unclosed fence runs to
 //!   the end) and block quotes (a `>` line, and the lines that lazily continue it up to
-//!   the next blank line, as GitHub renders them). A quoted `/promptgate approve` never
-//!   runs.
+//!   the next blank line, as GitHub renders them), nor in HTML comments (`<!-- … -->`
+//!   starting a line), which do not render at all. A quoted or hidden
+//!   `/promptgate approve` never runs.
 //! - Line endings are normalised (CRLF, as the taskcluster captures show) and leading
 //!   whitespace is ignored. Indented code blocks are not recognised: a line indented by
 //!   four spaces still counts, which is what the contract's "leading whitespace trimmed"
@@ -151,12 +152,13 @@ pub fn help_text(error: Option<&str>) -> Result<String, minijinja::Error> {
 }
 
 /// `(1-based line number, text, visible)` for every line; `visible` is false inside
-/// fenced code blocks and block quotes.
+/// fenced code blocks, block quotes and HTML comments.
 fn visible_lines(body: &str) -> Vec<(usize, &str, bool)> {
     let mut out = Vec::new();
     // The open fence: its character and length.
     let mut fence: Option<(char, usize)> = None;
     let mut in_quote = false;
+    let mut in_html_comment = false;
     for (i, raw) in body.split('\n').enumerate() {
         let text = raw.strip_suffix('\r').unwrap_or(raw);
         let trimmed = text.trim_start();
@@ -164,6 +166,12 @@ fn visible_lines(body: &str) -> Vec<(usize, &str, bool)> {
             if closes_fence(trimmed, ch, len) {
                 fence = None;
             }
+            false
+        } else if in_html_comment {
+            in_html_comment = !trimmed.contains("-->");
+            false
+        } else if let Some(rest) = trimmed.strip_prefix("<!--") {
+            in_html_comment = !rest.contains("-->");
             false
         } else if let Some(open) = opens_fence(trimmed) {
             fence = Some(open);
@@ -535,6 +543,27 @@ mod tests {
                 "/promptgate run\n> you wrote\n\n/promptgate approve",
                 vec![Ok(run(&[], false)), Ok(Command::Approve)],
             ),
+            // HTML comments do not render, so they do not command.
+            (
+                "hidden block",
+                "/promptgate run\n<!--\n/promptgate approve\n-->\n/promptgate cancel",
+                vec![Ok(run(&[], false)), Ok(Command::Cancel)],
+            ),
+            (
+                "one-line html comment",
+                "/promptgate run\n<!-- note -->\n/promptgate cancel",
+                vec![Ok(run(&[], false)), Ok(Command::Cancel)],
+            ),
+            (
+                "unclosed html comment runs to the end",
+                "/promptgate run\n<!-- /promptgate approve\n/promptgate cancel",
+                vec![Ok(run(&[], false))],
+            ),
+            (
+                "comment starting with a hidden command",
+                "<!-- x -->\n/promptgate approve",
+                vec![],
+            ),
             (
                 "comment starting with a quote",
                 "> /promptgate approve\n\n/promptgate run",
@@ -700,6 +729,29 @@ mod tests {
                 "case {name:?}: {previous:?} -> {current:?}"
             );
         }
+    }
+
+    /// A real edited-comment delivery (taskcluster, CRLF body, `changes.body.from`), with
+    /// its `/taskcluster test` line turned into ours.
+    #[test]
+    fn real_edited_comment_delivery() {
+        let delivery: serde_json::Value = serde_json::from_str(include_str!(
+            "../tests/fixtures/github/webhook.issue_comment.edited.on-pr.taskcluster.headers+body.json"
+        ))
+        .unwrap();
+        let body = delivery["body"]["comment"]["body"].as_str().unwrap();
+        let from = delivery["body"]["changes"]["body"]["from"]
+            .as_str()
+            .unwrap();
+        assert!(body.contains("\r\n"));
+        assert_eq!(parse(body), vec![]);
+        // The first line is prose, so even our command further down does not run.
+        let ours = body.replace("/taskcluster test", "/promptgate run");
+        assert_eq!(new_commands(Some(from), &ours), vec![]);
+        // Moved to the first line it does, once.
+        let first = "/promptgate run --full\r\n\r\ntest PR comment";
+        assert_eq!(new_commands(Some(from), first), vec![Ok(run(&[], true))]);
+        assert_eq!(new_commands(Some(first), first), vec![]);
     }
 
     #[test]
