@@ -10,8 +10,10 @@
 //! files at a revision (local git now, forge APIs in the bot); `check` runs the whole
 //! pipeline and is what both the CLI and the bot call.
 
+pub mod audit;
 pub mod bot;
 pub mod check;
+pub mod commands;
 pub mod config;
 pub mod detect;
 pub mod diag;

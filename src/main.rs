@@ -9,6 +9,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 
+use promptgate::audit;
 use promptgate::check::{self, CheckOptions, Revisions};
 use promptgate::execute::{ClientOptions, Mode, ModelClient};
 use promptgate::report::markdown::{render_comment, RenderOptions};
@@ -55,6 +56,30 @@ enum Command {
     Serve {
         #[arg(long)]
         config: Option<PathBuf>,
+    },
+    /// Check or export the tamper-evident audit log.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Recompute the hash chain: exit 0 when it holds, 1 naming the first broken entry.
+    Verify {
+        /// Database URL (default: the PROMPTGATE_DATABASE_URL setting).
+        #[arg(long, value_name = "URL")]
+        database: Option<String>,
+    },
+    /// Write every entry as JSON Lines, oldest first.
+    Export {
+        /// Database URL (default: the PROMPTGATE_DATABASE_URL setting).
+        #[arg(long, value_name = "URL")]
+        database: Option<String>,
+        /// Write here instead of stdout.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
     },
 }
 
@@ -132,6 +157,19 @@ fn main() -> ExitCode {
             Command::Check(args) => run_check(args).await,
             Command::Validate { repo, rev } => run_validate(repo, rev).await,
             Command::Serve { config } => run_serve(config).await,
+            Command::Audit { command } => match command {
+                AuditCommand::Verify { database } => {
+                    audit::cli::verify_command(database.as_deref(), &mut std::io::stdout()).await
+                }
+                AuditCommand::Export { database, out } => {
+                    audit::cli::export_command(
+                        database.as_deref(),
+                        out.as_deref(),
+                        &mut std::io::stdout().lock(),
+                    )
+                    .await
+                }
+            },
         }
     });
     match code {
