@@ -5,21 +5,16 @@
 
 mod common;
 
-use std::collections::HashMap;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Duration;
 
+use common::echo::{model, Echo};
 use common::github::{Harness, PrFile, StatusRec};
 use common::service::{db_path, settings, wait_until, Service};
-use promptgate::bot::Bot;
 use promptgate::event::ForgeKind;
 use promptgate::forge::Forge;
-use promptgate::server::worker::EventHandler;
 use serde_json::{json, Value};
-use wiremock::matchers::{method, path};
-use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 
 const SECRET: &str = "bot-test-webhook-secret";
 const GITLAB_SECRET: &str = "bot-test-gitlab-secret";
@@ -33,45 +28,6 @@ const NEW_HEAD: &str = "3333333333333333333333333333333333333333";
 fn fixture(rel: &str) -> Vec<u8> {
     let path = format!("{}/tests/fixtures/{rel}", env!("CARGO_MANIFEST_DIR"));
     std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
-}
-
-/// A chat model that answers with the user message, so the `icontains "invoice"`
-/// assertion passes at base and fails when the prompt drops the word. While `slow` is
-/// set it takes a minute to answer (a run that is still going).
-#[derive(Clone, Default)]
-struct Echo {
-    slow: Arc<AtomicBool>,
-}
-
-impl Respond for Echo {
-    fn respond(&self, req: &Request) -> ResponseTemplate {
-        let body: Value = serde_json::from_slice(&req.body).unwrap_or(Value::Null);
-        let user = body["messages"]
-            .as_array()
-            .and_then(|m| m.iter().rev().find(|m| m["role"] == "user"))
-            .and_then(|m| m["content"].as_str())
-            .unwrap_or_default()
-            .to_string();
-        let response = ResponseTemplate::new(200).set_body_json(json!({
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": user}, "finish_reason": "stop"}],
-            "usage": {"prompt_tokens": 5, "completion_tokens": 5}
-        }));
-        if self.slow.load(Ordering::SeqCst) {
-            response.set_delay(Duration::from_secs(60))
-        } else {
-            response
-        }
-    }
-}
-
-async fn model(echo: Echo) -> MockServer {
-    let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .and(path("/v1/chat/completions"))
-        .respond_with(echo)
-        .mount(&server)
-        .await;
-    server
 }
 
 fn pull(head_sha: &str, head_repo: &str) -> Value {
@@ -126,19 +82,7 @@ fn bot_settings() -> promptgate::settings::Settings {
 /// The service with the real run pipeline against the fake GitHub.
 async fn start(h: &Harness, db: &Path) -> Service {
     let forge: Arc<dyn Forge> = Arc::new(h.forge());
-    Service::start(bot_settings(), db, move |state| {
-        let mut forges: HashMap<ForgeKind, Arc<dyn Forge>> = HashMap::new();
-        forges.insert(ForgeKind::Github, forge);
-        let bot = Bot::new(
-            forges,
-            state.store.clone(),
-            state.metrics.clone(),
-            "http://bot.example".into(),
-            4,
-        );
-        Arc::new(bot) as Arc<dyn EventHandler>
-    })
-    .await
+    Service::with_bot(bot_settings(), db, ForgeKind::Github, forge).await
 }
 
 fn ours(h: &Harness) -> Vec<StatusRec> {
@@ -387,5 +331,95 @@ async fn a_title_only_gitlab_update_and_a_foreign_check_rerun_make_no_run() {
     assert_eq!(svc.count("SELECT COUNT(*) FROM runs").await, 0);
     assert!(m.received_requests().await.unwrap().is_empty());
     assert!(h.state().statuses.is_empty());
+    svc.stop().await;
+}
+
+/// The same pipeline on GitLab: the real atlantis `Merge Request Hook` (open) through the
+/// router, the GitLab forge (the `gitlab` crate) against the fake GitLab.
+#[tokio::test]
+async fn a_gitlab_merge_request_gets_statuses_and_one_note() {
+    use common::gitlab::{FakeGitLab, MergeRequest, TOKEN};
+    use promptgate::forge::{ForgeRetryPolicy, GitLabForge};
+    // What `webhook.merge_request.open.atlantis.json` is about.
+    const PID: u64 = 4580910;
+    const IID: u64 = 12;
+    const GL_HEAD: &str = "d2eae324ca26242abca45d7b49d582cddb2a4f15";
+    let m = model(Echo::default()).await;
+    let gl = FakeGitLab::start().await;
+    gl.add_project(PID, "lkysow/atlantis-example");
+    gl.set_branch(PID, "main", BASE);
+    let mut mr = MergeRequest::new(PID, IID, BASE, GL_HEAD);
+    mr.diffs = vec![("prompts/user.j2".into(), "prompts/user.j2".into())];
+    gl.add_mr(mr);
+    let model_url = format!("{}/v1", m.uri());
+    for sha in [BASE, GL_HEAD] {
+        gl.add_file(
+            PID,
+            sha,
+            ".promptgate.yml",
+            b"version: 1\nsuites:\n  billing:\n    prompts: { user: prompts/user.j2 }\n    model: models/m.yaml\n    dataset: evals/b.jsonl\n    metrics:\n      assertions: { min: 1.0 }\n",
+        );
+        gl.add_file(
+            PID,
+            sha,
+            "models/m.yaml",
+            format!("provider: openai\nmodel: chat\nbase_url: {model_url}\n").as_bytes(),
+        );
+        gl.add_file(
+            PID,
+            sha,
+            "evals/b.jsonl",
+            b"{\"id\": \"a\", \"vars\": {\"n\": 1}, \"assert\": [{\"type\": \"icontains\", \"value\": \"invoice\"}]}\n",
+        );
+    }
+    gl.add_file(PID, BASE, "prompts/user.j2", b"Explain invoice {{ n }}.");
+    gl.add_file(
+        PID,
+        GL_HEAD,
+        "prompts/user.j2",
+        b"Explain the bill {{ n }}.",
+    );
+
+    let forge: Arc<dyn Forge> = Arc::new(
+        GitLabForge::new(&gl.url, TOKEN)
+            .unwrap()
+            .with_retry_policy(ForgeRetryPolicy::fast()),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let svc = Service::with_bot(bot_settings(), &db_path(&dir), ForgeKind::Gitlab, forge).await;
+    let open = fixture("gitlab/webhook.merge_request.open.atlantis.json");
+    assert_eq!(
+        svc.gitlab("Merge Request Hook", "u-1", GITLAB_SECRET, &open)
+            .await,
+        202
+    );
+    svc.drained().await;
+    let statuses: Vec<(String, String, String)> = gl
+        .statuses()
+        .into_iter()
+        .filter(|s| s.name == "promptgate")
+        .map(|s| (s.sha, s.state, s.description.unwrap_or_default()))
+        .collect();
+    assert_eq!(statuses.len(), 2, "{statuses:?}");
+    assert_eq!(
+        (statuses[0].0.as_str(), statuses[0].1.as_str()),
+        (GL_HEAD, "pending")
+    );
+    assert_eq!(
+        (statuses[1].0.as_str(), statuses[1].1.as_str()),
+        (GL_HEAD, "failed")
+    );
+    assert!(
+        statuses[1].2.contains("billing: assertions"),
+        "{statuses:?}"
+    );
+    let notes = gl.notes(PID, IID);
+    assert_eq!(notes.len(), 1);
+    assert!(notes[0].body.contains("<!-- promptgate:sticky -->"));
+    assert_eq!(
+        svc.count("SELECT COUNT(*) FROM runs WHERE forge = 'gitlab'")
+            .await,
+        1
+    );
     svc.stop().await;
 }

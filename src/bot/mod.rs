@@ -3,6 +3,9 @@
 //! read through the forge API, the one sticky comment, the final status with a link to
 //! `/runs/{id}`. It does not know which forge it talks to.
 
+pub mod release;
+mod slash;
+
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -10,13 +13,14 @@ use std::time::Instant;
 use anyhow::Context;
 use async_trait::async_trait;
 
+use crate::audit::{AuditEntry, AuditKind, AuditLog};
 use crate::check::{self, CheckOptions, Revisions};
 use crate::event::{Event, ForgeKind, PrAction, RepoRef};
 use crate::execute::{ClientOptions, ModelClient};
 use crate::forge::source::ForgeSource;
 use crate::forge::{CheckRun, Forge, PullRequestInfo, RepoId, StatusState};
 use crate::report::markdown::{render_comment, RenderOptions, COMMENT_MARKER};
-use crate::report::{Report, Verdict};
+use crate::report::{Report, Tier, Verdict};
 use crate::server::metrics::Metrics;
 use crate::server::worker::EventHandler;
 use crate::source::Rev;
@@ -28,10 +32,31 @@ pub const STATUS_CONTEXT: &str = "promptgate";
 
 type PrKey = (ForgeKind, String, u64);
 
+/// What a run is asked to do beyond "evaluate the head".
+#[derive(Clone, Debug, Default)]
+pub struct RunRequest {
+    /// Re-run a commit that already has a finished (or cancelled) run.
+    pub force: bool,
+    /// Only these suites (all when empty; ignored on release PRs, which run everything).
+    pub suites: Vec<String>,
+    /// Every case, not only the affected ones.
+    pub full: bool,
+    /// A maintainer asked: evaluate a fork PR too.
+    pub allow_fork: bool,
+}
+
+fn repo_id(repo: &RepoRef) -> RepoId {
+    RepoId {
+        full_name: repo.full_name.clone(),
+        project_id: repo.project_id,
+    }
+}
+
 pub struct Bot {
     forges: HashMap<ForgeKind, Arc<dyn Forge>>,
     store: Store,
     runs: Runs,
+    audit: AuditLog,
     metrics: Arc<Metrics>,
     public_url: String,
     max_concurrency: usize,
@@ -49,6 +74,7 @@ impl Bot {
     ) -> Self {
         Self {
             runs: Runs::new(store.pool().clone()),
+            audit: AuditLog::new(store.pool().clone()),
             forges,
             store,
             metrics,
@@ -56,6 +82,11 @@ impl Bot {
             max_concurrency: max_concurrency.max(1),
             active: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// The run's page, linked from statuses and comments.
+    fn run_url(&self, run_id: i64) -> String {
+        format!("{}/runs/{run_id}", self.public_url)
     }
 
     fn forge(&self, repo: &RepoRef) -> anyhow::Result<Arc<dyn Forge>> {
@@ -76,13 +107,24 @@ impl Bot {
         number: u64,
         force: bool,
     ) -> anyhow::Result<()> {
-        let forge = self.forge(repo_ref)?;
-        let repo = RepoId {
-            full_name: repo_ref.full_name.clone(),
-            project_id: repo_ref.project_id,
+        let request = RunRequest {
+            force,
+            ..RunRequest::default()
         };
+        self.evaluate_with(repo_ref, number, &request).await
+    }
+
+    /// [`Bot::evaluate`] with what a `/promptgate run` command asks for.
+    pub async fn evaluate_with(
+        &self,
+        repo_ref: &RepoRef,
+        number: u64,
+        request: &RunRequest,
+    ) -> anyhow::Result<()> {
+        let forge = self.forge(repo_ref)?;
+        let repo = repo_id(repo_ref);
         let pr = forge.pull_request(&repo, number).await?;
-        if pr.is_fork {
+        if pr.is_fork && !request.allow_fork {
             let body = fork_comment(&pr)?;
             forge
                 .upsert_comment(&repo, number, COMMENT_MARKER, &body)
@@ -95,10 +137,13 @@ impl Bot {
             .runs
             .open(kind, &repo.full_name, number, &pr.head_sha, &pr.base_sha)
             .await?;
-        if row.status == "done" && !force {
-            tracing::debug!(run = row.id, "already evaluated this commit");
+        if matches!(row.status.as_str(), "done" | "cancelled") && !request.force {
+            tracing::debug!(run = row.id, status = %row.status, "this commit needs no run");
             return Ok(());
         }
+        // Policy (release branches) comes from the base revision.
+        let policy = release::base_policy(forge.as_ref(), &repo, &pr.base_sha).await?;
+        let is_release = release::is_release_branch(policy.as_ref(), &pr.base_ref);
         // A newer commit supersedes whatever still runs for this PR.
         self.runs
             .supersede(kind, &repo.full_name, number, row.id)
@@ -117,7 +162,11 @@ impl Bot {
             }
         }
         self.runs.set_status(row.id, "running").await?;
-        let run_url = format!("{}/runs/{}", self.public_url, row.id);
+        let tier = if is_release { Tier::Release } else { Tier::Pr };
+        self.runs
+            .set_tier(row.id, if is_release { "release" } else { "pr" })
+            .await?;
+        let run_url = self.run_url(row.id);
         forge
             .set_status(
                 &repo,
@@ -128,6 +177,18 @@ impl Bot {
                 Some(&run_url),
             )
             .await?;
+        if is_release {
+            forge
+                .set_status(
+                    &repo,
+                    &pr.head_sha,
+                    release::RELEASE_CONTEXT,
+                    StatusState::Pending,
+                    "Waiting for the full evaluation of this commit, then /promptgate approve",
+                    Some(&run_url),
+                )
+                .await?;
+        }
         self.post_check_run(
             &forge,
             &repo,
@@ -138,6 +199,17 @@ impl Bot {
             &run_url,
         )
         .await;
+        // The release tier evaluates every case of every suite: a release approval
+        // must stand on the whole evaluation, never on a subset.
+        let options = CheckOptions {
+            suites: if is_release {
+                Vec::new()
+            } else {
+                request.suites.clone()
+            },
+            full: is_release || request.full,
+            tier,
+        };
 
         let started = Instant::now();
         let task = {
@@ -148,7 +220,7 @@ impl Bot {
                 pr.clone(),
             );
             let max = self.max_concurrency;
-            tokio::spawn(async move { run_check(forge, repo, store, pr, max).await })
+            tokio::spawn(async move { run_check(forge, repo, store, pr, options, max).await })
         };
         if let Ok(mut active) = self.active.lock() {
             active.insert(key.clone(), (row.id, task.abort_handle()));
@@ -171,8 +243,9 @@ impl Bot {
             Err(e) => anyhow::bail!("run {} crashed: {e}", row.id),
         };
         self.metrics.add_model_calls(report.usage.model_calls);
-        self.publish(&forge, &repo, &pr, row.id, &run_url, &report)
+        self.publish(&forge, &repo, &pr, row.id, &report, is_release)
             .await?;
+        self.audit_run(repo_ref, &pr, &report, request).await;
         self.metrics.record_run(report.verdict, started.elapsed());
         Ok(())
     }
@@ -186,10 +259,17 @@ impl Bot {
         repo: &RepoId,
         pr: &PullRequestInfo,
         run_id: i64,
-        run_url: &str,
         report: &Report,
+        is_release: bool,
     ) -> anyhow::Result<()> {
+        let run_url = &self.run_url(run_id);
         let json = serde_json::to_string(report).context("encoding the report")?;
+        let approved_by = self
+            .runs
+            .get(forge.kind(), &repo.full_name, pr.number, &pr.head_sha)
+            .await?
+            .and_then(|r| r.approved_by)
+            .map(|(login, _)| login);
         let verdict = report.verdict.as_str();
         self.runs
             .finish(run_id, "running", verdict, &json, None)
@@ -202,21 +282,24 @@ impl Bot {
             },
         )
         .map_err(|e| anyhow::anyhow!("the comment template does not render: {e}"))?;
+        let statuses = statuses(report, approved_by.as_deref(), &pr.head_sha, is_release);
         let written = async {
             let comment = forge
                 .upsert_comment(repo, pr.number, COMMENT_MARKER, &body)
                 .await?;
-            let (state, description) = final_status(report);
-            forge
-                .set_status(
-                    repo,
-                    &pr.head_sha,
-                    STATUS_CONTEXT,
-                    state,
-                    &description,
-                    Some(run_url),
-                )
-                .await?;
+            for (context, state, description) in &statuses {
+                forge
+                    .set_status(
+                        repo,
+                        &pr.head_sha,
+                        context,
+                        *state,
+                        description,
+                        Some(run_url),
+                    )
+                    .await?;
+            }
+            let (_, state, description) = statuses[0].clone();
             Ok::<_, crate::forge::ForgeError>((comment, state, description))
         }
         .await;
@@ -247,6 +330,57 @@ impl Bot {
 }
 
 impl Bot {
+    /// Stops the PR's evaluation that runs in this process and marks its unfinished
+    /// runs cancelled; returns how many runs were cancelled.
+    pub async fn cancel(&self, repo: &RepoRef, number: u64) -> anyhow::Result<u64> {
+        let key: PrKey = (repo.forge, repo.full_name.clone(), number);
+        if let Ok(mut active) = self.active.lock() {
+            if let Some((run, handle)) = active.remove(&key) {
+                tracing::info!(run, "cancelling on request");
+                handle.abort();
+            }
+        }
+        self.runs
+            .cancel_pr(repo.forge.as_str(), &repo.full_name, number)
+            .await
+    }
+
+    /// One audit entry per finished run: the verdict and what was evaluated.
+    async fn audit_run(
+        &self,
+        repo: &RepoRef,
+        pr: &PullRequestInfo,
+        report: &Report,
+        request: &RunRequest,
+    ) {
+        let suites: serde_json::Map<String, serde_json::Value> = report
+            .suites
+            .iter()
+            .map(|s| (s.name.clone(), serde_json::json!(s.verdict.as_str())))
+            .collect();
+        let entry = AuditEntry {
+            kind: AuditKind::Run,
+            actor_id: None,
+            actor_login: String::new(),
+            forge: repo.forge.as_str().to_string(),
+            repo: repo.full_name.clone(),
+            pr: Some(pr.number),
+            sha: Some(pr.head_sha.clone()),
+            verdict: Some(report.verdict.as_str().to_string()),
+            detail: serde_json::json!({
+                "base_sha": pr.base_sha,
+                "tier": report.tier,
+                "suites": suites,
+                "requested_suites": request.suites,
+                "full": request.full,
+                "model_calls": report.usage.model_calls,
+            }),
+        };
+        if let Err(e) = self.audit.append(&entry).await {
+            tracing::error!(repo = %repo.full_name, pr = pr.number, error = %format!("{e:#}"), "could not write the run to the audit log");
+        }
+    }
+
     /// The GitHub App check run beside the status (a no-op for other forges and token
     /// auth). It only repeats what the status and comment say, so a failure to write it
     /// (e.g. an App without `checks: write`) is logged and does not fail the run.
@@ -290,6 +424,7 @@ async fn run_check(
     repo: RepoId,
     store: Store,
     pr: PullRequestInfo,
+    options: CheckOptions,
     max: usize,
 ) -> Report {
     let source = ForgeSource::new(forge, repo, pr.number);
@@ -306,7 +441,48 @@ async fn run_check(
         base_label: pr.base_sha.clone(),
         head_label: pr.head_sha.clone(),
     };
-    check::run(&source, &revs, &CheckOptions::default(), &client).await
+    check::run(&source, &revs, &options, &client).await
+}
+
+/// The final statuses of a run: `promptgate` first (a `needs_review` verdict that an
+/// approver accepted for this SHA turns to success), then on release PRs
+/// `promptgate/release-approval`, which is success only when the full evaluation passed
+/// and an approver approved this SHA.
+pub fn statuses(
+    report: &Report,
+    approved_by: Option<&str>,
+    sha: &str,
+    is_release: bool,
+) -> Vec<(&'static str, StatusState, String)> {
+    let short = &sha[..sha.len().min(7)];
+    let (mut state, mut description) = final_status(report);
+    if let (Verdict::NeedsReview, Some(login)) = (report.verdict, approved_by) {
+        state = StatusState::Success;
+        description = format!("needs_review accepted — approved by @{login} at {short}");
+    }
+    let mut out = vec![(STATUS_CONTEXT, state, description)];
+    if is_release {
+        let passed = matches!(report.verdict, Verdict::Pass | Verdict::Skipped);
+        let release = match (passed, approved_by) {
+            (true, Some(login)) => (
+                StatusState::Success,
+                format!("Approved by @{login} at {short}"),
+            ),
+            (true, None) => (
+                StatusState::Pending,
+                format!("Full evaluation passed at {short}; waiting for /promptgate approve from release.approvers"),
+            ),
+            (false, _) => (
+                StatusState::Pending,
+                format!(
+                    "Full evaluation at {short}: {}; it must pass before an approval counts",
+                    report.verdict.as_str()
+                ),
+            ),
+        };
+        out.push((release::RELEASE_CONTEXT, release.0, release.1));
+    }
+    out
 }
 
 /// The final commit status: `needs_review` is a failure that says so (SPEC §7).
@@ -378,9 +554,9 @@ pub fn final_status(report: &Report) -> (StatusState, String) {
     }
 }
 
-/// The forges the settings configure. GitLab deliveries are stored and verified, but
-/// evaluating them needs the GitLab forge, which is not built yet: they fail with a
-/// message saying so and stay in the queue's table for a later retry.
+/// The forges the settings configure: GitHub with a token or as an App, GitLab with a
+/// token. A delivery for a forge that is not configured fails with a message naming it
+/// and stays in the queue's table for a later retry.
 pub fn build_forges(
     settings: &crate::settings::Settings,
 ) -> anyhow::Result<HashMap<ForgeKind, Arc<dyn Forge>>> {
@@ -400,6 +576,11 @@ pub fn build_forges(
         let forge = GitHubForge::new(&settings.github_api_url, auth)
             .map_err(|e| anyhow::anyhow!("PROMPTGATE_GITHUB_API_URL: {e}"))?;
         forges.insert(ForgeKind::Github, Arc::new(forge));
+    }
+    if let Some(token) = &settings.gitlab_token {
+        let forge = crate::forge::GitLabForge::new(&settings.gitlab_url, token.expose())
+            .map_err(|e| anyhow::anyhow!("PROMPTGATE_GITLAB_URL / PROMPTGATE_GITLAB_TOKEN: {e}"))?;
+        forges.insert(ForgeKind::Gitlab, Arc::new(forge));
     }
     Ok(forges)
 }
@@ -440,17 +621,14 @@ impl EventHandler for Bot {
                     return Ok(());
                 }
                 // The real rerequested payloads carry no PR: find it by head SHA.
-                let repo = RepoId {
-                    full_name: e.repo.full_name.clone(),
-                    project_id: e.repo.project_id,
-                };
+                let repo = repo_id(&e.repo);
                 for number in forge.pull_requests_for_sha(&repo, &e.head_sha).await? {
                     self.evaluate(&e.repo, number, true).await?;
                 }
                 Ok(())
             }
-            // Slash commands arrive with issue [4/5].
-            Event::Comment(_) | Event::Ping | Event::Ignored(_) => Ok(()),
+            Event::Comment(e) => self.on_comment(&e).await,
+            Event::Ping | Event::Ignored(_) => Ok(()),
         }
     }
 }

@@ -28,6 +28,19 @@ impl Verdict {
         }
     }
 
+    /// The verdict named by [`Verdict::as_str`]'s word.
+    pub fn from_word(word: &str) -> Option<Self> {
+        [
+            Verdict::Pass,
+            Verdict::Skipped,
+            Verdict::NeedsReview,
+            Verdict::Fail,
+            Verdict::Error,
+        ]
+        .into_iter()
+        .find(|v| v.as_str() == word)
+    }
+
     /// CLI exit status: 0 pass, 1 fail or needs_review, 2 error (SPEC §4).
     pub fn exit_code(self) -> i32 {
         match self {

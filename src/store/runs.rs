@@ -11,6 +11,18 @@ pub struct RunRow {
     pub status: String,
 }
 
+/// Everything stored about the run of one commit.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RunState {
+    pub id: i64,
+    pub status: String,
+    pub verdict: Option<String>,
+    pub tier: Option<String>,
+    pub report_json: Option<String>,
+    /// (login, numeric id) of who approved this commit.
+    pub approved_by: Option<(String, i64)>,
+}
+
 #[derive(Clone, Debug)]
 pub struct Runs {
     pool: SqlitePool,
@@ -92,6 +104,81 @@ impl Runs {
         .await
         .context("storing the run's report")?;
         Ok(())
+    }
+
+    /// The run of this exact commit, if there is one.
+    pub async fn get(
+        &self,
+        forge: &str,
+        repo: &str,
+        pr: u64,
+        head_sha: &str,
+    ) -> anyhow::Result<Option<RunState>> {
+        let row = sqlx::query(
+            "SELECT id, status, verdict, tier, report_json, approved_by, approved_by_id FROM runs \
+             WHERE forge = ?1 AND repo = ?2 AND pr = ?3 AND head_sha = ?4",
+        )
+        .bind(forge)
+        .bind(repo)
+        .bind(pr as i64)
+        .bind(head_sha)
+        .fetch_optional(&self.pool)
+        .await
+        .context("reading the run")?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let approved_by: Option<String> = row.try_get("approved_by")?;
+        let approved_by_id: Option<i64> = row.try_get("approved_by_id")?;
+        Ok(Some(RunState {
+            id: row.try_get("id")?,
+            status: row.try_get("status")?,
+            verdict: row.try_get("verdict")?,
+            tier: row.try_get("tier")?,
+            report_json: row.try_get("report_json")?,
+            approved_by: approved_by.zip(approved_by_id),
+        }))
+    }
+
+    /// Records the tier the run evaluates at.
+    pub async fn set_tier(&self, id: i64, tier: &str) -> anyhow::Result<()> {
+        sqlx::query("UPDATE runs SET tier = ?2 WHERE id = ?1")
+            .bind(id)
+            .bind(tier)
+            .execute(&self.pool)
+            .await
+            .context("updating the run's tier")?;
+        Ok(())
+    }
+
+    /// Records who approved the run's commit.
+    pub async fn approve(&self, id: i64, login: &str, user_id: u64) -> anyhow::Result<()> {
+        sqlx::query(
+            "UPDATE runs SET approved_by = ?2, approved_by_id = ?3, \
+             approved_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') WHERE id = ?1",
+        )
+        .bind(id)
+        .bind(login)
+        .bind(user_id as i64)
+        .execute(&self.pool)
+        .await
+        .context("recording the approval")?;
+        Ok(())
+    }
+
+    /// Marks the unfinished runs of a PR cancelled; returns how many there were.
+    pub async fn cancel_pr(&self, forge: &str, repo: &str, pr: u64) -> anyhow::Result<u64> {
+        let done = sqlx::query(
+            "UPDATE runs SET status = 'cancelled', updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') \
+             WHERE forge = ?1 AND repo = ?2 AND pr = ?3 AND status IN ('queued', 'running')",
+        )
+        .bind(forge)
+        .bind(repo)
+        .bind(pr as i64)
+        .execute(&self.pool)
+        .await
+        .context("cancelling the PR's runs")?;
+        Ok(done.rows_affected())
     }
 
     /// Marks the other unfinished runs of a PR cancelled: a push supersedes them.

@@ -172,6 +172,7 @@ pub async fn generation_calls(server: &MockServer) -> usize {
         .filter(|r| !String::from_utf8_lossy(&r.body).contains("You grade answers"))
         .count()
 }
+pub mod echo;
 pub mod github;
 pub mod gitlab;
 pub mod service;

@@ -185,3 +185,27 @@ impl Service {
             .unwrap()
     }
 }
+
+impl Service {
+    /// The service with the real run pipeline (`promptgate::bot::Bot`) talking to
+    /// `forge` as the `kind` forge; links point at `http://bot.example`.
+    pub async fn with_bot(
+        settings: Settings,
+        db: &Path,
+        kind: promptgate::event::ForgeKind,
+        forge: Arc<dyn promptgate::forge::Forge>,
+    ) -> Self {
+        Service::start(settings, db, move |state| {
+            let mut forges = HashMap::new();
+            forges.insert(kind, forge);
+            Arc::new(promptgate::bot::Bot::new(
+                forges,
+                state.store.clone(),
+                state.metrics.clone(),
+                "http://bot.example".into(),
+                4,
+            )) as Arc<dyn EventHandler>
+        })
+        .await
+    }
+}

@@ -1,0 +1,366 @@
+//! Slash commands on PR comments (SPEC §6): parse (the pure `commands` module), check
+//! who may act (deny by default, by numeric user id), acknowledge, then act. Every
+//! command, denial, approval and fork-run allowance goes to the audit log.
+
+use anyhow::Context;
+use serde_json::json;
+
+use super::release::{self, RELEASE_CONTEXT};
+use super::{repo_id, Bot, RunRequest, STATUS_CONTEXT};
+use crate::audit::{AuditEntry, AuditKind};
+use crate::commands::{self, Command};
+use crate::event::{CommentAction, CommentEvent};
+use crate::forge::{Forge, PullRequestInfo, RepoId, StatusState};
+use crate::report::markdown::COMMENT_MARKER;
+use crate::report::Verdict;
+
+impl Bot {
+    /// Handles a PR comment: runs the commands it holds that the author may run.
+    pub(super) async fn on_comment(&self, e: &CommentEvent) -> anyhow::Result<()> {
+        if e.author_is_bot || e.body.contains(COMMENT_MARKER) {
+            tracing::debug!(comment = e.comment_id, "a bot's comment: ignored");
+            return Ok(());
+        }
+        let parsed = match e.action {
+            CommentAction::Created => commands::parse(&e.body),
+            CommentAction::Edited => commands::new_commands(e.previous_body.as_deref(), &e.body),
+        };
+        if parsed.is_empty() {
+            return Ok(());
+        }
+        let forge = self.forge(&e.repo)?;
+        let repo = repo_id(&e.repo);
+        for command in parsed {
+            let command = match command {
+                Ok(command) => command,
+                Err(err) => {
+                    let help = commands::help_text(Some(&err.to_string()))
+                        .context("the help template does not render")?;
+                    forge.post_comment(&repo, e.number, &help).await?;
+                    continue;
+                }
+            };
+            self.run_command(forge.as_ref(), &repo, e, &command).await?;
+        }
+        Ok(())
+    }
+
+    async fn run_command(
+        &self,
+        forge: &dyn Forge,
+        repo: &RepoId,
+        e: &CommentEvent,
+        command: &Command,
+    ) -> anyhow::Result<()> {
+        if let Command::Help = command {
+            forge.acknowledge(repo, e.number, e.comment_id).await?;
+            let help = commands::help_text(None).context("the help template does not render")?;
+            forge.post_comment(repo, e.number, &help).await?;
+            return Ok(());
+        }
+        let permission = forge.permission(repo, &e.author).await?;
+        if !permission.can_write() {
+            let reason = format!(
+                "`{}` needs write access to this repository, and @{} does not have it.",
+                command.to_text(),
+                e.author.login
+            );
+            return self.deny(forge, repo, e, command, None, &reason).await;
+        }
+        let pr = forge.pull_request(repo, e.number).await?;
+        match command {
+            Command::Run { suites, full } => {
+                self.command_run(forge, repo, e, &pr, suites, *full).await
+            }
+            Command::Cancel => self.command_cancel(forge, repo, e, &pr).await,
+            Command::Approve => self.command_approve(forge, repo, e, &pr).await,
+            Command::Help => Ok(()),
+        }
+    }
+
+    async fn command_run(
+        &self,
+        forge: &dyn Forge,
+        repo: &RepoId,
+        e: &CommentEvent,
+        pr: &PullRequestInfo,
+        suites: &[String],
+        full: bool,
+    ) -> anyhow::Result<()> {
+        if !suites.is_empty() {
+            let policy = release::base_policy(forge, repo, &pr.base_sha).await?;
+            let known: Vec<String> = policy
+                .map(|c| c.suites.keys().cloned().collect())
+                .unwrap_or_default();
+            if let Some(unknown) = suites.iter().find(|s| !known.contains(s)) {
+                let error = format!(
+                    "unknown suite \"{unknown}\" (the base branch's .promptgate.yml has: {})",
+                    if known.is_empty() {
+                        "none".to_string()
+                    } else {
+                        known.join(", ")
+                    }
+                );
+                let help = commands::help_text(Some(&error))
+                    .context("the help template does not render")?;
+                forge.post_comment(repo, e.number, &help).await?;
+                return Ok(());
+            }
+        }
+        forge.acknowledge(repo, e.number, e.comment_id).await?;
+        let command = Command::Run {
+            suites: suites.to_vec(),
+            full,
+        };
+        self.audit(
+            AuditKind::Command,
+            e,
+            Some(&pr.head_sha),
+            None,
+            json!({"command": command.to_text()}),
+        )
+        .await?;
+        if pr.is_fork {
+            // A maintainer vouches for running a fork's head with the bot's secrets.
+            self.audit(
+                AuditKind::ForkAllowance,
+                e,
+                Some(&pr.head_sha),
+                None,
+                json!({"head_repo": pr.head_repo}),
+            )
+            .await?;
+        }
+        let request = RunRequest {
+            force: true,
+            suites: suites.to_vec(),
+            full,
+            allow_fork: true,
+        };
+        self.evaluate_with(&e.repo, e.number, &request).await
+    }
+
+    async fn command_cancel(
+        &self,
+        forge: &dyn Forge,
+        repo: &RepoId,
+        e: &CommentEvent,
+        pr: &PullRequestInfo,
+    ) -> anyhow::Result<()> {
+        forge.acknowledge(repo, e.number, e.comment_id).await?;
+        self.audit(
+            AuditKind::Command,
+            e,
+            Some(&pr.head_sha),
+            None,
+            json!({"command": "/promptgate cancel"}),
+        )
+        .await?;
+        let cancelled = self.cancel(&e.repo, e.number).await?;
+        if cancelled == 0 {
+            return reply(forge, repo, e, "no evaluation of this PR is running.").await;
+        }
+        forge
+            .set_status(
+                repo,
+                &pr.head_sha,
+                STATUS_CONTEXT,
+                StatusState::Error,
+                &format!(
+                    "Cancelled by @{}; /promptgate run to evaluate again",
+                    e.author.login
+                ),
+                None,
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn command_approve(
+        &self,
+        forge: &dyn Forge,
+        repo: &RepoId,
+        e: &CommentEvent,
+        pr: &PullRequestInfo,
+    ) -> anyhow::Result<()> {
+        // Approvers come from the base branch's config: a PR cannot name its own.
+        let policy = release::base_policy(forge, repo, &pr.base_sha).await?;
+        let approvers = policy
+            .as_ref()
+            .and_then(|c| c.release.as_ref())
+            .map(|r| r.approvers.clone())
+            .unwrap_or_default();
+        let refusal = if approvers.is_empty() {
+            Some("no `release.approvers` are listed in the base branch's .promptgate.yml, so nobody can approve.".to_string())
+        } else if !release::is_approver(forge, repo, &approvers, &e.author).await? {
+            Some(format!(
+                "@{} is not one of the `release.approvers` in the base branch's .promptgate.yml.",
+                e.author.login
+            ))
+        } else {
+            None
+        };
+        if let Some(reason) = refusal {
+            let sha = Some(pr.head_sha.as_str());
+            return self
+                .deny(forge, repo, e, &Command::Approve, sha, &reason)
+                .await;
+        }
+        forge.acknowledge(repo, e.number, e.comment_id).await?;
+        let is_release = release::is_release_branch(policy.as_ref(), &pr.base_ref);
+        let kind = e.repo.forge.as_str();
+        let run = self
+            .runs
+            .get(kind, &repo.full_name, e.number, &pr.head_sha)
+            .await?;
+        let short = &pr.head_sha[..pr.head_sha.len().min(7)];
+        let finished = run.as_ref().filter(|r| r.status == "done");
+        let verdict = finished
+            .and_then(|r| r.verdict.as_deref())
+            .and_then(Verdict::from_word);
+        let acceptable = if is_release {
+            finished.is_some_and(|r| r.tier.as_deref() == Some("release"))
+                && matches!(verdict, Some(Verdict::Pass | Verdict::Skipped))
+        } else {
+            verdict == Some(Verdict::NeedsReview)
+        };
+        let (Some(run), true) = (finished, acceptable) else {
+            // An approval before the evaluation passed does not count, and is not kept.
+            let reason = if is_release {
+                format!(
+                    "the full evaluation has not passed at {short} yet (verdict: {}), so this approval does not count. Approve again once it passes.",
+                    verdict.map(|v| v.as_str()).unwrap_or("not finished")
+                )
+            } else {
+                format!(
+                    "there is nothing to approve at {short}: `/promptgate approve` accepts a `needs_review` verdict, and this commit's is {}.",
+                    verdict.map(|v| v.as_str()).unwrap_or("not finished")
+                )
+            };
+            return self
+                .deny(
+                    forge,
+                    repo,
+                    e,
+                    &Command::Approve,
+                    Some(&pr.head_sha),
+                    &reason,
+                )
+                .await;
+        };
+        let report = run
+            .report_json
+            .as_deref()
+            .and_then(|j| serde_json::from_str::<crate::report::Report>(j).ok());
+        self.audit(
+            AuditKind::Approval,
+            e,
+            Some(&pr.head_sha),
+            verdict.map(|v| v.as_str()),
+            json!({"tier": if is_release { "release" } else { "pr" }, "run": run.id}),
+        )
+        .await?;
+        self.runs
+            .approve(run.id, &e.author.login, e.author.id)
+            .await?;
+        let Some(report) = report else {
+            anyhow::bail!("run {}: the stored report does not parse", run.id);
+        };
+        let run_url = self.run_url(run.id);
+        if is_release {
+            let body = format!(
+                "Release approved by @{} after a passing full evaluation of {short}.",
+                e.author.login
+            );
+            forge.approve(repo, e.number, &pr.head_sha, &body).await?;
+            if let Some(config) = &policy {
+                let notes =
+                    release::release_notes(forge, repo, &pr.head_sha, config, &report, &e.author)
+                        .await?;
+                forge.post_comment(repo, e.number, &notes).await?;
+            }
+        }
+        for (context, state, description) in
+            super::statuses(&report, Some(&e.author.login), &pr.head_sha, is_release)
+        {
+            if context == RELEASE_CONTEXT || report.verdict == Verdict::NeedsReview {
+                forge
+                    .set_status(
+                        repo,
+                        &pr.head_sha,
+                        context,
+                        state,
+                        &description,
+                        Some(&run_url),
+                    )
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Says no, briefly and why, and records it.
+    async fn deny(
+        &self,
+        forge: &dyn Forge,
+        repo: &RepoId,
+        e: &CommentEvent,
+        command: &Command,
+        sha: Option<&str>,
+        reason: &str,
+    ) -> anyhow::Result<()> {
+        tracing::info!(
+            user = e.author.id,
+            command = command.name(),
+            "command denied"
+        );
+        self.audit(
+            AuditKind::Denial,
+            e,
+            sha,
+            None,
+            json!({"command": command.to_text(), "reason": reason}),
+        )
+        .await?;
+        reply(forge, repo, e, &format!("not done — {reason}")).await
+    }
+
+    async fn audit(
+        &self,
+        kind: AuditKind,
+        e: &CommentEvent,
+        sha: Option<&str>,
+        verdict: Option<&str>,
+        detail: serde_json::Value,
+    ) -> anyhow::Result<()> {
+        let entry = AuditEntry {
+            kind,
+            actor_id: Some(e.author.id),
+            actor_login: e.author.login.clone(),
+            forge: e.repo.forge.as_str().to_string(),
+            repo: e.repo.full_name.clone(),
+            pr: Some(e.number),
+            sha: sha.map(String::from),
+            verdict: verdict.map(String::from),
+            detail,
+        };
+        self.audit
+            .append(&entry)
+            .await
+            .context("writing the audit log")?;
+        Ok(())
+    }
+}
+
+/// A short answer to the comment's author.
+async fn reply(
+    forge: &dyn Forge,
+    repo: &RepoId,
+    e: &CommentEvent,
+    text: &str,
+) -> anyhow::Result<()> {
+    forge
+        .post_comment(repo, e.number, &format!("@{}: {text}", e.author.login))
+        .await?;
+    Ok(())
+}

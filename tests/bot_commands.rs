@@ -1,0 +1,412 @@
+//! Slash commands end to end: the real `issue_comment` delivery (pytorch's Probot
+//! capture, with the comment's text and author set per test) signed and posted to the
+//! real router; the bot checks permissions, reacts, runs, approves — against the
+//! stateful fake GitHub. Assertions are on what GitHub holds and on the audit log.
+
+mod common;
+
+use std::path::Path;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use common::echo::{model, Echo};
+use common::github::{Harness, PrFile, StatusRec};
+use common::service::{db_path, settings, wait_until, Service};
+use promptgate::audit::{AuditKind, AuditLog};
+use promptgate::event::ForgeKind;
+use promptgate::forge::Forge;
+use serde_json::{json, Value};
+use wiremock::MockServer;
+
+const SECRET: &str = "commands-test-secret";
+/// What `webhook.issue_comment.created.on-pr.pytorch.probot.json` is about.
+const REPO: &str = "zhouzhuojie/gha-ci-playground";
+const PR: u64 = 31;
+const BASE: &str = "f95f852bd8fca8fcc58a9a2d6c842781e32a215e";
+const HEAD: &str = "ec26c3e57ca3a959ca5aad62de7213c562f8c821";
+const NEW_HEAD: &str = "3333333333333333333333333333333333333333";
+const MAINTAINER: (&str, u64) = ("maya", 501);
+const OUTSIDER: (&str, u64) = ("zhouzhuojie", 658840);
+const APPROVER: (&str, u64) = ("alice", 502);
+const TEAM_APPROVER: (&str, u64) = ("tom", 503);
+
+struct World {
+    h: Harness,
+    model: MockServer,
+    echo: Echo,
+    svc: Service,
+    _dir: tempfile::TempDir,
+}
+
+const PASSING: &str = "Explain invoice {{ n }}.";
+const FAILING: &str = "Explain the bill {{ n }}.";
+/// Case `a` keeps the word, case `b` loses it: assertions 1.0 → 0.5, which still meets
+/// `min: 0.5` but regresses beyond `max_regression`.
+const REGRESSING: &str =
+    "{% if n == 1 %}Explain invoice{% else %}Explain the bill{% endif %} {{ n }}.";
+
+fn config(release: bool) -> String {
+    let mut cfg = String::from(
+        "version: 1\nsuites:\n  billing:\n    prompts: { user: prompts/user.j2 }\n    model: models/m.yaml\n    dataset: evals/b.jsonl\n    metrics:\n      assertions: { min: 0.5 }\n    max_regression: 0.05\n",
+    );
+    cfg.push_str("release:\n  approvers: [alice, \"@acme/ml-leads\"]\n");
+    if release {
+        cfg.push_str("  branches: [\"release/*\"]\n");
+    }
+    cfg
+}
+
+impl World {
+    async fn start(base_ref: &str, head_prompt: &str) -> World {
+        let h = Harness::start().await;
+        let echo = Echo::default();
+        let model = model(echo.clone()).await;
+        h.user(MAINTAINER.0, MAINTAINER.1, "maintain");
+        h.user(OUTSIDER.0, OUTSIDER.1, "read");
+        h.user(APPROVER.0, APPROVER.1, "write");
+        h.user(TEAM_APPROVER.0, TEAM_APPROVER.1, "admin");
+        h.state()
+            .teams
+            .insert("acme/ml-leads".into(), vec![TEAM_APPROVER.0.into()]);
+        let dir = tempfile::tempdir().unwrap();
+        let svc = start(&h, &db_path(&dir)).await;
+        let w = World {
+            h,
+            model,
+            echo,
+            svc,
+            _dir: dir,
+        };
+        w.seed(base_ref, HEAD, head_prompt);
+        w
+    }
+
+    /// The repository at BASE and `head`, PR 31 between them into `base_ref`.
+    fn seed(&self, base_ref: &str, head: &str, head_prompt: &str) {
+        let model_url = format!("{}/v1", self.model.uri());
+        let release = base_ref.starts_with("release/");
+        for sha in [BASE, head] {
+            self.h
+                .put_file(sha, ".promptgate.yml", config(release).as_bytes());
+            self.h.put_file(
+                sha,
+                "models/m.yaml",
+                format!("provider: openai\nmodel: chat\nbase_url: {model_url}\nparameters: {{ temperature: 0 }}\n").as_bytes(),
+            );
+            self.h.put_file(
+                sha,
+                "evals/b.jsonl",
+                b"{\"id\": \"a\", \"vars\": {\"n\": 1}, \"assert\": [{\"type\": \"icontains\", \"value\": \"invoice\"}]}\n{\"id\": \"b\", \"vars\": {\"n\": 2}, \"assert\": [{\"type\": \"icontains\", \"value\": \"invoice\"}]}\n",
+            );
+        }
+        self.h.put_file(BASE, "prompts/user.j2", PASSING.as_bytes());
+        self.h
+            .put_file(head, "prompts/user.j2", head_prompt.as_bytes());
+        let mut st = self.h.state();
+        st.repo = REPO.to_string();
+        st.pr_files = vec![PrFile {
+            status: "modified",
+            filename: "prompts/user.j2".into(),
+            previous: None,
+        }];
+        st.pulls = vec![json!({
+            "number": PR, "state": "open", "draft": false,
+            "base": {"ref": base_ref, "sha": BASE, "repo": {"full_name": REPO}},
+            "head": {"ref": "feature", "sha": head, "repo": {"full_name": REPO}},
+        })];
+    }
+
+    /// `who` comments `body` on the PR (the real delivery, with text and author set);
+    /// waits until the bot has handled it. Returns the comment id.
+    async fn comment(&self, who: (&str, u64), body: &str) -> u64 {
+        let id = self.h.user_comment(PR, who.0, body);
+        let mut payload =
+            fixture_json("github/webhook.issue_comment.created.on-pr.pytorch.probot.json")
+                ["payload"]
+                .clone();
+        payload["comment"]["body"] = json!(body);
+        payload["comment"]["id"] = json!(id);
+        payload["comment"]["user"]["login"] = json!(who.0);
+        payload["comment"]["user"]["id"] = json!(who.1);
+        // The capture's issue lacks the `pull_request` link GitHub sends for PR comments.
+        payload["issue"]["pull_request"] =
+            json!({"url": format!("https://api.github.com/repos/{REPO}/pulls/{PR}")});
+        let bytes = serde_json::to_vec(&payload).unwrap();
+        let code = self
+            .svc
+            .github("issue_comment", &format!("c-{id}"), SECRET, &bytes)
+            .await;
+        assert_eq!(code, 202);
+        self.svc.drained().await;
+        id
+    }
+
+    /// A `synchronize` delivery (octokit's example, retargeted at this PR).
+    async fn push(&self, delivery: &str) {
+        let mut payload = fixture_json("github/webhook.pull_request.synchronize.octokit.json");
+        payload["number"] = json!(PR);
+        payload["pull_request"]["number"] = json!(PR);
+        payload["repository"]["full_name"] = json!(REPO);
+        let bytes = serde_json::to_vec(&payload).unwrap();
+        assert_eq!(
+            self.svc
+                .github("pull_request", delivery, SECRET, &bytes)
+                .await,
+            202
+        );
+        self.svc.drained().await;
+    }
+
+    fn statuses(&self, context: &str, sha: &str) -> Vec<StatusRec> {
+        self.h
+            .state()
+            .statuses
+            .iter()
+            .filter(|s| s.context == context && s.sha == sha)
+            .cloned()
+            .collect()
+    }
+
+    fn last(&self, context: &str, sha: &str) -> Option<StatusRec> {
+        self.statuses(context, sha).pop()
+    }
+
+    /// Comments by the bot that are not the sticky one.
+    fn replies(&self) -> Vec<String> {
+        let st = self.h.state();
+        st.comments
+            .iter()
+            .filter(|c| c.login == st.bot_login && !c.body.contains(common::github::MARKER))
+            .map(|c| c.body.clone())
+            .collect()
+    }
+
+    async fn audit(&self) -> Vec<(AuditKind, String, Option<String>)> {
+        AuditLog::new(self.svc.state.store.pool().clone())
+            .entries()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|e| (e.entry.kind, e.entry.actor_login, e.entry.sha))
+            .collect()
+    }
+
+    async fn model_calls(&self) -> usize {
+        self.model.received_requests().await.unwrap().len()
+    }
+}
+
+fn fixture_json(rel: &str) -> Value {
+    let path = format!("{}/tests/fixtures/{rel}", env!("CARGO_MANIFEST_DIR"));
+    serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap()
+}
+
+async fn start(h: &Harness, db: &Path) -> Service {
+    let forge: Arc<dyn Forge> = Arc::new(h.forge());
+    let settings = settings(&[
+        ("PROMPTGATE_GITHUB_TOKEN", common::github::TOKEN),
+        ("PROMPTGATE_GITHUB_WEBHOOK_SECRET", SECRET),
+    ]);
+    Service::with_bot(settings, db, ForgeKind::Github, forge).await
+}
+
+#[tokio::test]
+async fn an_outsider_is_refused_and_nothing_runs() {
+    let w = World::start("main", FAILING).await;
+    let id = w.comment(OUTSIDER, "/promptgate run").await;
+    assert_eq!(w.model_calls().await, 0);
+    assert!(w.h.state().statuses.is_empty());
+    assert!(
+        w.h.state().reactions.is_empty(),
+        "a denied command is not acknowledged"
+    );
+    let replies = w.replies();
+    assert_eq!(replies.len(), 1, "{replies:?}");
+    assert!(replies[0].contains("needs write access"), "{}", replies[0]);
+    assert!(replies[0].contains("@zhouzhuojie"));
+    let audit = w.audit().await;
+    assert_eq!(
+        audit,
+        vec![(AuditKind::Denial, OUTSIDER.0.to_string(), None)]
+    );
+    // Acknowledged nothing: no reaction on the outsider's comment.
+    assert!(!w.h.state().reactions.iter().any(|(c, _)| *c == id));
+}
+
+#[tokio::test]
+async fn a_maintainer_re_runs_and_the_command_is_acknowledged_first() {
+    let w = World::start("main", FAILING).await;
+    let id = w.comment(MAINTAINER, "/promptgate run --full").await;
+    assert_eq!(w.h.state().reactions, vec![(id, "eyes".to_string())]);
+    let done = w.last("promptgate", HEAD).unwrap();
+    assert_eq!(done.state, "failure", "{done:?}");
+    assert_eq!(w.model_calls().await, 4);
+    // A second request re-runs the same commit (from the cache).
+    w.comment(MAINTAINER, "/promptgate run billing").await;
+    let finals = w
+        .statuses("promptgate", HEAD)
+        .into_iter()
+        .filter(|s| s.state != "pending")
+        .count();
+    assert_eq!(finals, 2);
+    assert_eq!(w.model_calls().await, 4);
+    let kinds: Vec<AuditKind> = w.audit().await.into_iter().map(|e| e.0).collect();
+    assert_eq!(
+        kinds,
+        vec![
+            AuditKind::Command,
+            AuditKind::Run,
+            AuditKind::Command,
+            AuditKind::Run
+        ]
+    );
+    // Unknown suites and commands get the help text, naming the problem.
+    w.comment(MAINTAINER, "/promptgate run nosuch").await;
+    w.comment(MAINTAINER, "/promptgate aprove").await;
+    let replies = w.replies();
+    assert!(
+        replies
+            .iter()
+            .any(|r| r.contains("unknown suite") && r.contains("nosuch")),
+        "{replies:?}"
+    );
+    assert!(replies.iter().any(|r| r.contains("aprove")), "{replies:?}");
+}
+
+#[tokio::test]
+async fn cancel_stops_a_running_evaluation() {
+    let w = World::start("main", FAILING).await;
+    w.echo.slow.store(true, Ordering::SeqCst);
+    // Open the PR: the run starts and waits on the model.
+    let mut payload = fixture_json("github/webhook.pull_request.opened.octokit.json");
+    payload["number"] = json!(PR);
+    payload["pull_request"]["number"] = json!(PR);
+    payload["repository"]["full_name"] = json!(REPO);
+    let bytes = serde_json::to_vec(&payload).unwrap();
+    assert_eq!(
+        w.svc.github("pull_request", "open-1", SECRET, &bytes).await,
+        202
+    );
+    wait_until(|| async { w.model_calls().await > 0 }).await;
+    w.comment(MAINTAINER, "/promptgate cancel").await;
+    let last = w.last("promptgate", HEAD).unwrap();
+    assert_eq!(last.state, "error");
+    assert!(last.description.contains("Cancelled by @maya"), "{last:?}");
+    assert_eq!(
+        w.svc
+            .count("SELECT COUNT(*) FROM runs WHERE status = 'cancelled'")
+            .await,
+        1
+    );
+    // The aborted run never published a score table.
+    assert!(w.h.state().ours().is_empty());
+}
+
+#[tokio::test]
+async fn release_flow_evaluation_passes_then_approve_then_a_push_drops_it() {
+    let w = World::start("release/1.0", PASSING).await;
+    w.comment(MAINTAINER, "/promptgate run").await;
+    assert_eq!(w.last("promptgate", HEAD).unwrap().state, "success");
+    let pending = w.last("promptgate/release-approval", HEAD).unwrap();
+    assert_eq!(pending.state, "pending");
+    assert!(pending.description.contains("passed"), "{pending:?}");
+    // The release tier ran every case.
+    assert_eq!(
+        w.svc
+            .count("SELECT COUNT(*) FROM runs WHERE tier = 'release'")
+            .await,
+        1
+    );
+
+    // A team member (@acme/ml-leads) approves.
+    w.comment(TEAM_APPROVER, "/promptgate approve").await;
+    let approved = w.last("promptgate/release-approval", HEAD).unwrap();
+    assert_eq!(approved.state, "success");
+    assert!(approved.description.contains("@tom"), "{approved:?}");
+    {
+        let st = w.h.state();
+        assert_eq!(st.reviews.len(), 1);
+        assert_eq!(st.reviews[0]["event"], "APPROVE");
+        assert_eq!(st.reviews[0]["commit_id"], HEAD);
+    }
+    let notes = w
+        .replies()
+        .into_iter()
+        .find(|r| r.contains("Release notes"))
+        .expect("release notes");
+    assert!(notes.contains(HEAD), "{notes}");
+    assert!(notes.contains("prompts/user.j2"), "{notes}");
+    assert!(notes.contains("chat"), "{notes}");
+    assert!(notes.contains("assertions"), "{notes}");
+    let audit = w.audit().await;
+    assert!(
+        audit.contains(&(
+            AuditKind::Approval,
+            TEAM_APPROVER.0.to_string(),
+            Some(HEAD.to_string())
+        )),
+        "{audit:?}"
+    );
+    let chain = promptgate::audit::verify(w.svc.state.store.pool())
+        .await
+        .unwrap();
+    assert!(chain.first_broken.is_none(), "{:?}", chain.first_broken);
+    assert_eq!(chain.entries, audit.len());
+
+    // A push: the approval does not carry over.
+    w.seed("release/1.0", NEW_HEAD, "Explain invoice {{ n }} please.");
+    w.push("push-1").await;
+    let after = w.last("promptgate/release-approval", NEW_HEAD).unwrap();
+    assert_eq!(after.state, "pending", "{after:?}");
+    assert_eq!(w.h.state().reviews.len(), 1);
+}
+
+#[tokio::test]
+async fn an_approval_before_the_evaluation_passed_does_not_count() {
+    let w = World::start("release/1.0", FAILING).await;
+    w.comment(MAINTAINER, "/promptgate run").await;
+    assert_eq!(w.last("promptgate", HEAD).unwrap().state, "failure");
+    w.comment(APPROVER, "/promptgate approve").await;
+    assert_eq!(
+        w.last("promptgate/release-approval", HEAD).unwrap().state,
+        "pending"
+    );
+    assert!(w.h.state().reviews.is_empty());
+    assert!(
+        w.replies().iter().any(|r| r.contains("does not count")),
+        "{:?}",
+        w.replies()
+    );
+    // Not kept for later either: nothing is recorded on the run.
+    assert_eq!(
+        w.svc
+            .count("SELECT COUNT(*) FROM runs WHERE approved_by IS NOT NULL")
+            .await,
+        0
+    );
+    // A maintainer who is not an approver is refused outright.
+    w.comment(MAINTAINER, "/promptgate approve").await;
+    assert!(w
+        .replies()
+        .iter()
+        .any(|r| r.contains("not one of the `release.approvers`")));
+}
+
+#[tokio::test]
+async fn needs_review_then_approve_turns_the_status_to_success() {
+    let w = World::start("main", REGRESSING).await;
+    // `--full`: case `a` renders the same at head, so only `b` is affected by the diff;
+    // over both cases the head still meets the threshold but regressed.
+    w.comment(MAINTAINER, "/promptgate run --full").await;
+    let first = w.last("promptgate", HEAD).unwrap();
+    assert_eq!(first.state, "failure");
+    assert!(first.description.contains("needs_review"), "{first:?}");
+    w.comment(APPROVER, "/promptgate approve").await;
+    let last = w.last("promptgate", HEAD).unwrap();
+    assert_eq!(last.state, "success", "{last:?}");
+    assert!(last.description.contains("approved by @alice"), "{last:?}");
+    assert!(last.description.contains(&HEAD[..7]), "{last:?}");
+    // Not a release PR: no review, no release status.
+    assert!(w.h.state().reviews.is_empty());
+    assert!(w.last("promptgate/release-approval", HEAD).is_none());
+}
