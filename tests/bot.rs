@@ -351,33 +351,12 @@ async fn a_gitlab_merge_request_gets_statuses_and_one_note() {
     let mut mr = MergeRequest::new(PID, IID, BASE, GL_HEAD);
     mr.diffs = vec![("prompts/user.j2".into(), "prompts/user.j2".into())];
     gl.add_mr(mr);
-    let model_url = format!("{}/v1", m.uri());
-    for sha in [BASE, GL_HEAD] {
-        gl.add_file(
-            PID,
-            sha,
-            ".promptgate.yml",
-            b"version: 1\nsuites:\n  billing:\n    prompts: { user: prompts/user.j2 }\n    model: models/m.yaml\n    dataset: evals/b.jsonl\n    metrics:\n      assertions: { min: 1.0 }\n",
-        );
-        gl.add_file(
-            PID,
-            sha,
-            "models/m.yaml",
-            format!("provider: openai\nmodel: chat\nbase_url: {model_url}\n").as_bytes(),
-        );
-        gl.add_file(
-            PID,
-            sha,
-            "evals/b.jsonl",
-            b"{\"id\": \"a\", \"vars\": {\"n\": 1}, \"assert\": [{\"type\": \"icontains\", \"value\": \"invoice\"}]}\n",
-        );
-    }
-    gl.add_file(PID, BASE, "prompts/user.j2", b"Explain invoice {{ n }}.");
-    gl.add_file(
+    gl.seed_billing(
         PID,
+        BASE,
         GL_HEAD,
-        "prompts/user.j2",
-        b"Explain the bill {{ n }}.",
+        &format!("{}/v1", m.uri()),
+        "Explain the bill {{ n }}.",
     );
 
     let forge: Arc<dyn Forge> = Arc::new(

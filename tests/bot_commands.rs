@@ -410,3 +410,85 @@ async fn needs_review_then_approve_turns_the_status_to_success() {
     assert!(w.h.state().reviews.is_empty());
     assert!(w.last("promptgate/release-approval", HEAD).is_none());
 }
+
+/// GitLab: the real atlantis Note Hook (text and author set per comment) through the
+/// router; permissions by access level; the 👀 award; the run.
+#[tokio::test]
+async fn gitlab_notes_a_reporter_is_refused_and_a_maintainer_runs() {
+    use common::gitlab::{FakeGitLab, MergeRequest, TOKEN};
+    use promptgate::forge::{ForgeRetryPolicy, GitLabForge};
+    // What `webhook.note.on-merge-request.atlantis.json` is about.
+    const PID: u64 = 5;
+    const IID: u64 = 1;
+    const GL_HEAD: &str = "562e173be03b8ff2efb05345d12df18815438a4b";
+    let model = model(Echo::default()).await;
+    let gl = FakeGitLab::start().await;
+    gl.add_project(PID, "gitlabhq/gitlab-test");
+    gl.set_branch(PID, "markdown", BASE);
+    let mut mr = MergeRequest::new(PID, IID, BASE, GL_HEAD);
+    mr.target_branch = "markdown".into();
+    mr.diffs = vec![("prompts/user.j2".into(), "prompts/user.j2".into())];
+    gl.add_mr(mr);
+    gl.seed_billing(
+        PID,
+        BASE,
+        GL_HEAD,
+        &format!("{}/v1", model.uri()),
+        "Explain the bill {{ n }}.",
+    );
+    gl.add_user(71, "rita");
+    gl.set_member(PID, 71, 20); // Reporter
+    gl.add_user(72, "max");
+    gl.set_member(PID, 72, 40); // Maintainer
+    let forge: Arc<dyn Forge> = Arc::new(
+        GitLabForge::new(&gl.url, TOKEN)
+            .unwrap()
+            .with_retry_policy(ForgeRetryPolicy::fast()),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let settings = settings(&[
+        ("PROMPTGATE_GITLAB_TOKEN", TOKEN),
+        ("PROMPTGATE_GITLAB_WEBHOOK_SECRET", SECRET),
+    ]);
+    let svc = Service::with_bot(settings, &db_path(&dir), ForgeKind::Gitlab, forge).await;
+    let note = |who: (&str, u64), text: &str| {
+        let id = gl.add_note(PID, IID, who.1, text);
+        let mut payload = fixture_json("gitlab/webhook.note.on-merge-request.atlantis.json");
+        payload["object_attributes"]["note"] = json!(text);
+        payload["object_attributes"]["id"] = json!(id);
+        payload["object_attributes"]["author_id"] = json!(who.1);
+        payload["user"]["username"] = json!(who.0);
+        payload["user"]["id"] = json!(who.1);
+        (id, serde_json::to_vec(&payload).unwrap())
+    };
+
+    let (rita_note, body) = note(("rita", 71), "/promptgate run");
+    assert_eq!(svc.gitlab("Note Hook", "n-1", SECRET, &body).await, 202);
+    svc.drained().await;
+    assert!(gl.statuses().is_empty());
+    assert!(gl.awards().is_empty());
+    let replies: Vec<String> = gl.notes(PID, IID).into_iter().map(|n| n.body).collect();
+    assert!(
+        replies
+            .iter()
+            .any(|b| b.contains("@rita") && b.contains("needs write access")),
+        "{replies:?}"
+    );
+    assert!(rita_note > 0);
+
+    let (max_note, body) = note(("max", 72), "/promptgate run");
+    assert_eq!(svc.gitlab("Note Hook", "n-2", SECRET, &body).await, 202);
+    svc.drained().await;
+    let awards = gl.awards();
+    assert_eq!(awards.len(), 1, "{awards:?}");
+    assert_eq!(awards[0].name, "eyes");
+    assert_eq!(awards[0].note_id, max_note);
+    let states: Vec<String> = gl
+        .statuses()
+        .into_iter()
+        .filter(|s| s.name == "promptgate" && s.sha == GL_HEAD)
+        .map(|s| s.state)
+        .collect();
+    assert_eq!(states, vec!["pending", "failed"]);
+    svc.stop().await;
+}

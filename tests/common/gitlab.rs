@@ -290,6 +290,46 @@ impl FakeGitLab {
             .insert((project, branch.into()), sha.into());
     }
 
+    /// The one-suite `billing` repository the bot tests use, at `base` and `head`: the
+    /// config, an OpenAI-compatible model at `model_url`, two cases asserting the word
+    /// "invoice", and the prompt (which keeps the word at `base`).
+    pub fn seed_billing(
+        &self,
+        project: u64,
+        base: &str,
+        head: &str,
+        model_url: &str,
+        head_prompt: &str,
+    ) {
+        for sha in [base, head] {
+            self.add_file(
+                project,
+                sha,
+                ".promptgate.yml",
+                b"version: 1\nsuites:\n  billing:\n    prompts: { user: prompts/user.j2 }\n    model: models/m.yaml\n    dataset: evals/b.jsonl\n    metrics:\n      assertions: { min: 1.0 }\n",
+            );
+            self.add_file(
+                project,
+                sha,
+                "models/m.yaml",
+                format!("provider: openai\nmodel: chat\nbase_url: {model_url}\n").as_bytes(),
+            );
+            self.add_file(
+                project,
+                sha,
+                "evals/b.jsonl",
+                b"{\"id\": \"a\", \"vars\": {\"n\": 1}, \"assert\": [{\"type\": \"icontains\", \"value\": \"invoice\"}]}\n",
+            );
+        }
+        self.add_file(
+            project,
+            base,
+            "prompts/user.j2",
+            b"Explain invoice {{ n }}.",
+        );
+        self.add_file(project, head, "prompts/user.j2", head_prompt.as_bytes());
+    }
+
     pub fn add_file(&self, project: u64, sha: &str, path: &str, content: &[u8]) {
         self.lock()
             .files
