@@ -492,3 +492,24 @@ async fn gitlab_notes_a_reporter_is_refused_and_a_maintainer_runs() {
     assert_eq!(states, vec!["pending", "failed"]);
     svc.stop().await;
 }
+
+#[tokio::test]
+async fn a_maintainer_runs_a_fork_pr_and_the_allowance_is_audited() {
+    let w = World::start("main", FAILING).await;
+    w.h.state().pulls[0]["head"]["repo"]["full_name"] = json!("mallory/gha-ci-playground");
+    // An outsider cannot start it.
+    w.comment(OUTSIDER, "/promptgate run").await;
+    assert_eq!(w.model_calls().await, 0);
+    w.comment(MAINTAINER, "/promptgate run").await;
+    assert_eq!(w.last("promptgate", HEAD).unwrap().state, "failure");
+    assert_eq!(w.model_calls().await, 4);
+    let audit = w.audit().await;
+    assert!(
+        audit.contains(&(
+            AuditKind::ForkAllowance,
+            MAINTAINER.0.to_string(),
+            Some(HEAD.to_string())
+        )),
+        "{audit:?}"
+    );
+}
