@@ -10,7 +10,6 @@
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context};
-use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -134,16 +133,13 @@ pub async fn run_plan(
         },
     )
     .with_fetch_log();
-    // Units start a few at a time: the client's limit bounds the calls in flight,
-    // this bounds the futures held in memory for a large shard.
-    let outcomes: Vec<_> = futures::stream::iter(plan.units.iter())
-        .map(|u| {
-            let client = &client;
-            async move { (u.label(), u.run(client).await) }
-        })
-        .buffer_unordered(max * 4)
-        .collect()
-        .await;
+    // The client's limit bounds the calls in flight; every unit waits on it.
+    let outcomes = futures::future::join_all(
+        plan.units
+            .iter()
+            .map(|u| async { (u.label(), u.run(&client).await) }),
+    )
+    .await;
     let errors = outcomes
         .into_iter()
         .flat_map(|(label, o)| o.errors.into_iter().map(move |e| format!("{label}: {e}")))
