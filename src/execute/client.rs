@@ -40,6 +40,9 @@ pub enum Mode {
     CacheOnly,
 }
 
+/// A result-cache entry as the store writes it: key, kind, value.
+pub type CacheWrite = (String, &'static str, Value);
+
 /// Part of the error for a request that `Mode::CacheOnly` cannot answer.
 pub const NOT_CACHED: &str = "not in the result cache";
 
@@ -268,7 +271,7 @@ pub struct ModelClient {
     pending: tokio::sync::Mutex<Vec<(String, &'static str, Value)>>,
     /// Every result fetched in this run, when asked for ([`ModelClient::with_fetch_log`]):
     /// what a CodeBuild worker sends back to the bot.
-    fetch_log: Option<std::sync::Mutex<Vec<(String, &'static str, Value)>>>,
+    fetch_log: Option<std::sync::Mutex<Vec<CacheWrite>>>,
     /// Keys whose cache entries count as fetched in this run (`cached: false`, no cache
     /// hit): results a CodeBuild shard fetched for this very run.
     fresh: std::sync::Mutex<HashSet<String>>,
@@ -311,7 +314,7 @@ impl ModelClient {
     }
 
     /// The results fetched (not answered from the cache) since the last call.
-    pub fn take_fetched(&self) -> Vec<(String, &'static str, Value)> {
+    pub fn take_fetched(&self) -> Vec<CacheWrite> {
         self.fetch_log
             .as_ref()
             .and_then(|l| l.lock().ok().map(|mut l| std::mem::take(&mut *l)))

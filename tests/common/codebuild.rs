@@ -31,22 +31,37 @@ impl Moto {
             .and_then(|l| l.local_addr())
             .expect("free port")
             .port();
+        let args = ["-H", "127.0.0.1", "-p", &port.to_string()].map(String::from);
+        // `pip install --user` may leave the script off PATH; the module still runs.
         let child = Command::new("moto_server")
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .args(&args)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
+            .or_else(|_| {
+                Command::new("python3")
+                    .args(["-m", "moto.server"])
+                    .args(&args)
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .spawn()
+            })
             .unwrap_or_else(|e| {
                 panic!(
                     "cannot start moto_server ({e}); these tests need it: pip install 'moto[server]'"
                 )
             });
-        let moto = Moto {
+        let mut moto = Moto {
             child,
             url: format!("http://127.0.0.1:{port}"),
         };
         let started = Instant::now();
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if let Ok(Some(status)) = moto.child.try_wait() {
+                panic!(
+                    "moto_server exited ({status}) before listening; these tests need it: pip install 'moto[server]'"
+                );
+            }
             assert!(
                 started.elapsed() < Duration::from_secs(30),
                 "moto_server did not listen on port {port} within 30 s (pip install 'moto[server]')"
