@@ -406,6 +406,17 @@ async fn a_shard_timing_out_twice_ends_the_run_as_error_with_build_and_logs() {
         err.contains("https://us-east-1.console.aws.amazon.com/codesuite/codebuild/projects/pg-eval/build/pg-eval%3Abuild-3/log?region=us-east-1"),
         "{err}"
     );
+    // The PR comment carries the build id and the link to its logs.
+    let comment = promptgate::report::markdown::render_comment(
+        &report,
+        &promptgate::report::markdown::RenderOptions::default(),
+    )
+    .unwrap();
+    assert!(comment.contains("pg-eval:build-3"), "{comment}");
+    assert!(
+        comment.contains("pg-eval%3Abuild-3/log?region=us-east-1"),
+        "{comment}"
+    );
     // The builds still running were stopped.
     let s = rig.fake.state.lock().unwrap();
     let mut stopped = s.stopped.clone();
@@ -556,4 +567,33 @@ async fn worker_runs_a_plan_from_files() {
         "{report:#?}"
     );
     assert_eq!(report.usage.model_calls, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_new_judge_reuses_cached_generations_in_the_shards() {
+    let fake = FakeCodeBuild::new(Vec::new(), 0, 0);
+    let rig = fake_rig(fake, cb_config("pg")).await;
+    let first = run(&rig.exec, &rig.repo, &rig.base, &rig.head, "20").await;
+    assert_ne!(first.verdict, Verdict::Error, "{:#?}", first.errors);
+    let generations = common::generation_calls(&rig._model).await;
+
+    // The same change under a new judge: every score key changes, no input key does.
+    let swap = |rev: &str, branch: &str| {
+        rig.repo.git(&["checkout", "-q", rev, "-b", branch]);
+        let cfg = rig
+            .repo
+            .read(".promptgate.yml")
+            .replace("judge-1", "judge-2");
+        rig.repo.write(".promptgate.yml", &cfg);
+        rig.repo.commit("judge-2")
+    };
+    let (base2, head2) = (swap(&rig.base, "b2"), swap(&rig.head, "h2"));
+    let second = run(&rig.exec, &rig.repo, &base2, &head2, "21").await;
+    rig.builds.abort();
+    assert_ne!(second.verdict, Verdict::Error, "{:#?}", second.errors);
+    assert_eq!(second.suites[0].cases.evaluated, CASES);
+    // The shards got the cached generations as seed: only judge calls were made.
+    assert_eq!(common::generation_calls(&rig._model).await, generations);
+    assert!(second.usage.model_calls > 0);
+    assert_eq!(rig.fake.state.lock().unwrap().builds.len(), 6);
 }

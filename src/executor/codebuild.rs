@@ -619,6 +619,7 @@ impl Executor for CodeBuildExecutor {
     }
 
     async fn run(&self, req: RunRequest<'_>) -> Report {
+        let started = Instant::now();
         let (_guard, mut cancel) = self.runs.start(&req.run_id);
         let plan = check::plan(req.source, req.revs, req.opts).await;
         let units = plan.work();
@@ -631,7 +632,9 @@ impl Executor for CodeBuildExecutor {
             let outcome = self.fan_out(&req, missing, &mut cancel, &mut merged).await;
             if let Err(e) = outcome {
                 // Shards that finished are merged already: a re-run reuses them.
-                return error_report(plan.report().clone(), e);
+                let mut report = error_report(plan.report().clone(), e);
+                report.duration_ms = started.elapsed().as_millis() as u64;
+                return report;
             }
             notes.push(format!(
                 "Evaluated on AWS CodeBuild (project `{}`): {count} of {planned} work units in {} shard(s); builds: {}.",
