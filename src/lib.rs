@@ -19,6 +19,7 @@ pub mod detect;
 pub mod diag;
 pub mod event;
 pub mod execute;
+pub mod executor;
 pub mod forge;
 pub mod gate;
 pub mod inject;

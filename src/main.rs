@@ -57,6 +57,14 @@ enum Command {
         #[arg(long)]
         config: Option<PathBuf>,
     },
+    /// Run one CodeBuild shard: read its plan, make its model calls, write the result
+    /// (what the bot's buildspec runs; `s3://BUCKET/KEY` or a local file).
+    Worker {
+        #[arg(long, env = "PROMPTGATE_PLAN")]
+        plan: String,
+        #[arg(long, env = "PROMPTGATE_RESULT")]
+        out: String,
+    },
     /// Check or export the tamper-evident audit log.
     Audit {
         #[command(subcommand)]
@@ -170,6 +178,7 @@ fn main() -> ExitCode {
                     .await
                 }
             },
+            Command::Worker { plan, out } => run_worker(&plan, &out).await,
         }
     });
     match code {
@@ -225,6 +234,25 @@ async fn run_serve(config: Option<PathBuf>) -> anyhow::Result<u8> {
             >)
     })
     .await?;
+    Ok(0)
+}
+
+/// `promptgate worker`: exit 0 once the result is written, even when some units
+/// errored (the report shows those); 2 when the plan or the result cannot be handled,
+/// which fails the build so the bot retries the shard.
+async fn run_worker(plan: &str, out: &str) -> anyhow::Result<u8> {
+    let opts = promptgate::executor::worker::worker_client_options();
+    let result = promptgate::executor::worker::run_cli(plan, out, opts).await?;
+    eprintln!(
+        "promptgate: shard {} done: {} results, {} model calls, {} unit errors",
+        result.shard,
+        result.entries.len(),
+        result.usage.chat_calls + result.usage.embed_calls + result.usage.guardrail_calls,
+        result.errors.len()
+    );
+    for e in result.errors.iter().take(20) {
+        eprintln!("promptgate: unit error: {e}");
+    }
     Ok(0)
 }
 

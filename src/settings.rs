@@ -32,7 +32,19 @@ pub const KEYS: &[&str] = &[
     "executor",
     "codebuild_project",
     "max_concurrency",
+    "codebuild_bucket",
+    "codebuild_prefix",
+    "max_shards",
+    "min_cases_per_shard",
+    "codebuild_deadline_secs",
 ];
+
+/// Defaults of the CodeBuild executor's shard sizing, from the makespan simulation in
+/// `src/executor/shard.rs` (README, "CodeBuild executor").
+pub const DEFAULT_MAX_SHARDS: usize = 20;
+pub const DEFAULT_MIN_CASES_PER_SHARD: usize = 200;
+/// A whole CodeBuild run, from the first StartBuild to the last result.
+pub const DEFAULT_CODEBUILD_DEADLINE_SECS: u64 = 3600;
 
 /// A credential. `Debug` and `Display` print `<redacted>`; read it with [`Secret::expose`].
 #[derive(Clone, PartialEq, Eq)]
@@ -153,6 +165,13 @@ pub struct Settings {
     pub executor: Executor,
     pub codebuild_project: Option<String>,
     pub max_concurrency: usize,
+    /// S3 bucket for shard plans and results (CodeBuild executor).
+    pub codebuild_bucket: Option<String>,
+    /// Key prefix in that bucket; runs live under `<prefix>/runs/<run-id>/`.
+    pub codebuild_prefix: String,
+    pub max_shards: usize,
+    pub min_cases_per_shard: usize,
+    pub codebuild_deadline_secs: u64,
 }
 
 impl Default for Settings {
@@ -173,6 +192,11 @@ impl Default for Settings {
             executor: Executor::Local,
             codebuild_project: None,
             max_concurrency: 8,
+            codebuild_bucket: None,
+            codebuild_prefix: "promptgate".to_string(),
+            max_shards: DEFAULT_MAX_SHARDS,
+            min_cases_per_shard: DEFAULT_MIN_CASES_PER_SHARD,
+            codebuild_deadline_secs: DEFAULT_CODEBUILD_DEADLINE_SECS,
         }
     }
 }
@@ -195,6 +219,11 @@ impl fmt::Debug for Settings {
             .field("executor", &self.executor)
             .field("codebuild_project", &self.codebuild_project)
             .field("max_concurrency", &self.max_concurrency)
+            .field("codebuild_bucket", &self.codebuild_bucket)
+            .field("codebuild_prefix", &self.codebuild_prefix)
+            .field("max_shards", &self.max_shards)
+            .field("min_cases_per_shard", &self.min_cases_per_shard)
+            .field("codebuild_deadline_secs", &self.codebuild_deadline_secs)
             .finish()
     }
 }
@@ -335,14 +364,20 @@ impl Settings {
         }
         s.codebuild_project = take(&mut raw, "codebuild_project").map(|r| r.value);
         if let Some(r) = take(&mut raw, "max_concurrency") {
-            s.max_concurrency = match r.value.parse::<usize>() {
-                Ok(n) if n > 0 => n,
-                _ => bail!(
-                    "{}: expected a positive whole number, got {:?}",
-                    r.origin,
-                    r.value
-                ),
-            };
+            s.max_concurrency = positive(&r)?;
+        }
+        s.codebuild_bucket = take(&mut raw, "codebuild_bucket").map(|r| r.value);
+        if let Some(r) = take(&mut raw, "codebuild_prefix") {
+            s.codebuild_prefix = r.value.trim_matches('/').to_string();
+        }
+        if let Some(r) = take(&mut raw, "max_shards") {
+            s.max_shards = positive(&r)?;
+        }
+        if let Some(r) = take(&mut raw, "min_cases_per_shard") {
+            s.min_cases_per_shard = positive(&r)?;
+        }
+        if let Some(r) = take(&mut raw, "codebuild_deadline_secs") {
+            s.codebuild_deadline_secs = positive(&r)? as u64;
         }
         Ok(s)
     }
@@ -425,6 +460,12 @@ impl Settings {
                     .to_string(),
             );
         }
+        if self.executor == Executor::Codebuild && self.codebuild_bucket.is_none() {
+            problems.push(
+                "PROMPTGATE_CODEBUILD_BUCKET is not set: PROMPTGATE_EXECUTOR=codebuild needs an S3 bucket for shard plans and results"
+                    .to_string(),
+            );
+        }
         if problems.is_empty() {
             Ok(())
         } else {
@@ -483,6 +524,18 @@ impl Settings {
             anyhow!("PROMPTGATE_GITHUB_PRIVATE_KEY: not PEM text and not a readable file ({e})")
         })?;
         Ok(Some(Secret(text)))
+    }
+}
+
+/// A positive whole number, or an error naming where the value came from.
+fn positive(r: &Raw) -> anyhow::Result<usize> {
+    match r.value.parse::<usize>() {
+        Ok(n) if n > 0 => Ok(n),
+        _ => bail!(
+            "{}: expected a positive whole number, got {:?}",
+            r.origin,
+            r.value
+        ),
     }
 }
 
@@ -625,6 +678,41 @@ mod tests {
             assert!(!d.contains(secret), "{secret} leaked in {d}");
         }
         assert!(d.contains("<redacted>"));
+    }
+
+    #[test]
+    fn codebuild_settings() {
+        let forge = [
+            ("PROMPTGATE_GITHUB_TOKEN", "t"),
+            ("PROMPTGATE_GITHUB_WEBHOOK_SECRET", "s"),
+            ("PROMPTGATE_EXECUTOR", "codebuild"),
+        ];
+        let s = Settings::load(None, env(&forge)).unwrap();
+        assert_eq!(s.codebuild_prefix, "promptgate");
+        assert_eq!(s.max_shards, DEFAULT_MAX_SHARDS);
+        let err = s.validate().unwrap_err().to_string();
+        assert!(err.contains("PROMPTGATE_CODEBUILD_PROJECT"), "{err}");
+        assert!(err.contains("PROMPTGATE_CODEBUILD_BUCKET"), "{err}");
+
+        let mut all = forge.to_vec();
+        all.extend([
+            ("PROMPTGATE_CODEBUILD_PROJECT", "pg-eval"),
+            ("PROMPTGATE_CODEBUILD_BUCKET", "pg-bucket"),
+            ("PROMPTGATE_CODEBUILD_PREFIX", "/evals/"),
+            ("PROMPTGATE_MAX_SHARDS", "7"),
+            ("PROMPTGATE_MIN_CASES_PER_SHARD", "50"),
+            ("PROMPTGATE_CODEBUILD_DEADLINE_SECS", "900"),
+        ]);
+        let s = Settings::load(None, env(&all)).unwrap();
+        s.validate().unwrap();
+        assert_eq!(s.codebuild_prefix, "evals");
+        assert_eq!((s.max_shards, s.min_cases_per_shard), (7, 50));
+        assert_eq!(s.codebuild_deadline_secs, 900);
+
+        let err = Settings::load(None, env(&[("PROMPTGATE_MAX_SHARDS", "0")]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("PROMPTGATE_MAX_SHARDS"), "{err}");
     }
 
     #[test]

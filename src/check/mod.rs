@@ -4,6 +4,7 @@
 //! file and line or the case.
 
 pub mod security;
+pub mod work;
 
 use std::collections::HashMap;
 use std::time::Instant;
@@ -11,10 +12,12 @@ use std::time::Instant;
 use futures::future::join_all;
 use serde_json::json;
 
-use crate::config::{MetricName, ModelRef, ModelSpec, RepoConfig, SuiteConfig, CONFIG_PATH};
+use crate::config::{
+    MetricName, ModelRef, ModelSpec, Pricing, RepoConfig, SuiteConfig, CONFIG_PATH,
+};
 use crate::detect;
 use crate::diag::Diagnostics;
-use crate::execute::{ChatRequest, EmbedRequest, ModelClient};
+use crate::execute::{ChatRequest, EmbedRequest, GuardrailRef, ModelClient};
 use crate::gate;
 use crate::plan::guardrail::{plan_guardrail_tests, PlannedGuardrailTest};
 use crate::plan::injection::{plan_attacks, PlannedAttack};
@@ -26,6 +29,7 @@ use crate::report::{
 use crate::score::{self, assertions, judge, CaseScores, SampleScores};
 use crate::source::{read_text, Rev, Source};
 use security::AttackOutcome;
+pub use work::WorkUnit;
 
 /// Longest output excerpt kept in the report's per-case details.
 const EXCERPT_CHARS: usize = 2000;
@@ -58,18 +62,50 @@ pub struct Revisions {
     pub head_label: String,
 }
 
-/// Runs the gate for one change.
+/// Runs the gate for one change: [`plan`], then [`execute`].
 pub async fn run(
     source: &dyn Source,
     revs: &Revisions,
     opts: &CheckOptions,
     client: &ModelClient,
 ) -> Report {
+    execute(plan(source, revs, opts).await, client).await
+}
+
+/// A planned run: the suites to evaluate and the report so far (skipped and invalid
+/// suites, notes, planning errors). Split from [`execute`] so an executor can fan the
+/// model calls out (see [`CheckPlan::work`]) before the report is computed.
+pub struct CheckPlan {
+    report: Report,
+    suites: Vec<PlannedSuite>,
+    started: Instant,
+}
+
+/// Reads the config and files at base and head and plans every affected suite. Makes
+/// no model call.
+pub async fn plan(source: &dyn Source, revs: &Revisions, opts: &CheckOptions) -> CheckPlan {
     let started = Instant::now();
     let mut report = Report::new(revs.base_label.clone(), revs.head_label.clone(), opts.tier);
-    if let Err(e) = run_into(source, revs, opts, client, &mut report).await {
+    let mut suites = Vec::new();
+    if let Err(e) = plan_into(source, revs, opts, &mut report, &mut suites).await {
         report.errors.push(e);
     }
+    CheckPlan {
+        report,
+        suites,
+        started,
+    }
+}
+
+/// Evaluates a plan through `client` and computes the report. With every result
+/// already cached (what the CodeBuild executor arranges) it makes no model call.
+pub async fn execute(plan: CheckPlan, client: &ModelClient) -> Report {
+    let CheckPlan {
+        mut report,
+        suites,
+        started,
+    } = plan;
+    evaluate_planned(&suites, client, &mut report).await;
     client.flush().await;
     let counters = client.usage();
     report.usage.model_calls = counters.chat_calls;
@@ -86,14 +122,36 @@ pub async fn run(
     report
 }
 
+/// Recomputes the overall verdict after an executor added errors to a report.
+pub fn finish_verdict(report: &mut Report) {
+    let mut verdicts: Vec<Verdict> = report.suites.iter().map(|s| s.verdict).collect();
+    if !report.errors.is_empty() {
+        verdicts.push(Verdict::Error);
+    }
+    report.verdict = Verdict::combine(verdicts);
+}
+
+impl CheckPlan {
+    /// Every unit of model work the plan needs, in a stable order: one per evaluated
+    /// case (its samples at head and base), per attack run pair, per guardrail test.
+    pub fn work(&self) -> Vec<WorkUnit> {
+        self.suites.iter().flat_map(PlannedSuite::work).collect()
+    }
+
+    /// The report as planned so far (for an executor that must end the run early).
+    pub fn report(&self) -> &Report {
+        &self.report
+    }
+}
+
 /// Policy (suites, thresholds, evaluators) comes from base; head's config is only
 /// validated and summarised, so a PR cannot loosen its own gate (SPEC §1).
-async fn run_into(
+async fn plan_into(
     source: &dyn Source,
     revs: &Revisions,
     opts: &CheckOptions,
-    client: &ModelClient,
     report: &mut Report,
+    planned: &mut Vec<PlannedSuite>,
 ) -> Result<(), String> {
     let read_config = |rev: Rev| async move {
         read_text(source, &rev, CONFIG_PATH)
@@ -153,7 +211,6 @@ async fn run_into(
         };
 
     // Plan every suite first, then run all their calls together under one limit.
-    let mut planned: Vec<PlannedSuite> = Vec::new();
     for (name, suite) in &config.suites {
         if !opts.suites.is_empty() && !opts.suites.contains(name) {
             continue;
@@ -188,7 +245,10 @@ async fn run_into(
             Err(d) => report.suites.push(errored(name, triggered, &d)),
         }
     }
+    Ok(())
+}
 
+async fn evaluate_planned(planned: &[PlannedSuite], client: &ModelClient, report: &mut Report) {
     let planned_keys: Vec<String> = planned
         .iter()
         .flat_map(PlannedSuite::planned_keys)
@@ -206,7 +266,6 @@ async fn run_into(
         report.suites.push(suite_report(p, results));
     }
     report.suites.sort_by(|a, b| a.name.cmp(&b.name));
-    Ok(())
 }
 
 /// The evaluators in force for the tier: `release.judge` replaces the judge on release.
@@ -306,6 +365,14 @@ struct PlannedSuite {
 impl PlannedSuite {
     fn base_plan(&self) -> Option<&SidePlan> {
         self.base.as_ref().map(|b| &b.plan)
+    }
+
+    /// The judge attack runs use, when the suite asks for one.
+    fn attack_judge(&self) -> Option<&ModelSpec> {
+        self.evaluators
+            .judge
+            .as_ref()
+            .filter(|_| self.suite.injection.judge)
     }
 
     /// Head cases to evaluate: those whose input or score key differs from base (or
@@ -456,19 +523,16 @@ struct SuiteResults {
 /// Evaluates the suite's cases and attacks at base and head, and its guardrail tests.
 async fn evaluate_suite(p: &PlannedSuite, client: &ModelClient) -> SuiteResults {
     let chosen = p.evaluated();
+    let head_ctx = CaseCtx::of(&p.evaluators, &p.head.plan);
+    let base_ctx = p.base_plan().map(|b| CaseCtx::of(&p.evaluators, b));
     let head_jobs = chosen
         .iter()
-        .map(|(h, _, _)| evaluate_case(p, &p.head.plan, h, "head", client));
-    let base_plan = p.base_plan();
+        .map(|(h, _, _)| evaluate_case(&head_ctx, h, "head", client));
     let base_jobs = chosen.iter().filter_map(|(_, b, _)| {
-        let (plan, case) = (base_plan?, (*b)?);
-        Some(evaluate_case(p, plan, case, "base", client))
+        let (ctx, case) = (base_ctx.as_ref()?, (*b)?);
+        Some(evaluate_case(ctx, case, "base", client))
     });
-    let judge = p
-        .evaluators
-        .judge
-        .as_ref()
-        .filter(|_| p.suite.injection.judge);
+    let judge = p.attack_judge();
     let attacks = p.evaluated_attacks();
     let head_attacks = attacks
         .iter()
@@ -502,11 +566,31 @@ async fn evaluate_suite(p: &PlannedSuite, client: &ModelClient) -> SuiteResults 
     }
 }
 
+/// What evaluating a case at one side needs besides the case itself.
+struct CaseCtx<'a> {
+    evaluators: &'a EvaluatorSpecs,
+    spec: &'a ModelSpec,
+    guardrail: Option<&'a GuardrailRef>,
+    pricing: Option<&'a Pricing>,
+    dataset_file: &'a str,
+}
+
+impl<'a> CaseCtx<'a> {
+    fn of(evaluators: &'a EvaluatorSpecs, plan: &'a SidePlan) -> Self {
+        Self {
+            evaluators,
+            spec: &plan.spec,
+            guardrail: plan.guardrail.as_ref(),
+            pricing: plan.pricing.as_ref(),
+            dataset_file: &plan.dataset_file,
+        }
+    }
+}
+
 /// Runs one case's samples and scores them. Any failure makes the case an error that
 /// names the case, its dataset line and the side.
 async fn evaluate_case(
-    p: &PlannedSuite,
-    plan: &SidePlan,
+    ctx: &CaseCtx<'_>,
     case: &PlannedCase,
     side: &str,
     client: &ModelClient,
@@ -514,7 +598,7 @@ async fn evaluate_case(
     let samples = join_all(
         case.input_keys
             .iter()
-            .map(|key| evaluate_sample(p, plan, case, key, client)),
+            .map(|key| evaluate_sample(ctx, case, key, client)),
     )
     .await;
     let mut scores = CaseScores {
@@ -533,7 +617,7 @@ async fn evaluate_case(
                 if scores.error.is_none() {
                     scores.error = Some(format!(
                         "case `{}` ({}:{}) at {side}: {e}",
-                        case.case.id, plan.dataset_file, case.case.line
+                        case.case.id, ctx.dataset_file, case.case.line
                     ));
                 }
             }
@@ -543,8 +627,7 @@ async fn evaluate_case(
 }
 
 async fn evaluate_sample(
-    p: &PlannedSuite,
-    plan: &SidePlan,
+    ctx: &CaseCtx<'_>,
     case: &PlannedCase,
     key: &str,
     client: &ModelClient,
@@ -552,9 +635,9 @@ async fn evaluate_sample(
     let gen = client
         .chat(ChatRequest {
             key: key.to_string(),
-            spec: plan.spec.clone(),
+            spec: ctx.spec.clone(),
             messages: case.messages.clone(),
-            guardrail: plan.guardrail.clone(),
+            guardrail: ctx.guardrail.cloned(),
         })
         .await
         .map_err(|e| e.to_string())?;
@@ -564,9 +647,8 @@ async fn evaluate_sample(
         output: out.text.clone(),
         latency_ms: out.latency_ms,
         guardrail_intervened: out.guardrail_intervened,
-        cost_usd: plan
+        cost_usd: ctx
             .pricing
-            .as_ref()
             .map(|pr| pr.cost(out.input_tokens, out.output_tokens)),
         ..Default::default()
     };
@@ -576,7 +658,7 @@ async fn evaluate_sample(
     if !case.case.asserts.is_empty() {
         sample.assertions = Some(assertions::evaluate(&case.case.asserts, &out.text));
     }
-    if let (Some(spec), Some(expected)) = (&p.evaluators.embedding, &case.case.expected) {
+    if let (Some(spec), Some(expected)) = (&ctx.evaluators.embedding, &case.case.expected) {
         let embed = |text: String| {
             let key = keys::digest(
                 keys::EMBED,
@@ -596,7 +678,7 @@ async fn evaluate_sample(
         all_cached &= a.cached && b.cached;
         sample.similarity = score::cosine(&a.value.vector, &b.value.vector);
     }
-    if let Some(spec) = &p.evaluators.judge {
+    if let Some(spec) = &ctx.evaluators.judge {
         let messages = judge::prompt(
             &case.messages,
             &case.case.vars,

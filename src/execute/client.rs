@@ -34,7 +34,17 @@ pub enum Mode {
     Record(PathBuf),
     /// Answer everything from the recordings in the directory; no model is reached.
     Replay(PathBuf),
+    /// Answer only from the result cache; a miss is an error containing
+    /// [`NOT_CACHED`]. The bot uses it under the CodeBuild executor, whose builds (not
+    /// the bot) hold the model permissions.
+    CacheOnly,
 }
+
+/// A result-cache entry as the store writes it: key, kind, value.
+pub type CacheWrite = (String, &'static str, Value);
+
+/// Part of the error for a request that `Mode::CacheOnly` cannot answer.
+pub const NOT_CACHED: &str = "not in the result cache";
 
 #[derive(Clone, Debug)]
 pub struct ClientOptions {
@@ -259,6 +269,12 @@ pub struct ModelClient {
     absent: std::sync::Mutex<HashSet<String>>,
     /// Fetched results not yet written to the cache.
     pending: tokio::sync::Mutex<Vec<(String, &'static str, Value)>>,
+    /// Every result fetched in this run, when asked for ([`ModelClient::with_fetch_log`]):
+    /// what a CodeBuild worker sends back to the bot.
+    fetch_log: Option<std::sync::Mutex<Vec<CacheWrite>>>,
+    /// Keys whose cache entries count as fetched in this run (`cached: false`, no cache
+    /// hit): results a CodeBuild shard fetched for this very run.
+    fresh: std::sync::Mutex<HashSet<String>>,
 }
 
 /// Fetched results are written to the cache in transactions of this many.
@@ -269,7 +285,7 @@ impl ModelClient {
         let permits = opts.max_in_flight.clamp(1, Semaphore::MAX_PERMITS);
         let replay_dir = match &opts.mode {
             Mode::Record(dir) | Mode::Replay(dir) => dir.clone(),
-            Mode::Live => opts
+            Mode::Live | Mode::CacheOnly => opts
                 .recordings_dir
                 .clone()
                 .unwrap_or_else(|| PathBuf::from(DEFAULT_RECORDINGS_DIR)),
@@ -286,6 +302,31 @@ impl ModelClient {
             memo: std::sync::Mutex::new(HashMap::new()),
             absent: std::sync::Mutex::new(HashSet::new()),
             pending: tokio::sync::Mutex::new(Vec::new()),
+            fetch_log: None,
+            fresh: std::sync::Mutex::new(HashSet::new()),
+        }
+    }
+
+    /// Keeps every fetched result so [`ModelClient::take_fetched`] can hand it on.
+    pub fn with_fetch_log(mut self) -> Self {
+        self.fetch_log = Some(std::sync::Mutex::new(Vec::new()));
+        self
+    }
+
+    /// The results fetched (not answered from the cache) since the last call.
+    pub fn take_fetched(&self) -> Vec<CacheWrite> {
+        self.fetch_log
+            .as_ref()
+            .and_then(|l| l.lock().ok().map(|mut l| std::mem::take(&mut *l)))
+            .unwrap_or_default()
+    }
+
+    /// Cache entries under these keys were fetched for this run elsewhere (a CodeBuild
+    /// shard): answer them as fetched, so the report's cached counts and paid cost
+    /// equal those of a run that fetched them in process.
+    pub fn count_as_fetched(&self, keys: impl IntoIterator<Item = String>) {
+        if let Ok(mut fresh) = self.fresh.lock() {
+            fresh.extend(keys);
         }
     }
 
@@ -321,6 +362,9 @@ impl ModelClient {
     async fn remember(&self, key: &str, kind: &'static str, value: Value) {
         if let Ok(mut memo) = self.memo.lock() {
             memo.insert(key.to_string(), value.clone());
+        }
+        if let Some(Ok(mut log)) = self.fetch_log.as_ref().map(|l| l.lock()) {
+            log.push((key.to_string(), kind, value.clone()));
         }
         let full = {
             let mut pending = self.pending.lock().await;
@@ -435,6 +479,13 @@ impl ModelClient {
             return self.cache_hit(job, answer).await;
         }
 
+        if let Mode::CacheOnly = self.opts.mode {
+            return Err(ProviderError::Fatal(format!(
+                "{} request {} is {NOT_CACHED}",
+                job.kind(),
+                job.key()
+            )));
+        }
         let provider = self.provider_for(job);
         match job {
             Job::Chat(_) => add(&self.counters.chat_calls, 1),
@@ -509,6 +560,12 @@ impl ModelClient {
         job: Job<'_>,
         answer: Answer,
     ) -> Result<Fetched<Answer>, ProviderError> {
+        if self.fresh.lock().is_ok_and(|f| f.contains(job.key())) {
+            return Ok(Fetched {
+                value: answer,
+                cached: false,
+            });
+        }
         add(&self.counters.cache_hits, 1);
         if let Some(dir) = self.record_dir() {
             // A recording set must be complete even when the cache was warm.

@@ -186,8 +186,8 @@ pub fn attack_digest(a: &Attack) -> String {
     )
 }
 
-/// An attack planted into one case.
-#[derive(Clone, Debug, PartialEq)]
+/// An attack planted into one case. Serialisable so a CodeBuild shard plan carries it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Planted {
     /// The case's variables with the attack in the untrusted one(s).
     pub vars: Map<String, Value>,

@@ -7,7 +7,8 @@ use super::keys;
 use crate::config::{GuardrailConfig, GuardrailTest};
 use crate::execute::GuardrailRef;
 
-#[derive(Clone, Debug)]
+/// Serialisable so a CodeBuild shard plan can carry it.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct PlannedGuardrailTest {
     pub test: GuardrailTest,
     pub guardrail: GuardrailRef,

@@ -11,7 +11,8 @@ use crate::diag::{Diagnostic, Diagnostics};
 use crate::execute::Message;
 use crate::inject::{self, Attack, Planted};
 
-#[derive(Clone, Debug)]
+/// Serialisable so a CodeBuild shard plan can carry it.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct PlannedAttack {
     pub case_id: String,
     pub attack: Attack,

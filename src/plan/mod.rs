@@ -19,7 +19,7 @@ use crate::execute::Message;
 use crate::source::{read_text, Rev, Source};
 
 /// Evaluator models, resolved from `evaluators` (and `release.judge` on the release tier).
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct EvaluatorSpecs {
     pub embedding: Option<ModelSpec>,
     pub judge: Option<ModelSpec>,
@@ -39,8 +39,9 @@ pub struct SuiteFiles {
     pub attacks: Vec<crate::inject::Attack>,
 }
 
-/// One case, ready to run: its rendered messages and keys.
-#[derive(Clone, Debug)]
+/// One case, ready to run: its rendered messages and keys. Serialisable so a CodeBuild
+/// shard plan can carry it.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct PlannedCase {
     pub case: Case,
     pub messages: Vec<Message>,
