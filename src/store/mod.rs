@@ -6,9 +6,10 @@
 
 use std::path::Path;
 use std::str::FromStr;
+use std::time::Duration;
 
 use anyhow::Context;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Row, SqlitePool};
 
 pub mod queue;
@@ -24,6 +25,42 @@ pub struct Store {
     pool: SqlitePool,
 }
 
+/// Connections in the pool of a file database. SQLite has a single writer, so more
+/// connections only add readers (the worker's claims, `/metrics`, run pages) beside
+/// the intake's inserts; a handful is enough and keeps lock contention low.
+const FILE_POOL_MAX: u32 = 4;
+
+/// How long a connection waits for another's write lock before the query fails.
+/// Intake inserts take well under a millisecond, so this is only reached when the
+/// disk stalls; a 503 then makes the forge redeliver.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Settings for a file database shared by concurrent requests and workers.
+///
+/// WAL lets readers run beside the one writer instead of blocking on it. With WAL,
+/// `synchronous=NORMAL` syncs the log at checkpoints rather than at every commit: a
+/// committed transaction survives a crash of the process (it is in the OS's page
+/// cache), and only a power loss or OS crash can lose the last few commits — never
+/// corrupt the database. That is the trade the intake wants: a 202 is cheap, and a
+/// forge redelivers what the bot lost in the rare power cut.
+fn file_options(opts: SqliteConnectOptions) -> SqliteConnectOptions {
+    opts.create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(SqliteSynchronous::Normal)
+        .busy_timeout(BUSY_TIMEOUT)
+}
+
+/// Whether a `sqlite:` URL names an in-memory database (`sqlite::memory:`,
+/// `sqlite://:memory:`, or `?mode=memory`), which exists only per connection.
+fn is_in_memory(url: &str) -> bool {
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+        .unwrap_or(url);
+    let (database, params) = rest.split_once('?').unwrap_or((rest, ""));
+    database == ":memory:" || params.split('&').any(|p| p == "mode=memory")
+}
+
 impl Store {
     /// Opens (creating if needed) a SQLite database at `path` and applies migrations.
     pub async fn open_sqlite(path: &Path) -> anyhow::Result<Self> {
@@ -33,13 +70,9 @@ impl Store {
                     .with_context(|| format!("creating cache directory {}", dir.display()))?;
             }
         }
-        let opts = SqliteConnectOptions::new()
-            .filename(path)
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .busy_timeout(std::time::Duration::from_secs(10));
+        let opts = file_options(SqliteConnectOptions::new().filename(path));
         let pool = SqlitePoolOptions::new()
-            .max_connections(4)
+            .max_connections(FILE_POOL_MAX)
             .connect_with(opts)
             .await
             .with_context(|| format!("opening cache database {}", path.display()))?;
@@ -47,16 +80,29 @@ impl Store {
     }
 
     /// Opens a `sqlite://…` URL (`sqlite::memory:` gives a private in-memory cache).
+    ///
+    /// A file database gets WAL, `synchronous=NORMAL` and a small pool (see
+    /// [`file_options`]), so webhook intake and workers do not queue behind one
+    /// connection.
     pub async fn open_url(url: &str) -> anyhow::Result<Self> {
         let opts = SqliteConnectOptions::from_str(url)
-            .with_context(|| format!("bad database URL {url}"))?
-            .create_if_missing(true);
-        // One connection: an in-memory database exists per connection.
-        let pool = SqlitePoolOptions::new()
-            .max_connections(1)
-            .connect_with(opts)
-            .await
-            .with_context(|| format!("opening database {url}"))?;
+            .with_context(|| format!("bad database URL {url}"))?;
+        let pool = if is_in_memory(url) {
+            // An in-memory database lives as long as its one connection: never let the
+            // pool open a second one or retire the first.
+            SqlitePoolOptions::new()
+                .max_connections(1)
+                .idle_timeout(None)
+                .max_lifetime(None)
+                .connect_with(opts.create_if_missing(true))
+                .await
+        } else {
+            SqlitePoolOptions::new()
+                .max_connections(FILE_POOL_MAX)
+                .connect_with(file_options(opts))
+                .await
+        }
+        .with_context(|| format!("opening database {url}"))?;
         Self::migrate(pool).await
     }
 
@@ -211,5 +257,61 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(store.len().await.unwrap(), 3);
+    }
+
+    #[test]
+    fn recognises_in_memory_urls() {
+        assert!(is_in_memory("sqlite::memory:"));
+        assert!(is_in_memory("sqlite://:memory:"));
+        assert!(is_in_memory("sqlite://shared?mode=memory&cache=shared"));
+        assert!(!is_in_memory("sqlite://promptgate.db"));
+        assert!(!is_in_memory(
+            "sqlite:///var/lib/promptgate/db.sqlite?mode=rwc"
+        ));
+    }
+
+    #[tokio::test]
+    async fn file_url_uses_wal_and_normal_sync() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("bot.db").display());
+        let store = Store::open_url(&url).await.unwrap();
+        let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
+            .fetch_one(store.pool())
+            .await
+            .unwrap();
+        assert_eq!(mode.to_ascii_lowercase(), "wal");
+        // 1 = NORMAL.
+        let sync: i64 = sqlx::query_scalar("PRAGMA synchronous")
+            .fetch_one(store.pool())
+            .await
+            .unwrap();
+        assert_eq!(sync, 1);
+        // Concurrent writers all get through (the busy timeout absorbs contention).
+        let writes = (0..64).map(|i| {
+            let store = store.clone();
+            async move {
+                store
+                    .put(&format!("k{i}"), KIND_CHAT, &serde_json::json!(i))
+                    .await
+            }
+        });
+        for r in futures::future::join_all(writes).await {
+            r.unwrap();
+        }
+        assert_eq!(store.len().await.unwrap(), 64);
+    }
+
+    #[tokio::test]
+    async fn in_memory_url_keeps_one_database() {
+        let store = Store::open_url("sqlite::memory:").await.unwrap();
+        let (a, b) = (store.clone(), store.clone());
+        let (one, two) = (serde_json::json!(1), serde_json::json!(2));
+        let (ra, rb) = tokio::join!(a.put("a", KIND_CHAT, &one), b.put("b", KIND_CHAT, &two));
+        ra.unwrap();
+        rb.unwrap();
+        assert_eq!(store.len().await.unwrap(), 2);
+        // Another in-memory store is a different database.
+        let other = Store::open_url("sqlite::memory:").await.unwrap();
+        assert_eq!(other.len().await.unwrap(), 0);
     }
 }

@@ -1,0 +1,415 @@
+//! Webhook intake: how fast the real router acknowledges signed GitHub deliveries when
+//! each one is durably inserted into a SQLite file (WAL) before the 202, compared with
+//! a bare axum handler that only reads the body and answers 202, measured in the same
+//! run on loopback.
+//!
+//! Targets, in the same process on separate runtimes (2 threads each):
+//! * `bare`: `POST /` reads the body, answers 202.
+//! * `durable`: `server::router(AppState)` as `serve` builds it — GitHub secret set,
+//!   a temp-dir SQLite file database, HMAC-SHA256 verification, insert under
+//!   UNIQUE(forge, delivery_id) — with NO worker, so it measures intake alone.
+//! * `durable+workers`: the same through `server::run` with its 4 default workers and
+//!   a no-op handler, so claims and completions compete with the inserts for the one
+//!   SQLite writer, as in production.
+//!
+//! Every request is a real `pull_request` delivery body
+//! (`tests/fixtures/github/webhook.pull_request.opened.cogni.raw-body.json`, 23 KB),
+//! signed as GitHub signs it, with a unique `X-GitHub-Delivery`; every 10th request
+//! re-sends the id of an earlier one (a redelivery: 200, nothing stored).
+//!
+//! Loads: (a) open loop at BENCH_RATE req/s for BENCH_OPEN_SECS s; latency is measured
+//! from the *scheduled* send time, so a stalled server cannot hide its queueing
+//! (no coordinated omission). (b) closed loop, BENCH_CONC connections sending
+//! back-to-back for BENCH_CLOSED_SECS s: maximum throughput. Percentiles by sorting.
+//! Logs go through a JSON subscriber at `info` into a sink, so their cost is counted.
+//!
+//! `cargo bench --bench intake` (env: BENCH_RATE, BENCH_OPEN_SECS, BENCH_CONC,
+//! BENCH_CLOSED_SECS). It asserts nothing: errors are counted and printed.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use async_trait::async_trait;
+use axum::body::Bytes;
+use axum::http::StatusCode;
+use axum::routing::post;
+use axum::Router;
+use promptgate::event::Event;
+use promptgate::server::{self, AppState, EventHandler, ServeOptions};
+use promptgate::settings::Settings;
+use promptgate::store::Store;
+use promptgate::webhook::verify::github_signature;
+use tokio::runtime::Runtime;
+use tokio::sync::oneshot;
+
+const SECRET: &str = "bench-webhook-secret";
+const FIXTURE: &str = "tests/fixtures/github/webhook.pull_request.opened.cogni.raw-body.json";
+/// One request in this many is a redelivery of an earlier id.
+const REDELIVERY_EVERY: u64 = 10;
+const WARMUP: u64 = 200;
+
+fn env_or(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// Does nothing with an event: the worker still claims and completes each delivery.
+struct Noop;
+
+#[async_trait]
+impl EventHandler for Noop {
+    async fn handle(&self, _delivery_id: &str, _event: Event) -> anyhow::Result<()> {
+        Ok(())
+    }
+}
+
+/// A server under test.
+struct Target {
+    name: &'static str,
+    url: String,
+    /// The durable targets' store, to count what was stored.
+    store: Option<Store>,
+    /// Ids handed out to this target; redeliveries pick from below it.
+    next_id: AtomicU64,
+    /// Unique ids sent (first sends).
+    unique_sent: AtomicU64,
+    stop: Option<oneshot::Sender<()>>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl Target {
+    /// The delivery id for the next request: new, or every 10th an earlier one.
+    fn delivery_id(&self, seq: u64) -> String {
+        let id = if seq % REDELIVERY_EVERY == REDELIVERY_EVERY - 1 {
+            // An id sent a few requests ago (it has normally been stored by now).
+            self.next_id.load(Ordering::Relaxed).saturating_sub(5)
+        } else {
+            self.unique_sent.fetch_add(1, Ordering::Relaxed);
+            self.next_id.fetch_add(1, Ordering::Relaxed)
+        };
+        format!("bench-{}-{id:08}", self.name)
+    }
+}
+
+async fn start_bare() -> anyhow::Result<(SocketAddr, oneshot::Sender<()>)> {
+    let app = Router::new().route("/", post(|_body: Bytes| async { StatusCode::ACCEPTED }));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let (tx, rx) = oneshot::channel::<()>();
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app)
+            .with_graceful_shutdown(async {
+                let _ = rx.await;
+            })
+            .await;
+    });
+    Ok((addr, tx))
+}
+
+async fn start_durable(
+    workers: bool,
+) -> anyhow::Result<(SocketAddr, oneshot::Sender<()>, Store, tempfile::TempDir)> {
+    let dir = tempfile::tempdir()?;
+    let url = format!("sqlite://{}", dir.path().join("promptgate.db").display());
+    let vars: HashMap<&str, String> = [
+        ("PROMPTGATE_GITHUB_TOKEN", "ghp_bench_token".to_string()),
+        ("PROMPTGATE_GITHUB_WEBHOOK_SECRET", SECRET.to_string()),
+        ("PROMPTGATE_DATABASE_URL", url.clone()),
+    ]
+    .into_iter()
+    .collect();
+    let settings = Settings::load(None, |k| vars.get(k).cloned())?;
+    let store = server::open_store(&url).await?;
+    let state = AppState::new(Arc::new(settings), store.clone())?;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let (tx, rx) = oneshot::channel::<()>();
+    let shutdown = async {
+        let _ = rx.await;
+    };
+    if workers {
+        tokio::spawn(async move {
+            let opts = ServeOptions {
+                shutdown_grace: Duration::from_secs(1),
+                ..ServeOptions::default()
+            };
+            if let Err(e) = server::run(state, listener, Arc::new(Noop), opts, shutdown).await {
+                eprintln!("durable+workers server: {e:#}");
+            }
+        });
+    } else {
+        let app = server::router(state);
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown)
+                .await;
+        });
+    }
+    Ok((addr, tx, store, dir))
+}
+
+/// One request's result: latency and status (None: transport error).
+type Sample = (Duration, Option<u16>);
+
+async fn send(
+    client: &reqwest::Client,
+    target: &Target,
+    body: &Bytes,
+    seq: u64,
+    since: Instant,
+) -> Sample {
+    let delivery = target.delivery_id(seq);
+    let signature = github_signature(SECRET, body);
+    let res = client
+        .post(&target.url)
+        .header("content-type", "application/json")
+        .header("user-agent", "GitHub-Hookshot/bench")
+        .header("x-github-event", "pull_request")
+        .header("x-github-delivery", delivery)
+        .header("x-hub-signature-256", signature)
+        .body(body.clone())
+        .send()
+        .await;
+    let status = match res {
+        Ok(r) => {
+            let s = r.status().as_u16();
+            // Read the (small) answer, as a forge does, so the connection is reusable.
+            match r.bytes().await {
+                Ok(_) => Some(s),
+                Err(_) => None,
+            }
+        }
+        Err(_) => None,
+    };
+    (since.elapsed(), status)
+}
+
+struct Stats {
+    sent: usize,
+    accepted: usize,
+    duplicate: usize,
+    errors: usize,
+    rate: f64,
+    p50: f64,
+    p99: f64,
+    max: f64,
+}
+
+fn stats(mut samples: Vec<Sample>, wall: Duration) -> Stats {
+    let sent = samples.len();
+    let accepted = samples.iter().filter(|s| s.1 == Some(202)).count();
+    let duplicate = samples.iter().filter(|s| s.1 == Some(200)).count();
+    samples.sort_by_key(|s| s.0);
+    let ms = |q: f64| -> f64 {
+        if samples.is_empty() {
+            return f64::NAN;
+        }
+        let i = ((samples.len() as f64 * q).ceil() as usize).clamp(1, samples.len()) - 1;
+        samples[i].0.as_secs_f64() * 1e3
+    };
+    Stats {
+        sent,
+        accepted,
+        duplicate,
+        errors: sent - accepted - duplicate,
+        rate: (accepted + duplicate) as f64 / wall.as_secs_f64(),
+        p50: ms(0.50),
+        p99: ms(0.99),
+        max: ms(1.0),
+    }
+}
+
+/// Fixed arrival rate; each request's latency counts from when it was due.
+async fn open_loop(
+    client: &reqwest::Client,
+    target: &Arc<Target>,
+    body: &Bytes,
+    rate: u64,
+    secs: u64,
+) -> Stats {
+    let n = rate * secs;
+    let interval = Duration::from_secs_f64(1.0 / rate as f64);
+    let start = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..n {
+        let due = start + interval.mul_f64(i as f64);
+        tokio::time::sleep_until(due.into()).await;
+        let (client, target, body) = (client.clone(), target.clone(), body.clone());
+        tasks.spawn(async move { send(&client, &target, &body, i, due).await });
+    }
+    let mut samples = Vec::with_capacity(n as usize);
+    while let Some(r) = tasks.join_next().await {
+        samples.push(r.unwrap_or((Duration::MAX, None)));
+    }
+    stats(samples, start.elapsed())
+}
+
+/// `conc` connections, each sending its next request when the last is answered.
+async fn closed_loop(
+    client: &reqwest::Client,
+    target: &Arc<Target>,
+    body: &Bytes,
+    conc: u64,
+    secs: u64,
+) -> Stats {
+    let start = Instant::now();
+    let end = start + Duration::from_secs(secs);
+    let seq = Arc::new(AtomicU64::new(0));
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..conc {
+        let (client, target, body, seq) =
+            (client.clone(), target.clone(), body.clone(), seq.clone());
+        tasks.spawn(async move {
+            let mut samples = Vec::new();
+            while Instant::now() < end {
+                let i = seq.fetch_add(1, Ordering::Relaxed);
+                samples.push(send(&client, &target, &body, i, Instant::now()).await);
+            }
+            samples
+        });
+    }
+    let mut samples = Vec::new();
+    while let Some(r) = tasks.join_next().await {
+        samples.extend(r.unwrap_or_default());
+    }
+    stats(samples, start.elapsed())
+}
+
+fn row(name: &str, load: &str, s: &Stats) {
+    println!(
+        "{name:<16} {load:<13} {:>6} {:>6} {:>5} {:>4} {:>8.0} {:>7.2} {:>7.2} {:>7.1}",
+        s.sent, s.accepted, s.duplicate, s.errors, s.rate, s.p50, s.p99, s.max
+    );
+}
+
+fn main() -> anyhow::Result<()> {
+    let rate = env_or("BENCH_RATE", 500);
+    let open_secs = env_or("BENCH_OPEN_SECS", 10);
+    let conc = env_or("BENCH_CONC", 32);
+    let closed_secs = env_or("BENCH_CLOSED_SECS", 5);
+
+    // As `serve` logs in production (JSON, info), but into a sink.
+    tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(tracing_subscriber::EnvFilter::new("info"))
+        .with_writer(std::io::sink)
+        .init();
+
+    let body = Bytes::from(
+        std::fs::read(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(FIXTURE))
+            .with_context(|| format!("reading {FIXTURE}"))?,
+    );
+    // Servers and load generator on separate runtimes, so the generator's tasks do not
+    // queue in front of the handlers (they still share the machine's cores).
+    let server_rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("server")
+        .enable_all()
+        .build()?;
+    let client_rt: Runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("loadgen")
+        .enable_all()
+        .build()?;
+
+    let mut targets = Vec::new();
+    {
+        let _guard = server_rt.enter();
+        let (addr, stop) = server_rt.block_on(start_bare())?;
+        targets.push(Target {
+            name: "bare",
+            url: format!("http://{addr}/"),
+            store: None,
+            next_id: AtomicU64::new(0),
+            unique_sent: AtomicU64::new(0),
+            stop: Some(stop),
+            _dir: None,
+        });
+        for (name, workers) in [("durable", false), ("durable+workers", true)] {
+            let (addr, stop, store, dir) = server_rt.block_on(start_durable(workers))?;
+            targets.push(Target {
+                name,
+                url: format!("http://{addr}/webhooks/github"),
+                store: Some(store),
+                next_id: AtomicU64::new(0),
+                unique_sent: AtomicU64::new(0),
+                stop: Some(stop),
+                _dir: Some(dir),
+            });
+        }
+    }
+    let targets: Vec<Arc<Target>> = targets.into_iter().map(Arc::new).collect();
+
+    println!(
+        "intake: {} B signed pull_request deliveries, 1 in {REDELIVERY_EVERY} a redelivery; \
+         open loop {rate} req/s x {open_secs} s, closed loop {conc} connections x {closed_secs} s",
+        body.len()
+    );
+    println!(
+        "{:<16} {:<13} {:>6} {:>6} {:>5} {:>4} {:>8} {:>7} {:>7} {:>7}",
+        "target", "load", "sent", "202", "200", "err", "req/s", "p50 ms", "p99 ms", "max ms"
+    );
+    let mut results: Vec<(&'static str, Stats, Stats)> = Vec::new();
+    client_rt.block_on(async {
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .pool_max_idle_per_host(256)
+            .build()?;
+        for target in &targets {
+            // Warm-up: connections, the page cache, the allocator.
+            for i in 0..WARMUP {
+                send(&client, target, &body, i, Instant::now()).await;
+            }
+            let open = open_loop(&client, target, &body, rate, open_secs).await;
+            row(target.name, &format!("open {rate}/s"), &open);
+            let closed = closed_loop(&client, target, &body, conc, closed_secs).await;
+            row(target.name, &format!("closed c={conc}"), &closed);
+            results.push((target.name, open, closed));
+        }
+        anyhow::Ok(())
+    })?;
+
+    let bare = results.iter().find(|r| r.0 == "bare");
+    for (name, open, closed) in results.iter().filter(|r| r.0 != "bare") {
+        if let Some((_, bare_open, bare_closed)) = bare {
+            println!(
+                "{name}: throughput durable/bare = {:.2} (closed loop); p99 at {rate} req/s = \
+                 {:.2} ms vs bare {:.2} ms ({:.1}x)",
+                closed.rate / bare_closed.rate,
+                open.p99,
+                bare_open.p99,
+                open.p99 / bare_open.p99
+            );
+        }
+    }
+    for target in &targets {
+        let Some(store) = &target.store else { continue };
+        let (rows, distinct): (i64, i64) = server_rt.block_on(
+            sqlx::query_as("SELECT COUNT(*), COUNT(DISTINCT delivery_id) FROM deliveries")
+                .fetch_one(store.pool()),
+        )?;
+        let sent = target.unique_sent.load(Ordering::Relaxed);
+        println!(
+            "{}: stored {rows} deliveries ({distinct} distinct ids) for {sent} unique ids sent: {}",
+            target.name,
+            if rows as u64 == sent && distinct == rows {
+                "nothing lost"
+            } else {
+                "MISMATCH"
+            }
+        );
+    }
+    for target in targets {
+        if let Some(stop) = Arc::into_inner(target).and_then(|mut t| t.stop.take()) {
+            let _ = stop.send(());
+        }
+    }
+    server_rt.shutdown_timeout(Duration::from_secs(3));
+    Ok(())
+}
