@@ -220,14 +220,21 @@ async fn run_serve(config: Option<PathBuf>) -> anyhow::Result<u8> {
     };
     let forges = promptgate::bot::build_forges(&settings)?;
     let (public_url, max) = (settings.public_url(), settings.max_concurrency);
-    promptgate::server::serve_with(settings, move |state| {
+    promptgate::server::serve_with(settings, move |state| async move {
+        let executor =
+            promptgate::executor::from_settings(&state.settings, state.store.clone()).await?;
+        tracing::info!(
+            executor = executor.name(),
+            "evaluations run on this executor"
+        );
         let bot = promptgate::bot::Bot::new(
             forges,
             state.store.clone(),
             state.metrics.clone(),
             public_url,
             max,
-        );
+        )
+        .with_executor(executor);
         Ok(std::sync::Arc::new(bot)
             as std::sync::Arc<
                 dyn promptgate::server::worker::EventHandler,

@@ -14,9 +14,9 @@ use anyhow::Context;
 use async_trait::async_trait;
 
 use crate::audit::{AuditEntry, AuditKind, AuditLog};
-use crate::check::{self, CheckOptions, Revisions};
+use crate::check::{CheckOptions, Revisions};
 use crate::event::{Event, ForgeKind, PrAction, RepoRef};
-use crate::execute::{ClientOptions, ModelClient};
+use crate::executor::{Executor, LocalExecutor, RunRequest as ExecRequest};
 use crate::forge::source::ForgeSource;
 use crate::forge::{CheckRun, Forge, PullRequestInfo, RepoId, StatusState};
 use crate::report::markdown::{render_comment, RenderOptions, COMMENT_MARKER};
@@ -54,12 +54,12 @@ fn repo_id(repo: &RepoRef) -> RepoId {
 
 pub struct Bot {
     forges: HashMap<ForgeKind, Arc<dyn Forge>>,
-    store: Store,
     runs: Runs,
     audit: AuditLog,
+    /// Where evaluations run: in process (the default) or fanned out to CodeBuild.
+    executor: Arc<dyn Executor>,
     metrics: Arc<Metrics>,
     public_url: String,
-    max_concurrency: usize,
     /// The run in progress per PR in this process, so a push can cancel it.
     active: Mutex<HashMap<PrKey, (i64, tokio::task::AbortHandle)>>,
 }
@@ -75,13 +75,18 @@ impl Bot {
         Self {
             runs: Runs::new(store.pool().clone()),
             audit: AuditLog::new(store.pool().clone()),
+            executor: Arc::new(LocalExecutor::new(store.clone(), max_concurrency)),
             forges,
-            store,
             metrics,
             public_url: public_url.trim_end_matches('/').to_string(),
-            max_concurrency: max_concurrency.max(1),
             active: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Runs evaluations on `executor` instead of in this process.
+    pub fn with_executor(mut self, executor: Arc<dyn Executor>) -> Self {
+        self.executor = executor;
+        self
     }
 
     /// The run's page, linked from statuses and comments.
@@ -149,6 +154,7 @@ impl Bot {
             .supersede(kind, &repo.full_name, number, row.id)
             .await?;
         let key: PrKey = (repo_ref.forge, repo.full_name.clone(), number);
+        let mut stopped = Vec::new();
         if let Ok(mut active) = self.active.lock() {
             if let Some((old, handle)) = active.remove(&key) {
                 if old != row.id {
@@ -159,7 +165,12 @@ impl Bot {
                     );
                 }
                 handle.abort();
+                stopped.push(old);
             }
+        }
+        for old in stopped {
+            // Dropping the task already stops remote builds; this is the explicit call.
+            self.executor.cancel(&old.to_string()).await;
         }
         self.runs.set_status(row.id, "running").await?;
         let tier = if is_release { Tier::Release } else { Tier::Pr };
@@ -213,14 +224,14 @@ impl Bot {
 
         let started = Instant::now();
         let task = {
-            let (forge, repo, store, pr) = (
+            let (forge, repo, executor, pr) = (
                 Arc::clone(&forge),
                 repo.clone(),
-                self.store.clone(),
+                Arc::clone(&self.executor),
                 pr.clone(),
             );
-            let max = self.max_concurrency;
-            tokio::spawn(async move { run_check(forge, repo, store, pr, options, max).await })
+            let run_id = row.id;
+            tokio::spawn(async move { run_check(forge, repo, executor, run_id, pr, options).await })
         };
         if let Ok(mut active) = self.active.lock() {
             active.insert(key.clone(), (row.id, task.abort_handle()));
@@ -334,11 +345,13 @@ impl Bot {
     /// runs cancelled; returns how many runs were cancelled.
     pub async fn cancel(&self, repo: &RepoRef, number: u64) -> anyhow::Result<u64> {
         let key: PrKey = (repo.forge, repo.full_name.clone(), number);
-        if let Ok(mut active) = self.active.lock() {
-            if let Some((run, handle)) = active.remove(&key) {
-                tracing::info!(run, "cancelling on request");
-                handle.abort();
-            }
+        let removed = self.active.lock().ok().and_then(|mut a| a.remove(&key));
+        if let Some((run, handle)) = removed {
+            tracing::info!(run, "cancelling on request");
+            // Abort first: the run must end as cancelled, not publish the error
+            // report an executor returns when told to stop.
+            handle.abort();
+            self.executor.cancel(&run.to_string()).await;
         }
         self.runs
             .cancel_pr(repo.forge.as_str(), &repo.full_name, number)
@@ -418,30 +431,31 @@ impl Drop for AbortOnDrop {
     }
 }
 
-/// Runs the core on the PR through the forge API: no clone.
+/// Runs the core on the PR through the forge API (no clone), on the executor.
 async fn run_check(
     forge: Arc<dyn Forge>,
     repo: RepoId,
-    store: Store,
+    executor: Arc<dyn Executor>,
+    run_id: i64,
     pr: PullRequestInfo,
     options: CheckOptions,
-    max: usize,
 ) -> Report {
     let source = ForgeSource::new(forge, repo, pr.number);
-    let client = ModelClient::new(
-        store,
-        ClientOptions {
-            max_in_flight: max,
-            ..ClientOptions::default()
-        },
-    );
     let revs = Revisions {
         base: Rev::Commit(pr.base_sha.clone()),
         head: Rev::Commit(pr.head_sha.clone()),
         base_label: pr.base_sha.clone(),
         head_label: pr.head_sha.clone(),
     };
-    check::run(&source, &revs, &options, &client).await
+    executor
+        .run(ExecRequest {
+            run_id: run_id.to_string(),
+            head_sha: pr.head_sha.clone(),
+            source: &source,
+            revs: &revs,
+            opts: &options,
+        })
+        .await
 }
 
 /// The final statuses of a run: `promptgate` first (a `needs_review` verdict that an

@@ -116,14 +116,19 @@ pub async fn open_store(database_url: &str) -> anyhow::Result<Store> {
 /// Runs the service with the settings' database and address, the [`LoggingHandler`],
 /// until ctrl-c or SIGTERM.
 pub async fn serve(settings: Settings) -> anyhow::Result<()> {
-    serve_with(settings, |_| Ok(Arc::new(LoggingHandler))).await
+    serve_with(settings, |_| async {
+        Ok(Arc::new(LoggingHandler) as Arc<dyn EventHandler>)
+    })
+    .await
 }
 
 /// [`serve`] with the event handler `make_handler` builds from the shared state (its
-/// store, settings and [`Metrics`]), e.g. the run pipeline.
-pub async fn serve_with<F>(settings: Settings, make_handler: F) -> anyhow::Result<()>
+/// store, settings and [`Metrics`]), e.g. the run pipeline. It may await (the
+/// CodeBuild executor loads the AWS configuration).
+pub async fn serve_with<F, Fut>(settings: Settings, make_handler: F) -> anyhow::Result<()>
 where
-    F: FnOnce(&AppState) -> anyhow::Result<Arc<dyn EventHandler>>,
+    F: FnOnce(AppState) -> Fut,
+    Fut: Future<Output = anyhow::Result<Arc<dyn EventHandler>>>,
 {
     settings.validate()?;
     let addr = settings.listen_addr()?;
@@ -132,7 +137,7 @@ where
         .await
         .with_context(|| format!("PROMPTGATE_LISTEN: cannot bind {addr}"))?;
     let state = AppState::new(Arc::new(settings), store)?;
-    let handler = make_handler(&state)?;
+    let handler = make_handler(state.clone()).await?;
     run(
         state,
         listener,
