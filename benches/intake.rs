@@ -11,6 +11,8 @@
 //! * `durable+workers`: the same through `server::run` with its 4 default workers and
 //!   a no-op handler, so claims and completions compete with the inserts for the one
 //!   SQLite writer, as in production.
+//! * `store only`: `Queue::enqueue` called directly (no HTTP, no verification), closed
+//!   loop only: the ceiling the durable write itself sets.
 //!
 //! Every request is a real `pull_request` delivery body
 //! (`tests/fixtures/github/webhook.pull_request.opened.cogni.raw-body.json`, 23 KB),
@@ -41,6 +43,7 @@ use axum::Router;
 use promptgate::event::Event;
 use promptgate::server::{self, AppState, EventHandler, ServeOptions};
 use promptgate::settings::Settings;
+use promptgate::store::queue::Queue;
 use promptgate::store::Store;
 use promptgate::webhook::verify::github_signature;
 use tokio::runtime::Runtime;
@@ -157,23 +160,31 @@ async fn start_durable(
 /// One request's result: latency and status (None: transport error).
 type Sample = (Duration, Option<u16>);
 
+/// A delivery as the forge sends it: the body and its signature. The signature covers
+/// only the body (the delivery id is a header), so it is computed once, as the forge's
+/// CPU would, rather than by the load generator on the cores the server needs.
+#[derive(Clone)]
+struct Payload {
+    body: Bytes,
+    signature: String,
+}
+
 async fn send(
     client: &reqwest::Client,
     target: &Target,
-    body: &Bytes,
+    payload: &Payload,
     seq: u64,
     since: Instant,
 ) -> Sample {
     let delivery = target.delivery_id(seq);
-    let signature = github_signature(SECRET, body);
     let res = client
         .post(&target.url)
         .header("content-type", "application/json")
         .header("user-agent", "GitHub-Hookshot/bench")
         .header("x-github-event", "pull_request")
         .header("x-github-delivery", delivery)
-        .header("x-hub-signature-256", signature)
-        .body(body.clone())
+        .header("x-hub-signature-256", &payload.signature)
+        .body(payload.body.clone())
         .send()
         .await;
     let status = match res {
@@ -229,7 +240,7 @@ fn stats(mut samples: Vec<Sample>, wall: Duration) -> Stats {
 async fn open_loop(
     client: &reqwest::Client,
     target: &Arc<Target>,
-    body: &Bytes,
+    payload: &Payload,
     rate: u64,
     secs: u64,
 ) -> Stats {
@@ -240,8 +251,8 @@ async fn open_loop(
     for i in 0..n {
         let due = start + interval.mul_f64(i as f64);
         tokio::time::sleep_until(due.into()).await;
-        let (client, target, body) = (client.clone(), target.clone(), body.clone());
-        tasks.spawn(async move { send(&client, &target, &body, i, due).await });
+        let (client, target, payload) = (client.clone(), target.clone(), payload.clone());
+        tasks.spawn(async move { send(&client, &target, &payload, i, due).await });
     }
     let mut samples = Vec::with_capacity(n as usize);
     while let Some(r) = tasks.join_next().await {
@@ -254,7 +265,7 @@ async fn open_loop(
 async fn closed_loop(
     client: &reqwest::Client,
     target: &Arc<Target>,
-    body: &Bytes,
+    payload: &Payload,
     conc: u64,
     secs: u64,
 ) -> Stats {
@@ -263,13 +274,13 @@ async fn closed_loop(
     let seq = Arc::new(AtomicU64::new(0));
     let mut tasks = tokio::task::JoinSet::new();
     for _ in 0..conc {
-        let (client, target, body, seq) =
-            (client.clone(), target.clone(), body.clone(), seq.clone());
+        let (client, target, payload, seq) =
+            (client.clone(), target.clone(), payload.clone(), seq.clone());
         tasks.spawn(async move {
             let mut samples = Vec::new();
             while Instant::now() < end {
                 let i = seq.fetch_add(1, Ordering::Relaxed);
-                samples.push(send(&client, &target, &body, i, Instant::now()).await);
+                samples.push(send(&client, &target, &payload, i, Instant::now()).await);
             }
             samples
         });
@@ -279,6 +290,39 @@ async fn closed_loop(
         samples.extend(r.unwrap_or_default());
     }
     stats(samples, start.elapsed())
+}
+
+/// The durable write alone, without HTTP or verification: `conc` tasks calling
+/// `Queue::enqueue` back-to-back on a fresh file database, for the ceiling SQLite sets.
+async fn store_only(body: &Bytes, conc: u64, secs: u64) -> anyhow::Result<Stats> {
+    let dir = tempfile::tempdir()?;
+    let url = format!("sqlite://{}", dir.path().join("promptgate.db").display());
+    let queue = Queue::new(server::open_store(&url).await?.pool().clone());
+    let start = Instant::now();
+    let end = start + Duration::from_secs(secs);
+    let next = Arc::new(AtomicU64::new(0));
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..conc {
+        let (queue, body, next) = (queue.clone(), body.clone(), next.clone());
+        tasks.spawn(async move {
+            let mut samples = Vec::new();
+            while Instant::now() < end {
+                let id = format!("store-{:08}", next.fetch_add(1, Ordering::Relaxed));
+                let t = Instant::now();
+                let status = match queue.enqueue("github", &id, "pull_request", &body).await {
+                    Ok(_) => Some(202),
+                    Err(_) => None,
+                };
+                samples.push((t.elapsed(), status));
+            }
+            samples
+        });
+    }
+    let mut samples = Vec::new();
+    while let Some(r) = tasks.join_next().await {
+        samples.extend(r.unwrap_or_default());
+    }
+    Ok(stats(samples, start.elapsed()))
 }
 
 fn row(name: &str, load: &str, s: &Stats) {
@@ -305,6 +349,10 @@ fn main() -> anyhow::Result<()> {
         std::fs::read(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(FIXTURE))
             .with_context(|| format!("reading {FIXTURE}"))?,
     );
+    let payload = Payload {
+        signature: github_signature(SECRET, &body),
+        body: body.clone(),
+    };
     // Servers and load generator on separate runtimes, so the generator's tasks do not
     // queue in front of the handlers (they still share the machine's cores).
     let server_rt = tokio::runtime::Builder::new_multi_thread()
@@ -364,16 +412,19 @@ fn main() -> anyhow::Result<()> {
         for target in &targets {
             // Warm-up: connections, the page cache, the allocator.
             for i in 0..WARMUP {
-                send(&client, target, &body, i, Instant::now()).await;
+                send(&client, target, &payload, i, Instant::now()).await;
             }
-            let open = open_loop(&client, target, &body, rate, open_secs).await;
+            let open = open_loop(&client, target, &payload, rate, open_secs).await;
             row(target.name, &format!("open {rate}/s"), &open);
-            let closed = closed_loop(&client, target, &body, conc, closed_secs).await;
+            let closed = closed_loop(&client, target, &payload, conc, closed_secs).await;
             row(target.name, &format!("closed c={conc}"), &closed);
             results.push((target.name, open, closed));
         }
         anyhow::Ok(())
     })?;
+
+    let store = server_rt.block_on(store_only(&body, conc, closed_secs))?;
+    row("store only", &format!("closed c={conc}"), &store);
 
     let bare = results.iter().find(|r| r.0 == "bare");
     for (name, open, closed) in results.iter().filter(|r| r.0 != "bare") {
