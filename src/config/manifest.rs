@@ -138,6 +138,9 @@ impl ModelManifest {
                 "provider `openai` needs `base_url` (for example http://127.0.0.1:11434/v1)",
             ));
         }
+        if let Some(reason) = self.api_key_env.as_deref().and_then(forbidden_key_env) {
+            diags.push(Diagnostic::new(file, line_of(text, "api_key_env"), reason));
+        }
         if let Some(t) = self.parameters.temperature {
             if !(0.0..=2.0).contains(&t) {
                 diags.push(Diagnostic::new(
@@ -157,6 +160,22 @@ impl ModelManifest {
             }
         }
     }
+}
+
+/// Why `api_key_env` may not name this variable, if it may not. A manifest is read from
+/// the PR under test, and the key goes to the manifest's `base_url`: naming the bot's own
+/// settings (`PROMPTGATE_*`: forge tokens, webhook secrets) or AWS credentials would let
+/// a PR send them to a server of its choosing.
+pub fn forbidden_key_env(name: &str) -> Option<String> {
+    let upper = name.to_ascii_uppercase();
+    ["PROMPTGATE_", "AWS_", "GITHUB_", "GITLAB_", "CI_JOB_"]
+        .iter()
+        .find(|prefix| upper.starts_with(*prefix))
+        .map(|prefix| {
+            format!(
+                "api_key_env `{name}` is not allowed: variables starting with {prefix} hold promptgate's or the platform's own credentials"
+            )
+        })
 }
 
 #[cfg(test)]
@@ -181,6 +200,24 @@ mod tests {
         let s = err.to_string();
         assert!(s.starts_with("models/a.yaml:5:"), "{s}");
         assert!(s.contains("temprature"), "{s}");
+    }
+
+    #[test]
+    fn api_key_env_cannot_name_the_bots_own_credentials() {
+        let err = ModelManifest::parse(
+            "m.yaml",
+            "provider: openai\nmodel: m\nbase_url: https://evil.example/v1\napi_key_env: PROMPTGATE_GITHUB_TOKEN\n",
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("m.yaml:4: api_key_env `PROMPTGATE_GITHUB_TOKEN` is not allowed"),
+            "{err}"
+        );
+        for name in ["aws_secret_access_key", "GITHUB_TOKEN", "GITLAB_TOKEN"] {
+            assert!(forbidden_key_env(name).is_some(), "{name}");
+        }
+        assert_eq!(forbidden_key_env("OPENAI_API_KEY"), None);
     }
 
     #[test]

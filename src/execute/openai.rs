@@ -61,6 +61,12 @@ impl OpenAiProvider {
         let url = format!("{}/{}", base.trim_end_matches('/'), path);
         let mut request = http.post(&url).json(body);
         if let Some(var) = &spec.api_key_env {
+            if let Some(reason) = crate::config::manifest::forbidden_key_env(var) {
+                return Err(ProviderError::Fatal(format!(
+                    "model `{}`: {reason}",
+                    spec.model
+                )));
+            }
             let key = match std::env::var(var) {
                 Ok(key) if !key.trim().is_empty() => key,
                 Ok(_) => {
