@@ -133,7 +133,7 @@ async fn absent_parameters_are_left_out() {
 
 #[tokio::test]
 async fn api_key_env_sends_bearer_token() {
-    let var = "PROMPTGATE_TEST_OPENAI_KEY_BEARER_7F3A";
+    let var = "PGTEST_OPENAI_KEY_BEARER_7F3A";
     std::env::set_var(var, "sk-test-secret");
     let server = MockServer::start().await;
     Mock::given(method("POST"))
@@ -151,7 +151,7 @@ async fn api_key_env_sends_bearer_token() {
 
 #[tokio::test]
 async fn missing_api_key_env_is_fatal_and_names_the_variable() {
-    let var = "PROMPTGATE_TEST_OPENAI_KEY_UNSET_91C2";
+    let var = "PGTEST_OPENAI_KEY_UNSET_91C2";
     std::env::remove_var(var);
     let server = MockServer::start().await;
     Mock::given(method("POST"))
@@ -172,7 +172,7 @@ async fn missing_api_key_env_is_fatal_and_names_the_variable() {
 
 #[tokio::test]
 async fn errors_never_contain_the_api_key() {
-    let var = "PROMPTGATE_TEST_OPENAI_KEY_LEAK_44D0";
+    let var = "PGTEST_OPENAI_KEY_LEAK_44D0";
     std::env::set_var(var, "sk-do-not-print-me");
     let server = MockServer::start().await;
     Mock::given(method("POST"))
@@ -418,4 +418,17 @@ async fn answer_without_choices_is_fatal() {
         .unwrap_err();
     assert!(matches!(err, ProviderError::Fatal(_)), "{err:?}");
     assert!(err.to_string().contains("choices[0].message"), "{err}");
+}
+
+#[tokio::test]
+async fn a_key_env_naming_the_bots_own_settings_is_refused_before_any_request() {
+    let server = MockServer::start().await;
+    let mut s = spec(&server, Parameters::default());
+    s.api_key_env = Some("PROMPTGATE_GITHUB_TOKEN".into());
+    let err = OpenAiProvider::new()
+        .chat(&chat_req(s, "k"))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("is not allowed"), "{err}");
+    assert!(server.received_requests().await.unwrap().is_empty());
 }
