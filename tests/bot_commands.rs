@@ -513,3 +513,29 @@ async fn a_maintainer_runs_a_fork_pr_and_the_allowance_is_audited() {
         "{audit:?}"
     );
 }
+
+#[tokio::test]
+async fn a_refused_review_still_records_the_release_approval() {
+    let w = World::start("release/1.0", PASSING).await;
+    w.comment(MAINTAINER, "/promptgate run").await;
+    // GitHub answers 422 when the bot may not approve (e.g. the PR is its own).
+    w.h.fail(
+        "POST",
+        &format!("/repos/{REPO}/pulls/{PR}/reviews"),
+        1,
+        422,
+        &common::github::validation_failed_body(),
+    );
+    w.comment(APPROVER, "/promptgate approve").await;
+    assert_eq!(
+        w.last("promptgate/release-approval", HEAD).unwrap().state,
+        "success"
+    );
+    assert!(
+        w.replies()
+            .iter()
+            .any(|r| r.contains("refused the bot's review")),
+        "{:?}",
+        w.replies()
+    );
+}

@@ -272,7 +272,23 @@ impl Bot {
                 "Release approved by @{} after a passing full evaluation of {short}.",
                 e.author.login
             );
-            forge.approve(repo, e.number, &pr.head_sha, &body).await?;
+            match forge.approve(repo, e.number, &pr.head_sha, &body).await {
+                Ok(()) => {}
+                // A forge that refuses the review for good (GitHub: a bot may not
+                // approve a PR it opened; GitLab: the head moved) must not block the
+                // status: say so, and go on.
+                Err(err) if !err.is_retryable() => {
+                    tracing::warn!(pr = e.number, error = %err, "the forge refused the approval review");
+                    reply(
+                        forge,
+                        repo,
+                        e,
+                        &format!("the approval is recorded, but the forge refused the bot's review: {err}"),
+                    )
+                    .await?;
+                }
+                Err(err) => return Err(err.into()),
+            }
             if let Some(config) = &policy {
                 let notes =
                     release::release_notes(forge, repo, &pr.head_sha, config, &report, &e.author)
