@@ -402,3 +402,61 @@ async fn a_gitlab_merge_request_gets_statuses_and_one_note() {
     );
     svc.stop().await;
 }
+
+/// As a GitHub App: "Re-run" on our check (the octokit `check_run.rerequested`, whose
+/// App id 2 is ours here) re-evaluates the PR found by head SHA, and the result is also
+/// a check run whose summary is the score table.
+#[tokio::test]
+async fn as_an_app_a_rerun_of_our_check_re_evaluates_and_posts_a_check_run() {
+    use promptgate::forge::{ForgeRetryPolicy, GitHubAuth, GitHubForge};
+    const RERUN_REPO: &str = "github/hello-world";
+    const RERUN_HEAD: &str = "d6fde92930d4715a2b49857d24b940956b26d2d3";
+    let pem = common::github::rsa_key_pem().expect("openssl is needed to make an App key");
+    let h = Harness::start().await;
+    let m = model(Echo::default()).await;
+    seed(
+        &h,
+        &format!("{}/v1", m.uri()),
+        RERUN_HEAD,
+        "Explain the bill {{ n }}.",
+    );
+    {
+        let mut st = h.state();
+        st.repo = RERUN_REPO.to_string();
+        st.pulls = vec![json!({
+            "number": 9, "state": "open", "draft": false,
+            "base": {"ref": "main", "sha": BASE, "repo": {"full_name": RERUN_REPO}},
+            "head": {"ref": "feature", "sha": RERUN_HEAD, "repo": {"full_name": RERUN_REPO}},
+        })];
+    }
+    let forge: Arc<dyn Forge> = Arc::new(
+        GitHubForge::new(
+            &h.api_url(),
+            GitHubAuth::App {
+                app_id: 2,
+                private_key_pem: pem,
+            },
+        )
+        .unwrap()
+        .with_retry_policy(ForgeRetryPolicy::fast()),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let svc = Service::with_bot(bot_settings(), &db_path(&dir), ForgeKind::Github, forge).await;
+    let rerun = fixture("github/webhook.check_run.rerequested.octokit.json");
+    assert_eq!(svc.github("check_run", "r-1", SECRET, &rerun).await, 202);
+    let done = final_status(&h, RERUN_HEAD).await;
+    assert_eq!(done.state, "failure");
+    svc.drained().await;
+    let st = h.state();
+    assert_eq!(st.check_runs.len(), 1, "{:?}", st.check_runs);
+    let run = &st.check_runs[0];
+    assert_eq!(run["name"], "promptgate");
+    assert_eq!(run["head_sha"], RERUN_HEAD);
+    assert_eq!(run["conclusion"], "failure");
+    let summary = run["output"]["summary"].as_str().unwrap_or_default();
+    assert!(
+        summary.contains("billing") && summary.contains("| metric |"),
+        "{summary}"
+    );
+    assert!(!summary.contains("promptgate:sticky"));
+}

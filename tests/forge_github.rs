@@ -726,16 +726,6 @@ async fn github_enterprise_base_path_is_kept() {
 // ---- GitHub App ------------------------------------------------------------------
 
 /// A throwaway RSA key made with the `openssl` command; `None` when it is missing.
-fn rsa_key_pem() -> Option<String> {
-    let out = std::process::Command::new("openssl")
-        .args(["genrsa", "-traditional", "2048"])
-        .output()
-        .ok()?;
-    out.status
-        .success()
-        .then(|| String::from_utf8(out.stdout).ok())
-        .flatten()
-}
 
 #[tokio::test]
 async fn github_app_exchanges_its_jwt_for_a_cached_installation_token() {

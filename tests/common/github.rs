@@ -664,3 +664,15 @@ pub fn repo() -> RepoId {
 pub fn comments_path() -> String {
     format!("/repos/{REPO}/issues/{PR}/comments")
 }
+
+/// A fresh RSA key in PEM (PKCS#1) for GitHub App tests; `None` without `openssl`.
+pub fn rsa_key_pem() -> Option<String> {
+    let out = std::process::Command::new("openssl")
+        .args(["genrsa", "-traditional", "2048"])
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8(out.stdout).ok())
+        .flatten()
+}
