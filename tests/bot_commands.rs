@@ -290,7 +290,13 @@ async fn cancel_stops_a_running_evaluation() {
     wait_until(|| async { w.model_calls().await > 0 }).await;
     w.comment(MAINTAINER, "/promptgate cancel").await;
     let last = w.last("promptgate", HEAD).unwrap();
-    assert_eq!(last.state, "error");
+    assert_eq!(
+        last.state,
+        "error",
+        "{:?} {:?}",
+        w.statuses("promptgate", HEAD),
+        w.replies()
+    );
     assert!(last.description.contains("Cancelled by @maya"), "{last:?}");
     assert_eq!(
         w.svc

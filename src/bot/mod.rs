@@ -344,18 +344,26 @@ impl Bot {
     /// Stops the PR's evaluation that runs in this process and marks its unfinished
     /// runs cancelled; returns how many runs were cancelled.
     pub async fn cancel(&self, repo: &RepoRef, number: u64) -> anyhow::Result<u64> {
+        // Mark the rows first: the aborted task also marks its run, and whichever comes
+        // second must not hide that there was something to cancel.
+        let marked = self
+            .runs
+            .cancel_pr(repo.forge.as_str(), &repo.full_name, number)
+            .await?;
         let key: PrKey = (repo.forge, repo.full_name.clone(), number);
         let removed = self.active.lock().ok().and_then(|mut a| a.remove(&key));
-        if let Some((run, handle)) = removed {
-            tracing::info!(run, "cancelling on request");
-            // Abort first: the run must end as cancelled, not publish the error
-            // report an executor returns when told to stop.
-            handle.abort();
-            self.executor.cancel(&run.to_string()).await;
-        }
-        self.runs
-            .cancel_pr(repo.forge.as_str(), &repo.full_name, number)
-            .await
+        let aborted = match removed {
+            Some((run, handle)) => {
+                tracing::info!(run, "cancelling on request");
+                // Abort first: the run must end as cancelled, not publish the error
+                // report an executor returns when told to stop.
+                handle.abort();
+                self.executor.cancel(&run.to_string()).await;
+                1
+            }
+            None => 0,
+        };
+        Ok(marked.max(aborted))
     }
 
     /// One audit entry per finished run: the verdict and what was evaluated.

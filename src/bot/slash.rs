@@ -252,17 +252,22 @@ impl Bot {
             .report_json
             .as_deref()
             .and_then(|j| serde_json::from_str::<crate::report::Report>(j).ok());
-        self.audit(
-            AuditKind::Approval,
-            e,
-            Some(&pr.head_sha),
-            verdict.map(|v| v.as_str()),
-            json!({"tier": if is_release { "release" } else { "pr" }, "run": run.id}),
-        )
-        .await?;
-        self.runs
-            .approve(run.id, &e.author.login, e.author.id)
+        // A retried delivery (the forge failed after the approval was recorded) redoes
+        // the forge writes below, but records the approval once.
+        let already = run.approved_by.as_ref().map(|(_, id)| *id) == Some(e.author.id as i64);
+        if !already {
+            self.audit(
+                AuditKind::Approval,
+                e,
+                Some(&pr.head_sha),
+                verdict.map(|v| v.as_str()),
+                json!({"tier": if is_release { "release" } else { "pr" }, "run": run.id}),
+            )
             .await?;
+            self.runs
+                .approve(run.id, &e.author.login, e.author.id)
+                .await?;
+        }
         let Some(report) = report else {
             anyhow::bail!("run {}: the stored report does not parse", run.id);
         };
