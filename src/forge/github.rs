@@ -1281,33 +1281,15 @@ fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
     parts.join(": ")
 }
 
+/// The note a cut comment ends with.
 const TRUNCATION_NOTE: &str = "\n\n_(truncated: longer than GitHub allows in a comment)_";
 
-/// `body` cut to `limit` characters, with a note when cut.
 fn limit_body(body: &str, limit: usize) -> String {
-    if body.chars().count() <= limit {
-        return body.to_string();
-    }
-    let keep = limit.saturating_sub(TRUNCATION_NOTE.chars().count());
-    let mut out: String = body.chars().take(keep).collect();
-    out.push_str(TRUNCATION_NOTE);
-    out
+    super::limit_body(body, limit, TRUNCATION_NOTE)
 }
 
-/// The sticky comment's body: contains `marker` and fits GitHub's limit.
 fn sticky_body(marker: &str, body: &str) -> String {
-    let full = if body.contains(marker) {
-        body.to_string()
-    } else {
-        format!("{marker}\n{body}")
-    };
-    let limited = limit_body(&full, COMMENT_BODY_LIMIT);
-    if limited.contains(marker) {
-        limited
-    } else {
-        let room = COMMENT_BODY_LIMIT.saturating_sub(marker.chars().count() + 1);
-        format!("{marker}\n{}", limit_body(&full, room))
-    }
+    super::sticky_body(marker, body, COMMENT_BODY_LIMIT, TRUNCATION_NOTE)
 }
 
 #[cfg(test)]

@@ -1152,33 +1152,15 @@ fn truncate_bytes(text: &str, limit: usize) -> String {
     format!("{}…", &text[..end])
 }
 
+/// The note a cut comment ends with.
 const TRUNCATION_NOTE: &str = "\n\n_(truncated: longer than GitLab allows in a note)_";
 
-/// `body` cut to `limit` characters, with a note when cut.
 fn limit_body(body: &str, limit: usize) -> String {
-    if body.chars().count() <= limit {
-        return body.to_string();
-    }
-    let keep = limit.saturating_sub(TRUNCATION_NOTE.chars().count());
-    let mut out: String = body.chars().take(keep).collect();
-    out.push_str(TRUNCATION_NOTE);
-    out
+    super::limit_body(body, limit, TRUNCATION_NOTE)
 }
 
-/// The sticky note's body: contains `marker` and fits GitLab's limit.
 fn sticky_body(marker: &str, body: &str) -> String {
-    let full = if body.contains(marker) {
-        body.to_string()
-    } else {
-        format!("{marker}\n{body}")
-    };
-    let limited = limit_body(&full, NOTE_BODY_LIMIT);
-    if limited.contains(marker) {
-        limited
-    } else {
-        let room = NOTE_BODY_LIMIT.saturating_sub(marker.chars().count() + 1);
-        format!("{marker}\n{}", limit_body(&full, room))
-    }
+    super::sticky_body(marker, body, NOTE_BODY_LIMIT, TRUNCATION_NOTE)
 }
 
 #[cfg(test)]

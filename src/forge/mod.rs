@@ -415,6 +415,34 @@ pub fn truncate_chars(text: &str, limit: usize) -> String {
     out
 }
 
+/// `body` cut to `limit` characters, ending in `note` when cut.
+pub fn limit_body(body: &str, limit: usize, note: &str) -> String {
+    if body.chars().count() <= limit {
+        return body.to_string();
+    }
+    let keep = limit.saturating_sub(note.chars().count());
+    let mut out: String = body.chars().take(keep).collect();
+    out.push_str(note);
+    out
+}
+
+/// A sticky comment's body: contains `marker` (prepended when missing, kept when the
+/// body must be cut) and fits in `limit` characters.
+pub fn sticky_body(marker: &str, body: &str, limit: usize, note: &str) -> String {
+    let full = if body.contains(marker) {
+        body.to_string()
+    } else {
+        format!("{marker}\n{body}")
+    };
+    let limited = limit_body(&full, limit, note);
+    if limited.contains(marker) {
+        limited
+    } else {
+        let room = limit.saturating_sub(marker.chars().count() + 1);
+        format!("{marker}\n{}", limit_body(&full, room, note))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
