@@ -604,19 +604,9 @@ impl Forge for GitLabForge {
         sha: &str,
         path: &str,
     ) -> Result<Option<Vec<u8>>, ForgeError> {
-        let file = path.trim_start_matches('/');
-        if file.is_empty() {
+        let Some(file) = super::repo_file_path(path)? else {
             return Ok(None);
-        }
-        if file
-            .split('/')
-            .any(|s| s.is_empty() || s == "." || s == "..")
-        {
-            return Err(ForgeError::permanent(
-                None,
-                format!("not a repository file path: {path:?}"),
-            ));
-        }
+        };
         let endpoint = built(
             FileRaw::builder()
                 .project(project(repo)?)

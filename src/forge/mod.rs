@@ -415,6 +415,25 @@ pub fn truncate_chars(text: &str, limit: usize) -> String {
     out
 }
 
+/// `path` as a repository file path (leading `/` dropped); `None` for the root. A path
+/// with empty, `.` or `..` segments is refused rather than sent to the forge.
+pub fn repo_file_path(path: &str) -> Result<Option<&str>, ForgeError> {
+    let file = path.trim_start_matches('/');
+    if file.is_empty() {
+        return Ok(None);
+    }
+    if file
+        .split('/')
+        .any(|s| s.is_empty() || s == "." || s == "..")
+    {
+        return Err(ForgeError::permanent(
+            None,
+            format!("not a repository file path: {path:?}"),
+        ));
+    }
+    Ok(Some(file))
+}
+
 /// `body` cut to `limit` characters, ending in `note` when cut.
 pub fn limit_body(body: &str, limit: usize, note: &str) -> String {
     if body.chars().count() <= limit {
