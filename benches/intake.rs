@@ -78,6 +78,8 @@ struct Target {
     url: String,
     /// The durable targets' store, to count what was stored.
     store: Option<Store>,
+    /// The durable targets' queue, to count its intake transactions.
+    queue: Option<Queue>,
     /// Ids handed out to this target; redeliveries pick from below it.
     next_id: AtomicU64,
     /// Unique ids sent (first sends).
@@ -117,7 +119,13 @@ async fn start_bare() -> anyhow::Result<(SocketAddr, oneshot::Sender<()>)> {
 
 async fn start_durable(
     workers: bool,
-) -> anyhow::Result<(SocketAddr, oneshot::Sender<()>, Store, tempfile::TempDir)> {
+) -> anyhow::Result<(
+    SocketAddr,
+    oneshot::Sender<()>,
+    Store,
+    Queue,
+    tempfile::TempDir,
+)> {
     let dir = tempfile::tempdir()?;
     let url = format!("sqlite://{}", dir.path().join("promptgate.db").display());
     let vars: HashMap<&str, String> = [
@@ -130,6 +138,7 @@ async fn start_durable(
     let settings = Settings::load(None, |k| vars.get(k).cloned())?;
     let store = server::open_store(&url).await?;
     let state = AppState::new(Arc::new(settings), store.clone())?;
+    let queue = state.queue.clone();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
     let (tx, rx) = oneshot::channel::<()>();
@@ -154,7 +163,7 @@ async fn start_durable(
                 .await;
         });
     }
-    Ok((addr, tx, store, dir))
+    Ok((addr, tx, store, queue, dir))
 }
 
 /// One request's result: latency and status (None: transport error).
@@ -294,7 +303,7 @@ async fn closed_loop(
 
 /// The durable write alone, without HTTP or verification: `conc` tasks calling
 /// `Queue::enqueue` back-to-back on a fresh file database, for the ceiling SQLite sets.
-async fn store_only(body: &Bytes, conc: u64, secs: u64) -> anyhow::Result<Stats> {
+async fn store_only(body: &Bytes, conc: u64, secs: u64) -> anyhow::Result<(Stats, u64)> {
     let dir = tempfile::tempdir()?;
     let url = format!("sqlite://{}", dir.path().join("promptgate.db").display());
     let queue = Queue::new(server::open_store(&url).await?.pool().clone());
@@ -322,7 +331,7 @@ async fn store_only(body: &Bytes, conc: u64, secs: u64) -> anyhow::Result<Stats>
     while let Some(r) = tasks.join_next().await {
         samples.extend(r.unwrap_or_default());
     }
-    Ok(stats(samples, start.elapsed()))
+    Ok((stats(samples, start.elapsed()), queue.batches()))
 }
 
 fn row(name: &str, load: &str, s: &Stats) {
@@ -374,17 +383,19 @@ fn main() -> anyhow::Result<()> {
             name: "bare",
             url: format!("http://{addr}/"),
             store: None,
+            queue: None,
             next_id: AtomicU64::new(0),
             unique_sent: AtomicU64::new(0),
             stop: Some(stop),
             _dir: None,
         });
         for (name, workers) in [("durable", false), ("durable+workers", true)] {
-            let (addr, stop, store, dir) = server_rt.block_on(start_durable(workers))?;
+            let (addr, stop, store, queue, dir) = server_rt.block_on(start_durable(workers))?;
             targets.push(Target {
                 name,
                 url: format!("http://{addr}/webhooks/github"),
                 store: Some(store),
+                queue: Some(queue),
                 next_id: AtomicU64::new(0),
                 unique_sent: AtomicU64::new(0),
                 stop: Some(stop),
@@ -423,8 +434,15 @@ fn main() -> anyhow::Result<()> {
         anyhow::Ok(())
     })?;
 
-    let store = server_rt.block_on(store_only(&body, conc, closed_secs))?;
+    let (store, store_batches) = server_rt.block_on(store_only(&body, conc, closed_secs))?;
     row("store only", &format!("closed c={conc}"), &store);
+    println!(
+        "store only: {} deliveries in {store_batches} transactions ({:.1} per commit), \
+         {:.1} MB/s of bodies",
+        store.accepted,
+        store.accepted as f64 / store_batches.max(1) as f64,
+        store.rate * body.len() as f64 / 1e6
+    );
 
     let bare = results.iter().find(|r| r.0 == "bare");
     for (name, open, closed) in results.iter().filter(|r| r.0 != "bare") {
@@ -446,8 +464,10 @@ fn main() -> anyhow::Result<()> {
                 .fetch_one(store.pool()),
         )?;
         let sent = target.unique_sent.load(Ordering::Relaxed);
+        let batches = target.queue.as_ref().map_or(0, Queue::batches);
         println!(
-            "{}: stored {rows} deliveries ({distinct} distinct ids) for {sent} unique ids sent: {}",
+            "{}: stored {rows} deliveries ({distinct} distinct ids) in {batches} transactions \
+             for {sent} unique ids sent: {}",
             target.name,
             if rows as u64 == sent && distinct == rows {
                 "nothing lost"
