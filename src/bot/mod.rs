@@ -476,7 +476,7 @@ pub fn statuses(
     sha: &str,
     is_release: bool,
 ) -> Vec<(&'static str, StatusState, String)> {
-    let short = &sha[..sha.len().min(7)];
+    let short = &short_sha(sha);
     let (mut state, mut description) = final_status(report);
     if let (Verdict::NeedsReview, Some(login)) = (report.verdict, approved_by) {
         state = StatusState::Success;
@@ -505,6 +505,11 @@ pub fn statuses(
         out.push((release::RELEASE_CONTEXT, release.0, release.1));
     }
     out
+}
+
+/// A commit id as people write it: its first 7 characters.
+pub fn short_sha(sha: &str) -> String {
+    sha.chars().take(7).collect()
 }
 
 /// The final commit status: `needs_review` is a failure that says so (SPEC §7).

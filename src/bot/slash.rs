@@ -213,7 +213,7 @@ impl Bot {
             .runs
             .get(kind, &repo.full_name, e.number, &pr.head_sha)
             .await?;
-        let short = &pr.head_sha[..pr.head_sha.len().min(7)];
+        let short = &super::short_sha(&pr.head_sha);
         let finished = run.as_ref().filter(|r| r.status == "done");
         let verdict = finished
             .and_then(|r| r.verdict.as_deref())
