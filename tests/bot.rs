@@ -15,6 +15,7 @@ use common::service::{db_path, settings, wait_until, Service};
 use promptgate::event::ForgeKind;
 use promptgate::forge::Forge;
 use serde_json::{json, Value};
+use wiremock::MockServer;
 
 const SECRET: &str = "bot-test-webhook-secret";
 const GITLAB_SECRET: &str = "bot-test-gitlab-secret";
@@ -69,6 +70,17 @@ fn seed(h: &Harness, model_url: &str, head: &str, head_prompt: &str) {
     st.pulls = vec![pull(head, REPO)];
 }
 
+/// The fake GitHub and the model, seeded with a PR whose head prompt drops "invoice".
+async fn world(echo: Echo, head: &str) -> (Harness, MockServer) {
+    let h = Harness::start().await;
+    let m = model(echo).await;
+    seed(&h, &format!("{}/v1", m.uri()), head, FAILING);
+    (h, m)
+}
+
+/// A head prompt that loses the word the cases assert on.
+const FAILING: &str = "Explain the bill {{ n }}.";
+
 fn bot_settings() -> promptgate::settings::Settings {
     settings(&[
         ("PROMPTGATE_GITHUB_TOKEN", common::github::TOKEN),
@@ -105,11 +117,8 @@ async fn final_status(h: &Harness, sha: &str) -> StatusRec {
 
 #[tokio::test]
 async fn a_pr_delivery_gets_pending_then_final_status_and_one_comment_edited_on_push() {
-    let h = Harness::start().await;
-    let echo = Echo::default();
-    let m = model(echo).await;
+    let (h, m) = world(Echo::default(), HEAD).await;
     let model_url = format!("{}/v1", m.uri());
-    seed(&h, &model_url, HEAD, "Explain the bill {{ n }}.");
     let dir = tempfile::tempdir().unwrap();
     let svc = start(&h, &db_path(&dir)).await;
 
@@ -178,16 +187,9 @@ async fn a_pr_delivery_gets_pending_then_final_status_and_one_comment_edited_on_
 
 #[tokio::test]
 async fn a_restart_mid_run_completes_the_run_exactly_once() {
-    let h = Harness::start().await;
     let echo = Echo::default();
     echo.slow.store(true, Ordering::SeqCst);
-    let m = model(echo.clone()).await;
-    seed(
-        &h,
-        &format!("{}/v1", m.uri()),
-        HEAD,
-        "Explain the bill {{ n }}.",
-    );
+    let (h, m) = world(echo.clone(), HEAD).await;
     let dir = tempfile::tempdir().unwrap();
     let db = db_path(&dir);
 
@@ -227,14 +229,7 @@ async fn a_restart_mid_run_completes_the_run_exactly_once() {
 
 #[tokio::test]
 async fn a_forge_5xx_on_the_comment_write_is_retried_by_the_queue() {
-    let h = Harness::start().await;
-    let m = model(Echo::default()).await;
-    seed(
-        &h,
-        &format!("{}/v1", m.uri()),
-        HEAD,
-        "Explain the bill {{ n }}.",
-    );
+    let (h, m) = world(Echo::default(), HEAD).await;
     // More 502s than the forge client's own 5 attempts: the first delivery attempt
     // fails, the queue retries it, and the second attempt gets through.
     h.fail(
@@ -271,14 +266,7 @@ async fn a_forge_5xx_on_the_comment_write_is_retried_by_the_queue() {
 
 #[tokio::test]
 async fn a_fork_pr_is_not_run_and_gets_an_explanation() {
-    let h = Harness::start().await;
-    let m = model(Echo::default()).await;
-    seed(
-        &h,
-        &format!("{}/v1", m.uri()),
-        HEAD,
-        "Explain the bill {{ n }}.",
-    );
+    let (h, m) = world(Echo::default(), HEAD).await;
     h.state().pulls = vec![pull(HEAD, "mallory/Hello-World")];
     let dir = tempfile::tempdir().unwrap();
     let svc = start(&h, &db_path(&dir)).await;
@@ -301,14 +289,7 @@ async fn a_fork_pr_is_not_run_and_gets_an_explanation() {
 
 #[tokio::test]
 async fn a_title_only_gitlab_update_and_a_foreign_check_rerun_make_no_run() {
-    let h = Harness::start().await;
-    let m = model(Echo::default()).await;
-    seed(
-        &h,
-        &format!("{}/v1", m.uri()),
-        HEAD,
-        "Explain the bill {{ n }}.",
-    );
+    let (h, m) = world(Echo::default(), HEAD).await;
     let dir = tempfile::tempdir().unwrap();
     let svc = start(&h, &db_path(&dir)).await;
     let title = fixture("gitlab/webhook.merge_request.update.title.atlantis.json");
@@ -412,14 +393,7 @@ async fn as_an_app_a_rerun_of_our_check_re_evaluates_and_posts_a_check_run() {
     const RERUN_REPO: &str = "github/hello-world";
     const RERUN_HEAD: &str = "d6fde92930d4715a2b49857d24b940956b26d2d3";
     let pem = common::github::rsa_key_pem().expect("openssl is needed to make an App key");
-    let h = Harness::start().await;
-    let m = model(Echo::default()).await;
-    seed(
-        &h,
-        &format!("{}/v1", m.uri()),
-        RERUN_HEAD,
-        "Explain the bill {{ n }}.",
-    );
+    let (h, _model) = world(Echo::default(), RERUN_HEAD).await;
     {
         let mut st = h.state();
         st.repo = RERUN_REPO.to_string();
