@@ -185,13 +185,19 @@ async fn sharded_run_on_moto_gives_the_local_report_and_fills_the_cache() {
     let shard_model = fake_openai().await;
     let (repo, base, head) = setup(&format!("{}/v1", shard_model.uri()));
     let bot_store = store().await;
+    // moto reports a build SUCCEEDED on its first poll, whether or not the stand-in has
+    // written the result yet; a first poll after 3 s leaves the stand-in time on two
+    // loaded cores (a real build only succeeds once its worker has uploaded it).
     let exec = CodeBuildExecutor::with_clients(
-        cb_config("pg"),
+        CodeBuildConfig {
+            poll_initial: Duration::from_secs(3),
+            ..cb_config("pg")
+        },
         bot_store.clone(),
         codebuild.clone(),
         s3.clone(),
     );
-    let builds = cb::stand_in_builds(s3.clone());
+    let builds = cb::stand_in_builds(s3.clone(), cb::Finished::default());
     let report = run(&exec, &repo, &base, &head, "42").await;
     builds.abort();
 
@@ -309,7 +315,7 @@ async fn fake_rig(fake: FakeCodeBuild, cfg: CodeBuildConfig) -> FakeRig {
         s3.clone(),
     );
     FakeRig {
-        builds: cb::stand_in_builds(s3),
+        builds: cb::stand_in_builds(s3, fake.finished.clone()),
         _moto: moto,
         fake,
         _server: server,

@@ -4,6 +4,7 @@
 //! runs the worker in process and writes the shard results to S3.
 #![allow(dead_code)]
 
+use std::collections::HashSet;
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -175,7 +176,7 @@ pub async fn list_keys(s3: &aws_sdk_s3::Client, prefix: &str) -> Vec<String> {
 /// result.json is run by the worker code in process, against whatever model its units
 /// name, and its result is written where the build would write it. Returns the task
 /// handle; abort it when done.
-pub fn stand_in_builds(s3: aws_sdk_s3::Client) -> tokio::task::JoinHandle<()> {
+pub fn stand_in_builds(s3: aws_sdk_s3::Client, finished: Finished) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         loop {
             let keys = list_keys(&s3, "").await;
@@ -203,19 +204,27 @@ pub fn stand_in_builds(s3: aws_sdk_s3::Client) -> tokio::task::JoinHandle<()> {
                 )
                 .await
                 .expect("put result");
+                finished.lock().unwrap().insert(result_key);
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     })
 }
 
+/// The S3 keys of the shard results the stand-in builds have written.
+pub type Finished = Arc<Mutex<HashSet<String>>>;
+
 /// A fake CodeBuild (JSON 1.1 over POST /): each started build ends with the next
 /// status in `outcomes` (then `SUCCEEDED`), reported on its first BatchGetBuilds;
-/// `IN_PROGRESS` stays so. The first `throttle_starts` StartBuild calls and the first
+/// `IN_PROGRESS` stays so. A `SUCCEEDED` build reads as `IN_PROGRESS` until the
+/// stand-in has written its result, as a real build only succeeds after its worker
+/// has uploaded `result.json` (on two loaded cores the stand-in can be slower than
+/// the first poll, and the bot would retry a shard that is merely late). The first `throttle_starts` StartBuild calls and the first
 /// `throttle_polls` BatchGetBuilds calls are throttled.
 #[derive(Clone, Default)]
 pub struct FakeCodeBuild {
     pub state: Arc<Mutex<FakeState>>,
+    pub finished: Finished,
 }
 
 #[derive(Default)]
@@ -227,6 +236,8 @@ pub struct FakeState {
     pub starts: Vec<Value>,
     /// (build id, final status).
     pub builds: Vec<(String, &'static str)>,
+    /// Build id → the S3 key of the result its env override names.
+    pub results: Vec<(String, String)>,
     pub stopped: Vec<String>,
     pub polls: usize,
 }
@@ -240,6 +251,7 @@ impl FakeCodeBuild {
                 throttle_polls,
                 ..FakeState::default()
             })),
+            finished: Finished::default(),
         }
     }
 }
@@ -278,6 +290,17 @@ impl Respond for FakeCodeBuild {
                 let status = s.outcomes.get(n).copied().unwrap_or("SUCCEEDED");
                 let id = format!("{PROJECT}:build-{n}");
                 s.builds.push((id.clone(), status));
+                let result = body["environmentVariablesOverride"]
+                    .as_array()
+                    .and_then(|vars| {
+                        vars.iter()
+                            .find(|v| v["name"] == promptgate::executor::codebuild::ENV_RESULT)
+                    })
+                    .and_then(|v| v["value"].as_str())
+                    .and_then(|uri| uri.strip_prefix(&format!("s3://{BUCKET}/")))
+                    .unwrap_or_default()
+                    .to_string();
+                s.results.push((id.clone(), result));
                 amz_json(
                     200,
                     json!({"build": {"id": id, "buildStatus": "IN_PROGRESS", "currentPhase": "QUEUED",
@@ -298,12 +321,19 @@ impl Respond for FakeCodeBuild {
                             .collect()
                     })
                     .unwrap_or_default();
+                let finished = self.finished.lock().unwrap();
                 let builds: Vec<Value> = ids
                     .iter()
                     .filter_map(|id| {
                         let (_, status) = s.builds.iter().find(|(b, _)| b == id)?;
+                        let written = s
+                            .results
+                            .iter()
+                            .any(|(b, key)| b == id && finished.contains(key));
                         let status = if s.stopped.contains(id) {
                             "STOPPED"
+                        } else if *status == "SUCCEEDED" && !written {
+                            "IN_PROGRESS"
                         } else {
                             status
                         };
