@@ -143,10 +143,7 @@ fn main() -> ExitCode {
     // `serve` sets up its own (structured) logging in `run_serve`.
     if !matches!(cli.command, Command::Serve { .. }) {
         tracing_subscriber::fmt()
-            .with_env_filter(
-                tracing_subscriber::EnvFilter::try_from_env("PROMPTGATE_LOG")
-                    .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-            )
+            .with_env_filter(log_filter("warn"))
             .with_writer(std::io::stderr)
             .init();
     }
@@ -190,11 +187,29 @@ fn main() -> ExitCode {
     }
 }
 
+/// Where the log level comes from: `PROMPTGATE_LOG`, else `RUST_LOG` (what operators
+/// of any Rust service try first), else `default`. The AWS SDK's signing and transport
+/// targets are capped at `debug` whatever is asked: at `trace` they print canonical
+/// requests and `Authorization` headers, which carry the access key id.
+fn log_filter(default: &str) -> tracing_subscriber::EnvFilter {
+    let asked = ["PROMPTGATE_LOG", "RUST_LOG"]
+        .iter()
+        .find_map(|var| std::env::var(var).ok().filter(|v| !v.trim().is_empty()))
+        .unwrap_or_else(|| default.to_string());
+    let directives = format!("{asked},{AWS_LOG_CAP}");
+    tracing_subscriber::EnvFilter::try_new(&directives).unwrap_or_else(|e| {
+        eprintln!("promptgate: ignoring the log filter {asked:?} ({e}); using {default:?}");
+        tracing_subscriber::EnvFilter::new(format!("{default},{AWS_LOG_CAP}"))
+    })
+}
+
+/// Log targets that would print AWS credentials at `trace`.
+const AWS_LOG_CAP: &str = "aws_sigv4=debug,aws_smithy_runtime=debug,aws_smithy_runtime_api=debug,aws_smithy_http_client=debug,aws_config=debug";
+
 /// `promptgate serve`: settings from the environment (and `--config`), JSON logs when
 /// stderr is not a terminal, then the webhook service until ctrl-c or SIGTERM.
 async fn run_serve(config: Option<PathBuf>) -> anyhow::Result<u8> {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("PROMPTGATE_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let filter = log_filter("info");
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

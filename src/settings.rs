@@ -47,6 +47,10 @@ pub const DEFAULT_MIN_CASES_PER_SHARD: usize = 200;
 pub const DEFAULT_CODEBUILD_DEADLINE_SECS: u64 = 3600;
 
 /// A credential. `Debug` and `Display` print `<redacted>`; read it with [`Secret::expose`].
+/// The shortest webhook secret `serve` accepts. An HMAC key (or GitLab token) of a
+/// few characters falls to an offline guess from a single captured delivery.
+pub const MIN_WEBHOOK_SECRET_CHARS: usize = 16;
+
 #[derive(Clone, PartialEq, Eq)]
 pub struct Secret(String);
 
@@ -412,6 +416,26 @@ impl Settings {
                     .to_string(),
             );
         }
+        for (var, secrets) in [
+            (
+                "PROMPTGATE_GITHUB_WEBHOOK_SECRET",
+                &self.github_webhook_secret,
+            ),
+            (
+                "PROMPTGATE_GITLAB_WEBHOOK_SECRET",
+                &self.gitlab_webhook_secret,
+            ),
+        ] {
+            for (i, secret) in secrets.iter().enumerate() {
+                let len = secret.expose().chars().count();
+                if len < MIN_WEBHOOK_SECRET_CHARS {
+                    problems.push(format!(
+                        "{var}: secret #{} is {len} characters; at least {MIN_WEBHOOK_SECRET_CHARS} are required, since a short secret can be guessed offline from one signed delivery (generate one with `openssl rand -hex 32`)",
+                        i + 1
+                    ));
+                }
+            }
+        }
         if gitlab && self.gitlab_webhook_secret.is_empty() {
             problems.push(
                 "PROMPTGATE_GITLAB_WEBHOOK_SECRET is not set: refusing to accept unauthenticated GitLab webhooks"
@@ -600,7 +624,7 @@ mod tests {
         let path = dir.path().join("promptgate.toml");
         std::fs::write(
             &path,
-            "github_token = \"file-token\"\ngithub_webhook_secret = \"a, b\"\nmax_concurrency = 3\n\
+            "github_token = \"file-token\"\ngithub_webhook_secret = \"secret-a-0123456789, secret-b-0123456789\"\nmax_concurrency = 3\n\
              repo_allowlist = [\"acme/*\", \"other/one\"]\n",
         )
         .unwrap();
@@ -611,7 +635,7 @@ mod tests {
         .unwrap();
         assert_eq!(s.github_token.as_ref().unwrap().expose(), "env-token");
         let secrets: Vec<&str> = s.github_webhook_secret.iter().map(|s| s.expose()).collect();
-        assert_eq!(secrets, ["a", "b"]);
+        assert_eq!(secrets, ["secret-a-0123456789", "secret-b-0123456789"]);
         assert_eq!(s.max_concurrency, 3);
         assert!(s.allows_repo("Acme/Prompts"));
         assert!(s.allows_repo("other/one"));
@@ -654,6 +678,31 @@ mod tests {
     }
 
     #[test]
+    fn short_webhook_secrets_are_refused() {
+        let s = Settings::load(
+            None,
+            env(&[
+                ("PROMPTGATE_GITHUB_TOKEN", "t"),
+                ("PROMPTGATE_GITHUB_WEBHOOK_SECRET", "0123456789abcdef,qzx5w"),
+                ("PROMPTGATE_GITLAB_TOKEN", "t"),
+                ("PROMPTGATE_GITLAB_WEBHOOK_SECRET", "0123456789abcde"),
+            ]),
+        )
+        .unwrap();
+        let err = s.validate().unwrap_err().to_string();
+        assert!(
+            err.contains("PROMPTGATE_GITHUB_WEBHOOK_SECRET: secret #2 is 5 characters"),
+            "{err}"
+        );
+        assert!(
+            err.contains("PROMPTGATE_GITLAB_WEBHOOK_SECRET: secret #1 is 15 characters"),
+            "{err}"
+        );
+        assert!(!err.contains("qzx5w") && !err.contains("abcde\""), "{err}");
+        assert!(!err.contains("GITHUB_WEBHOOK_SECRET: secret #1"), "{err}");
+    }
+
+    #[test]
     fn debug_hides_credentials() {
         let s = Settings::load(
             None,
@@ -684,7 +733,7 @@ mod tests {
     fn codebuild_settings() {
         let forge = [
             ("PROMPTGATE_GITHUB_TOKEN", "t"),
-            ("PROMPTGATE_GITHUB_WEBHOOK_SECRET", "s"),
+            ("PROMPTGATE_GITHUB_WEBHOOK_SECRET", "s-0123456789abcdef"),
             ("PROMPTGATE_EXECUTOR", "codebuild"),
         ];
         let s = Settings::load(None, env(&forge)).unwrap();

@@ -28,6 +28,9 @@ use promptgate::webhook::{self, verify::github_signature};
 const COGNI_SECRET: &str = "402786017574bd28f9d8f7a18648939751c47fe09077d56e10f0444f14fbb73b";
 /// taskcluster's test secret (`services/github/config.yml`).
 const TASKCLUSTER_SECRET: &str = "abc123";
+/// A second, rotated-out GitHub secret for the binary (which refuses secrets shorter
+/// than 16 characters, so the fixtures' published `abc123` cannot be used there).
+const ROTATED_SECRET: &str = "rotated-out-webhook-secret-0001";
 const GITHUB_TOKEN: &str = "ghp_intake_test_token_0123456789";
 const GITLAB_TOKEN: &str = "glpat-intake-test-token";
 
@@ -601,6 +604,26 @@ async fn the_service_refuses_to_start_without_a_webhook_secret() {
         "{stderr}"
     );
     assert!(!stderr.contains(GITHUB_TOKEN), "{stderr}");
+
+    // A secret shorter than 16 characters is refused at start-up, without showing it.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_promptgate"))
+        .arg("serve")
+        .env_clear()
+        .env("PROMPTGATE_GITHUB_TOKEN", GITHUB_TOKEN)
+        .env(
+            "PROMPTGATE_GITHUB_WEBHOOK_SECRET",
+            format!("{COGNI_SECRET},{TASKCLUSTER_SECRET}"),
+        )
+        .env("PROMPTGATE_LISTEN", "127.0.0.1:0")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("PROMPTGATE_GITHUB_WEBHOOK_SECRET: secret #2 is 6 characters"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains(TASKCLUSTER_SECRET), "{stderr}");
 }
 
 #[test]
@@ -1261,7 +1284,8 @@ async fn logs_are_json_and_never_contain_tokens_secrets_or_signatures() {
     let child = std::process::Command::new(env!("CARGO_BIN_EXE_promptgate"))
         .arg("serve")
         .env_clear()
-        .env("PROMPTGATE_LOG", "trace")
+        // RUST_LOG is honoured when PROMPTGATE_LOG is not set.
+        .env("RUST_LOG", "trace")
         .env("PROMPTGATE_LISTEN", format!("127.0.0.1:{port}"))
         .env(
             "PROMPTGATE_DATABASE_URL",
@@ -1274,7 +1298,7 @@ async fn logs_are_json_and_never_contain_tokens_secrets_or_signatures() {
         .env("PROMPTGATE_GITHUB_TOKEN", GITHUB_TOKEN)
         .env(
             "PROMPTGATE_GITHUB_WEBHOOK_SECRET",
-            format!("{TASKCLUSTER_SECRET},{COGNI_SECRET}"),
+            format!("{ROTATED_SECRET},{COGNI_SECRET}"),
         )
         .env("PROMPTGATE_GITLAB_TOKEN", GITLAB_TOKEN)
         .env("PROMPTGATE_GITLAB_WEBHOOK_SECRET", COGNI_SECRET)
@@ -1340,13 +1364,21 @@ async fn logs_are_json_and_never_contain_tokens_secrets_or_signatures() {
     assert_eq!(out.status.code(), Some(0), "{text}");
 
     let mut messages = Vec::new();
+    let mut levels = std::collections::BTreeSet::new();
     for line in text.lines() {
         let v: Value =
             serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
         if let Some(m) = v["message"].as_str() {
             messages.push(m.to_string());
         }
+        if let Some(l) = v["level"].as_str() {
+            levels.insert(l.to_string());
+        }
     }
+    assert!(
+        levels.contains("TRACE"),
+        "RUST_LOG=trace was ignored: {levels:?}"
+    );
     for wanted in [
         "promptgate listening on",
         "delivery queued",
@@ -1369,6 +1401,7 @@ async fn logs_are_json_and_never_contain_tokens_secrets_or_signatures() {
     let wrong_sig = github_signature("wrong-secret", &body);
     for secret in [
         COGNI_SECRET,
+        ROTATED_SECRET,
         GITHUB_TOKEN,
         GITLAB_TOKEN,
         "MIIE-private-key-body",
