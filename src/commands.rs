@@ -167,28 +167,46 @@ fn visible_lines(body: &str) -> Vec<(usize, &str, bool)> {
                 fence = None;
             }
             false
-        } else if in_html_comment {
-            in_html_comment = !trimmed.contains("-->");
-            false
-        } else if let Some(rest) = trimmed.strip_prefix("<!--") {
-            in_html_comment = !rest.contains("-->");
+        } else if in_html_comment || trimmed.starts_with("<!--") {
+            in_html_comment = html_comment_open_after(text, in_html_comment);
             false
         } else if let Some(open) = opens_fence(trimmed) {
             fence = Some(open);
             in_quote = false;
             false
-        } else if trimmed.starts_with('>') {
-            in_quote = true;
-            false
-        } else if trimmed.is_empty() {
-            in_quote = false;
-            true
         } else {
-            !in_quote
+            // A comment opened mid-line hides the lines after it, as it does when
+            // rendered: `text <!--` then `/promptgate approve` must not run.
+            in_html_comment = html_comment_open_after(text, false);
+            if trimmed.starts_with('>') {
+                in_quote = true;
+                false
+            } else if trimmed.is_empty() {
+                in_quote = false;
+                true
+            } else {
+                !in_quote
+            }
         };
         out.push((i + 1, text, visible));
     }
     out
+}
+
+/// Whether an HTML comment is still open at the end of `line`, given whether one was
+/// open at its start.
+fn html_comment_open_after(line: &str, mut open: bool) -> bool {
+    let mut rest = line;
+    loop {
+        let (token, now_open) = if open { ("-->", false) } else { ("<!--", true) };
+        match rest.find(token) {
+            Some(at) => {
+                rest = &rest[at + token.len()..];
+                open = now_open;
+            }
+            None => return open,
+        }
+    }
 }
 
 /// A line that opens a fenced code block: three or more backticks or tildes.
@@ -558,6 +576,26 @@ mod tests {
                 "unclosed html comment runs to the end",
                 "/promptgate run\n<!-- /promptgate approve\n/promptgate cancel",
                 vec![Ok(run(&[], false))],
+            ),
+            (
+                "an html comment opened mid-line hides the next lines",
+                "/promptgate run\nsee <!-- hidden\n/promptgate approve\n-->\n/promptgate cancel",
+                vec![Ok(run(&[], false)), Ok(Command::Cancel)],
+            ),
+            (
+                "a mid-line comment closed on its line hides nothing after",
+                "/promptgate run\nsee <!-- x --> here\n/promptgate cancel",
+                vec![Ok(run(&[], false)), Ok(Command::Cancel)],
+            ),
+            (
+                "a comment reopened after closing stays open",
+                "/promptgate run\n<!-- a --> b <!--\n/promptgate approve",
+                vec![Ok(run(&[], false))],
+            ),
+            (
+                "a comment closed and reopened on one hidden line stays open",
+                "/promptgate run\n<!--\nx --> y <!-- z\n/promptgate approve\n-->\n/promptgate cancel",
+                vec![Ok(run(&[], false)), Ok(Command::Cancel)],
             ),
             (
                 "comment starting with a hidden command",

@@ -545,3 +545,59 @@ async fn a_refused_review_still_records_the_release_approval() {
         w.replies()
     );
 }
+
+const STRANGER: (&str, u64) = ("drive-by", 777);
+
+#[tokio::test]
+async fn a_comment_of_a_thousand_commands_gets_one_reply() {
+    let w = World::start("main", FAILING).await;
+    let mut body = String::from("/promptgate run\n");
+    for i in 0..999 {
+        body.push_str(&format!("/promptgate frobnicate{i}\n"));
+    }
+    w.comment(MAINTAINER, &body).await;
+    let replies = w.replies();
+    assert_eq!(replies.len(), 1, "one reply for the whole comment");
+    assert!(
+        replies[0].contains("990 more were ignored"),
+        "{}",
+        &replies[0][..replies[0].len().min(2000)]
+    );
+    assert!(replies[0].contains("frobnicate8") && !replies[0].contains("frobnicate9"));
+    // The run among them still ran, once.
+    assert!(w.model_calls().await > 0);
+    let commands = w
+        .audit()
+        .await
+        .into_iter()
+        .filter(|(k, _, _)| *k == AuditKind::Command)
+        .count();
+    assert_eq!(commands, 1);
+}
+
+#[tokio::test]
+async fn someone_without_access_gets_no_help_and_no_answer_to_a_typo() {
+    let w = World::start("main", FAILING).await;
+    w.h.user(STRANGER.0, STRANGER.1, "none");
+    w.comment(STRANGER, "/promptgate help").await;
+    w.comment(STRANGER, "/promptgate frobnicate").await;
+    assert!(w.replies().is_empty(), "{:?}", w.replies());
+    assert!(w.h.state().reactions.is_empty());
+    assert_eq!(w.model_calls().await, 0);
+    // A reader still gets help (they have access to the repository).
+    w.comment(OUTSIDER, "/promptgate help").await;
+    assert_eq!(w.replies().len(), 1);
+}
+
+#[tokio::test]
+async fn a_command_hidden_after_a_mid_line_html_comment_does_not_run() {
+    let w = World::start("main", FAILING).await;
+    w.comment(
+        MAINTAINER,
+        "/promptgate help\nthanks <!-- invisible\n/promptgate run\n-->",
+    )
+    .await;
+    assert_eq!(w.model_calls().await, 0);
+    assert!(w.h.state().statuses.is_empty());
+    assert_eq!(w.replies().len(), 1);
+}

@@ -10,12 +10,13 @@ use super::{repo_id, Bot, RunRequest, STATUS_CONTEXT};
 use crate::audit::{AuditEntry, AuditKind};
 use crate::commands::{self, Command};
 use crate::event::{CommentAction, CommentEvent};
-use crate::forge::{Forge, PullRequestInfo, RepoId, StatusState};
-use crate::report::markdown::COMMENT_MARKER;
+use crate::forge::{Forge, Permission, PullRequestInfo, RepoId, StatusState};
+use crate::report::markdown::{untrusted_line, COMMENT_MARKER};
 use crate::report::Verdict;
 
 impl Bot {
-    /// Handles a PR comment: runs the commands it holds that the author may run.
+    /// Handles a PR comment: runs the commands it holds that the author may run, and
+    /// answers with at most one reply, however many commands the comment holds.
     pub(super) async fn on_comment(&self, e: &CommentEvent) -> anyhow::Result<()> {
         if e.author_is_bot || e.body.contains(COMMENT_MARKER) {
             tracing::debug!(comment = e.comment_id, "a bot's comment: ignored");
@@ -28,21 +29,68 @@ impl Bot {
         if parsed.is_empty() {
             return Ok(());
         }
+        // The same command twice in one comment is one request.
+        let mut unique: Vec<Result<Command, commands::ParseError>> = Vec::new();
+        for item in parsed {
+            let duplicate = unique.iter().any(|u| match (u, &item) {
+                (Ok(a), Ok(b)) => a == b,
+                (Err(a), Err(b)) => a.message == b.message,
+                _ => false,
+            });
+            if !duplicate {
+                unique.push(item);
+            }
+        }
+        let ignored = unique.len().saturating_sub(MAX_COMMANDS_PER_COMMENT);
+        unique.truncate(MAX_COMMANDS_PER_COMMENT);
         let forge = self.forge(&e.repo)?;
         let repo = repo_id(&e.repo);
-        for command in parsed {
-            let command = match command {
-                Ok(command) => command,
-                Err(err) => {
-                    let help = commands::help_text(Some(&err.to_string()))
-                        .context("the help template does not render")?;
-                    forge.post_comment(&repo, e.number, &help).await?;
-                    continue;
-                }
-            };
-            self.run_command(forge.as_ref(), &repo, e, &command).await?;
+        let permission = forge.permission(&repo, &e.author).await?;
+        if permission == Permission::None {
+            // Someone with no access to the repository gets no help text and no
+            // answer to a typo: a reply is all such a comment could make the bot do.
+            let only_chatter = unique
+                .iter()
+                .all(|c| matches!(c, Err(_) | Ok(Command::Help)));
+            if only_chatter {
+                tracing::info!(
+                    user = e.author.id,
+                    "a comment by a user without repository access: no reply"
+                );
+                return Ok(());
+            }
+            unique.retain(|c| !matches!(c, Err(_) | Ok(Command::Help)));
         }
-        Ok(())
+        let mut replies = Replies::default();
+        let outcome = async {
+            for command in &unique {
+                match command {
+                    Ok(command) => {
+                        self.run_command(
+                            forge.as_ref(),
+                            &repo,
+                            e,
+                            permission,
+                            command,
+                            &mut replies,
+                        )
+                        .await?
+                    }
+                    Err(err) => replies.help(Some(&err.to_string()))?,
+                }
+            }
+            anyhow::Ok(())
+        }
+        .await;
+        if ignored > 0 && permission != Permission::None {
+            replies.say(&format!(
+                "only the first {MAX_COMMANDS_PER_COMMENT} commands of a comment are acted on; {ignored} more were ignored."
+            ));
+        }
+        // What was answered before a failure is still said; the failure then retries
+        // the delivery.
+        replies.post(forge.as_ref(), &repo, e).await?;
+        outcome
     }
 
     async fn run_command(
@@ -50,30 +98,30 @@ impl Bot {
         forge: &dyn Forge,
         repo: &RepoId,
         e: &CommentEvent,
+        permission: Permission,
         command: &Command,
+        replies: &mut Replies,
     ) -> anyhow::Result<()> {
         if let Command::Help = command {
             forge.acknowledge(repo, e.number, e.comment_id).await?;
-            let help = commands::help_text(None).context("the help template does not render")?;
-            forge.post_comment(repo, e.number, &help).await?;
-            return Ok(());
+            return replies.help(None);
         }
-        let permission = forge.permission(repo, &e.author).await?;
         if !permission.can_write() {
             let reason = format!(
                 "`{}` needs write access to this repository, and @{} does not have it.",
                 command.to_text(),
                 e.author.login
             );
-            return self.deny(forge, repo, e, command, None, &reason).await;
+            return self.deny(e, command, None, &reason, replies).await;
         }
         let pr = forge.pull_request(repo, e.number).await?;
         match command {
             Command::Run { suites, full } => {
-                self.command_run(forge, repo, e, &pr, suites, *full).await
+                self.command_run(forge, repo, e, &pr, (suites, *full), replies)
+                    .await
             }
-            Command::Cancel => self.command_cancel(forge, repo, e, &pr).await,
-            Command::Approve => self.command_approve(forge, repo, e, &pr).await,
+            Command::Cancel => self.command_cancel(forge, repo, e, &pr, replies).await,
+            Command::Approve => self.command_approve(forge, repo, e, &pr, replies).await,
             Command::Help => Ok(()),
         }
     }
@@ -84,8 +132,8 @@ impl Bot {
         repo: &RepoId,
         e: &CommentEvent,
         pr: &PullRequestInfo,
-        suites: &[String],
-        full: bool,
+        (suites, full): (&[String], bool),
+        replies: &mut Replies,
     ) -> anyhow::Result<()> {
         if !suites.is_empty() {
             let policy = release::base_policy(forge, repo, &pr.base_sha).await?;
@@ -101,10 +149,7 @@ impl Bot {
                         known.join(", ")
                     }
                 );
-                let help = commands::help_text(Some(&error))
-                    .context("the help template does not render")?;
-                forge.post_comment(repo, e.number, &help).await?;
-                return Ok(());
+                return replies.help(Some(&error));
             }
         }
         forge.acknowledge(repo, e.number, e.comment_id).await?;
@@ -146,6 +191,7 @@ impl Bot {
         repo: &RepoId,
         e: &CommentEvent,
         pr: &PullRequestInfo,
+        replies: &mut Replies,
     ) -> anyhow::Result<()> {
         forge.acknowledge(repo, e.number, e.comment_id).await?;
         self.audit(
@@ -158,7 +204,8 @@ impl Bot {
         .await?;
         let cancelled = self.cancel(&e.repo, e.number).await?;
         if cancelled == 0 {
-            return reply(forge, repo, e, "no evaluation of this PR is running.").await;
+            replies.say("no evaluation of this PR is running.");
+            return Ok(());
         }
         forge
             .set_status(
@@ -182,6 +229,7 @@ impl Bot {
         repo: &RepoId,
         e: &CommentEvent,
         pr: &PullRequestInfo,
+        replies: &mut Replies,
     ) -> anyhow::Result<()> {
         // Approvers come from the base branch's config: a PR cannot name its own.
         let policy = release::base_policy(forge, repo, &pr.base_sha).await?;
@@ -202,9 +250,7 @@ impl Bot {
         };
         if let Some(reason) = refusal {
             let sha = Some(pr.head_sha.as_str());
-            return self
-                .deny(forge, repo, e, &Command::Approve, sha, &reason)
-                .await;
+            return self.deny(e, &Command::Approve, sha, &reason, replies).await;
         }
         forge.acknowledge(repo, e.number, e.comment_id).await?;
         let is_release = release::is_release_branch(policy.as_ref(), &pr.base_ref);
@@ -238,14 +284,7 @@ impl Bot {
                 )
             };
             return self
-                .deny(
-                    forge,
-                    repo,
-                    e,
-                    &Command::Approve,
-                    Some(&pr.head_sha),
-                    &reason,
-                )
+                .deny(e, &Command::Approve, Some(&pr.head_sha), &reason, replies)
                 .await;
         };
         let report = run
@@ -284,13 +323,10 @@ impl Bot {
                 // status: say so, and go on.
                 Err(err) if !err.is_retryable() => {
                     tracing::warn!(pr = e.number, error = %err, "the forge refused the approval review");
-                    reply(
-                        forge,
-                        repo,
-                        e,
-                        &format!("the approval is recorded, but the forge refused the bot's review: {err}"),
-                    )
-                    .await?;
+                    replies.say(&format!(
+                        "the approval is recorded, but the forge refused the bot's review: {}",
+                        untrusted_line(&err.to_string())
+                    ));
                 }
                 Err(err) => return Err(err.into()),
             }
@@ -323,12 +359,11 @@ impl Bot {
     /// Says no, briefly and why, and records it.
     async fn deny(
         &self,
-        forge: &dyn Forge,
-        repo: &RepoId,
         e: &CommentEvent,
         command: &Command,
         sha: Option<&str>,
         reason: &str,
+        replies: &mut Replies,
     ) -> anyhow::Result<()> {
         tracing::info!(
             user = e.author.id,
@@ -343,7 +378,8 @@ impl Bot {
             json!({"command": command.to_text(), "reason": reason}),
         )
         .await?;
-        reply(forge, repo, e, &format!("not done — {reason}")).await
+        replies.say(&format!("not done — {reason}"));
+        Ok(())
     }
 
     async fn audit(
@@ -373,15 +409,51 @@ impl Bot {
     }
 }
 
-/// A short answer to the comment's author.
-async fn reply(
-    forge: &dyn Forge,
-    repo: &RepoId,
-    e: &CommentEvent,
-    text: &str,
-) -> anyhow::Result<()> {
-    forge
-        .post_comment(repo, e.number, &format!("@{}: {text}", e.author.login))
-        .await?;
-    Ok(())
+/// The most commands of one comment the bot acts on (bors caps its batches too): a
+/// comment of a thousand command lines must not become a thousand forge calls.
+pub const MAX_COMMANDS_PER_COMMENT: usize = 10;
+
+/// What the bot answers to one comment, posted as a single reply at the end.
+#[derive(Default)]
+struct Replies {
+    /// Short answers to the author (`@login:` is added once, in front).
+    said: Vec<String>,
+    /// Rendered help texts (each names the error it answers).
+    help: Vec<String>,
+}
+
+impl Replies {
+    fn say(&mut self, text: &str) {
+        self.said.push(text.to_string());
+    }
+
+    fn help(&mut self, error: Option<&str>) -> anyhow::Result<()> {
+        let text = commands::help_text(error).context("the help template does not render")?;
+        self.help.push(text);
+        Ok(())
+    }
+
+    async fn post(self, forge: &dyn Forge, repo: &RepoId, e: &CommentEvent) -> anyhow::Result<()> {
+        let mut parts: Vec<String> = Vec::new();
+        match self.said.as_slice() {
+            [] => {}
+            [one] => parts.push(format!("@{}: {one}", e.author.login)),
+            many => parts.push(format!(
+                "@{}:\n{}",
+                e.author.login,
+                many.iter()
+                    .map(|t| format!("- {t}"))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            )),
+        }
+        parts.extend(self.help);
+        if parts.is_empty() {
+            return Ok(());
+        }
+        forge
+            .post_comment(repo, e.number, &parts.join("\n\n"))
+            .await?;
+        Ok(())
+    }
 }

@@ -1058,6 +1058,25 @@ fn text(s: &str) -> String {
     out
 }
 
+/// Text from a forge or provider error, made safe for one line of markdown: no
+/// `@mentions` (a zero-width space after `@`), no links, images or HTML (their
+/// punctuation is backslash-escaped), one line, at most 200 characters.
+pub fn untrusted_line(text: &str) -> String {
+    let mut out = String::new();
+    for ch in text.chars().take(200) {
+        match ch {
+            '\n' | '\r' => out.push(' '),
+            '@' => out.push_str("@\u{200b}"),
+            '\\' | '`' | '*' | '_' | '[' | ']' | '(' | ')' | '<' | '>' | '!' | '#' | '|' => {
+                out.push('\\');
+                out.push(ch);
+            }
+            _ => out.push(ch),
+        }
+    }
+    out
+}
+
 /// An inline code span that survives any backticks in `s`.
 fn code_span(s: &str) -> String {
     let one_line = s.replace("\r\n", " ").replace(['\n', '\r'], " ");
@@ -1257,6 +1276,21 @@ fn fallback(report: &Report, opts: &RenderOptions) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn untrusted_lines_cannot_mention_link_or_embed() {
+        let evil =
+            "HTTP 403 <img src=x> ![p](http://evil/x.png) [click](http://evil) @maintainer\nline2";
+        let safe = untrusted_line(evil);
+        assert!(!safe.contains('\n'), "{safe}");
+        assert!(!safe.contains("@maintainer"), "{safe}");
+        assert!(
+            safe.contains("\\<img") && safe.contains("\\!\\[p\\]\\("),
+            "{safe}"
+        );
+        assert!(safe.contains("\\[click\\]\\(http://evil\\)"), "{safe}");
+        assert_eq!(untrusted_line(&"x".repeat(500)).chars().count(), 200);
+    }
 
     #[test]
     fn numbers() {
