@@ -121,6 +121,16 @@ pub enum CommentAction {
     Edited,
 }
 
+impl CommentAction {
+    /// GitHub's word for the action.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CommentAction::Created => "created",
+            CommentAction::Edited => "edited",
+        }
+    }
+}
+
 /// A comment on a PR/MR (where slash commands arrive).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CommentEvent {

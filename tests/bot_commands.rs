@@ -128,6 +128,9 @@ impl World {
         payload["comment"]["id"] = json!(id);
         payload["comment"]["user"]["login"] = json!(who.0);
         payload["comment"]["user"]["id"] = json!(who.1);
+        // The commenter is the one who acted.
+        payload["sender"]["login"] = json!(who.0);
+        payload["sender"]["id"] = json!(who.1);
         // The capture's issue lacks the `pull_request` link GitHub sends for PR comments.
         payload["issue"]["pull_request"] =
             json!({"url": format!("https://api.github.com/repos/{REPO}/pulls/{PR}")});
@@ -600,4 +603,80 @@ async fn a_command_hidden_after_a_mid_line_html_comment_does_not_run() {
     assert_eq!(w.model_calls().await, 0);
     assert!(w.h.state().statuses.is_empty());
     assert_eq!(w.replies().len(), 1);
+}
+
+impl World {
+    /// `sender` edits the comment `id` written by `author` from `previous` to `body`
+    /// (the real `issue_comment` delivery with action `edited`).
+    async fn edit(
+        &self,
+        id: u64,
+        author: (&str, u64),
+        sender: (&str, u64),
+        previous: &str,
+        body: &str,
+    ) {
+        let mut payload =
+            fixture_json("github/webhook.issue_comment.created.on-pr.pytorch.probot.json")
+                ["payload"]
+                .clone();
+        payload["action"] = json!("edited");
+        payload["changes"] = json!({"body": {"from": previous}});
+        payload["comment"]["body"] = json!(body);
+        payload["comment"]["id"] = json!(id);
+        payload["comment"]["user"]["login"] = json!(author.0);
+        payload["comment"]["user"]["id"] = json!(author.1);
+        payload["sender"]["login"] = json!(sender.0);
+        payload["sender"]["id"] = json!(sender.1);
+        payload["issue"]["pull_request"] =
+            json!({"url": format!("https://api.github.com/repos/{REPO}/pulls/{PR}")});
+        let bytes = serde_json::to_vec(&payload).unwrap();
+        let delivery = format!("e-{id}-{}", sender.1);
+        assert_eq!(
+            self.svc
+                .github("issue_comment", &delivery, SECRET, &bytes)
+                .await,
+            202
+        );
+        self.svc.drained().await;
+    }
+}
+
+#[tokio::test]
+async fn an_edit_by_someone_else_runs_nothing_under_the_authors_name() {
+    let w = World::start("main", FAILING).await;
+    let id = w.comment(MAINTAINER, "Looks good to me.").await;
+    // A writer (not the maintainer) edits the maintainer's comment into a command.
+    w.edit(
+        id,
+        MAINTAINER,
+        APPROVER,
+        "Looks good to me.",
+        "/promptgate run",
+    )
+    .await;
+    assert_eq!(w.model_calls().await, 0);
+    assert!(w.h.state().statuses.is_empty());
+    assert!(w.audit().await.is_empty(), "{:?}", w.audit().await);
+    assert!(w.replies().is_empty());
+    // The author's own edit runs the command it added.
+    w.edit(
+        id,
+        MAINTAINER,
+        MAINTAINER,
+        "Looks good to me.",
+        "/promptgate run",
+    )
+    .await;
+    assert!(w.model_calls().await > 0);
+    let audit = w.audit().await;
+    assert_eq!(
+        audit[0],
+        (
+            AuditKind::Command,
+            MAINTAINER.0.to_string(),
+            Some(HEAD.to_string())
+        ),
+        "{audit:?}"
+    );
 }

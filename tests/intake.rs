@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use serde_json::Value;
+use serde_json::{json, Value};
 use tokio::sync::Notify;
 
 mod common;
@@ -935,6 +935,18 @@ fn parses_gitlab_notes() {
     assert!(
         matches!(gl("Note Hook", &current), Event::Comment(ref c) if c.action == CommentAction::Created && c.number == 1)
     );
+
+    // An edit carries no previous text and may be made by someone else: ignored.
+    let mut edited: Value = serde_json::from_slice(&current).unwrap();
+    edited["object_attributes"]["action"] = json!("update");
+    edited["object_attributes"]["note"] = json!("/promptgate approve");
+    assert!(
+        ignored(&gl("Note Hook", &serde_json::to_vec(&edited).unwrap())).contains("new notes only")
+    );
+    // A note delivered for a user who is not its author is not acted on.
+    let mut other: Value = serde_json::from_slice(&current).unwrap();
+    other["user"]["id"] = json!(99);
+    assert!(ignored(&gl("Note Hook", &serde_json::to_vec(&other).unwrap())).contains("not run"));
 }
 
 #[test]

@@ -158,6 +158,9 @@ fn parse_pull_request(body: &[u8]) -> anyhow::Result<Event> {
 struct IssueCommentPayload {
     issue: Issue,
     comment: Comment,
+    /// Who did this: on `edited`, whoever edited the comment, who need not be its
+    /// author (anyone with write access may edit another's comment).
+    sender: User,
     #[serde(default)]
     changes: Option<Changes>,
     repository: Repo,
@@ -208,6 +211,18 @@ fn parse_issue_comment(body: &[u8]) -> anyhow::Result<Event> {
         return Ok(Event::ignored(format!(
             "comment on issue #{} of {}, not on a pull request",
             p.issue.number, p.repository.full_name
+        )));
+    }
+    if p.sender.id != p.comment.user.id {
+        // Authority comes from whoever acted, and an edit by someone else must not
+        // run commands under the author's name (an approver's comment edited by a
+        // writer into `/promptgate approve`).
+        return Ok(Event::ignored(format!(
+            "comment {} by @{} was {} by @{}, not by its author: its commands are not run",
+            p.comment.id,
+            p.comment.user.login,
+            action.as_str(),
+            p.sender.login
         )));
     }
     let author_is_bot = p

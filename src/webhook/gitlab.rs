@@ -255,13 +255,37 @@ fn parse_note(body: &[u8]) -> anyhow::Result<Event> {
     }
     let action = match a.action.as_deref() {
         None | Some("create") => CommentAction::Created,
-        Some("update") => CommentAction::Edited,
+        // The Note Hook of an edit carries no previous text, so the bot cannot tell
+        // the commands the edit added from those already run (a prose-only edit would
+        // run them all again), and its `user` may not be the note's author. Commands
+        // on GitLab come from new notes only.
+        Some("update") => {
+            return Ok(Event::ignored(format!(
+                "GitLab note {} was edited: commands are read from new notes only",
+                a.id
+            )))
+        }
         Some(other) => {
             return Ok(Event::ignored(format!(
                 "GitLab note action `{other}` is not handled"
             )))
         }
     };
+    // Authority comes from the actor of the event (the hook's `user`), which must be
+    // the note's author. GitLab before ~11 sends no user id; there only new notes
+    // arrive (no `action`), whose actor is their author.
+    let Some(actor) = p.user.id.or(a.author_id) else {
+        return Ok(Event::ignored(format!(
+            "GitLab note {}: the hook names no acting user id",
+            a.id
+        )));
+    };
+    if let Some(author) = a.author_id.filter(|author| *author != actor) {
+        return Ok(Event::ignored(format!(
+            "GitLab note {} was written by user {author} but delivered for user {actor}: its commands are not run",
+            a.id
+        )));
+    }
     let mr = p
         .merge_request
         .as_ref()
@@ -273,7 +297,7 @@ fn parse_note(body: &[u8]) -> anyhow::Result<Event> {
         comment_id: a.id,
         action,
         author: UserRef {
-            id: a.author_id.or(p.user.id).unwrap_or(0),
+            id: actor,
             login: username.clone(),
         },
         body: a.note.clone().unwrap_or_default(),
