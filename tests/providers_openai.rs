@@ -263,7 +263,9 @@ async fn server_error_forever_gives_up_after_max_attempts() {
         .unwrap_err();
     let text = err.to_string();
     assert!(text.contains("500"), "{text}");
-    assert!(text.contains("boom"), "{text}");
+    // A body that is not the OpenAI error shape goes to the operator's log, not into
+    // the message a PR sees (issue 10: SSRF answers were shown in the comment).
+    assert!(!text.contains("boom"), "{text}");
     assert!(text.contains("gave up after 3 attempts"), "{text}");
     let usage = c.usage();
     assert_eq!(usage.retries, 2);
@@ -431,4 +433,56 @@ async fn a_key_env_naming_the_bots_own_settings_is_refused_before_any_request() 
         .unwrap_err();
     assert!(err.to_string().contains("is not allowed"), "{err}");
     assert!(server.received_requests().await.unwrap().is_empty());
+}
+
+/// A base_url that redirects to an internal host (the SSRF of issue 10): the redirect is
+/// not followed, and nothing of the internal answer reaches the error the PR sees.
+#[tokio::test]
+async fn redirects_are_not_followed_and_foreign_bodies_are_not_shown() {
+    let internal = MockServer::start().await;
+    Mock::given(method("GET"))
+        .respond_with(ResponseTemplate::new(200).set_body_string("AKIAINTERNALSECRET"))
+        .expect(0)
+        .mount(&internal)
+        .await;
+    let server = MockServer::start().await;
+    let location = format!(
+        "{}/latest/meta-data/iam/security-credentials/role",
+        internal.uri()
+    );
+    Mock::given(method("POST"))
+        .and(path("/v1/chat/completions"))
+        .respond_with(ResponseTemplate::new(302).insert_header("location", location.as_str()))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let c = client(fast_opts(5)).await;
+    let err = c
+        .chat(chat_req(spec(&server, Parameters::default()), "k"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ProviderError::Fatal(_)), "{err:?}");
+    let text = err.to_string();
+    assert!(text.contains("HTTP 302"), "{text}");
+    assert!(text.contains("redirects are not followed"), "{text}");
+    assert!(!text.contains(&internal.uri()), "{text}");
+    internal.verify().await;
+
+    // An error body that is not the OpenAI error shape is left out of the message.
+    let other = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(
+            ResponseTemplate::new(403)
+                .set_body_string("{\"Code\":\"Success\",\"AccessKeyId\":\"AKIAINTERNALSECRET\"}"),
+        )
+        .mount(&other)
+        .await;
+    let err = client(fast_opts(5))
+        .await
+        .chat(chat_req(spec(&other, Parameters::default()), "k"))
+        .await
+        .unwrap_err();
+    let text = err.to_string();
+    assert!(text.contains("HTTP 403"), "{text}");
+    assert!(!text.contains("AKIAINTERNALSECRET"), "{text}");
 }

@@ -29,6 +29,10 @@ impl OpenAiProvider {
         let http = reqwest::Client::builder()
             .use_rustls_tls()
             .connect_timeout(Duration::from_secs(10))
+            // A manifest's base_url is written by the PR: a redirect would carry the
+            // request (and its answer, into the comment) to a host nobody allowed,
+            // such as a cloud metadata endpoint. A 3xx is an error instead.
+            .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("promptgate/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| format!("cannot create the HTTP client: {}", error_chain(&e)));
@@ -113,28 +117,30 @@ impl OpenAiProvider {
             })?;
         let latency_ms = u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX);
 
-        if status.as_u16() == 429 || status.as_u16() == 408 || status.is_server_error() {
-            return Err(ProviderError::Retryable {
-                message: format!(
-                    "model `{}`: POST {url}: HTTP {status}: {}",
-                    spec.model,
-                    excerpt(&text)
-                ),
-                retry_after,
+        if !status.is_success() {
+            // The body goes to the operator's log only; what reaches the PR (comment,
+            // run page) is the status line and, when the body has the OpenAI error
+            // shape, its short message: a body from some other service (an internal
+            // host, a metadata endpoint) is never shown.
+            tracing::warn!(model = %spec.model, %url, %status, body = %excerpt(&text), "model endpoint answered with an error");
+            let line = status_line(status, &text);
+            let message = format!("model `{}`: POST {url}: {line}", spec.model);
+            let retryable =
+                status.as_u16() == 429 || status.as_u16() == 408 || status.is_server_error();
+            return Err(if retryable {
+                ProviderError::Retryable {
+                    message,
+                    retry_after,
+                }
+            } else {
+                ProviderError::Fatal(message)
             });
         }
-        if !status.is_success() {
-            return Err(ProviderError::Fatal(format!(
-                "model `{}`: POST {url}: HTTP {status}: {}",
-                spec.model,
-                excerpt(&text)
-            )));
-        }
         let value: Value = serde_json::from_str(&text).map_err(|e| {
+            tracing::warn!(model = %spec.model, %url, body = %excerpt(&text), "model endpoint answered with something that is not JSON");
             ProviderError::Fatal(format!(
-                "model `{}`: POST {url}: the response is not valid JSON ({e}): {}",
-                spec.model,
-                excerpt(&text)
+                "model `{}`: POST {url}: the response is not valid JSON ({e})",
+                spec.model
             ))
         })?;
         Ok((value, latency_ms))
@@ -242,6 +248,37 @@ pub fn parse_retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duratio
     } else {
         None
     }
+}
+
+/// The longest provider error message quoted in a status line.
+const STATUS_MESSAGE_CHARS: usize = 120;
+
+/// `HTTP 400 Bad Request`, plus the provider's own short message when the body has the
+/// OpenAI error shape (`{"error": {"message": ...}}` or `{"error": "..."}`). A 3xx says
+/// that redirects are not followed, without the `Location`.
+fn status_line(status: reqwest::StatusCode, body: &str) -> String {
+    let mut line = format!("HTTP {status}");
+    if status.is_redirection() {
+        line.push_str(": redirects are not followed for model calls");
+        return line;
+    }
+    let message = serde_json::from_str::<Value>(body).ok().and_then(|v| {
+        let e = v.get("error")?;
+        e.get("message")
+            .and_then(Value::as_str)
+            .or_else(|| e.as_str())
+            .map(str::to_string)
+    });
+    if let Some(message) = message {
+        let flat = message.split_whitespace().collect::<Vec<_>>().join(" ");
+        let mut short: String = flat.chars().take(STATUS_MESSAGE_CHARS).collect();
+        if flat.chars().nth(STATUS_MESSAGE_CHARS).is_some() {
+            short.push('…');
+        }
+        line.push_str(": ");
+        line.push_str(&short);
+    }
+    line
 }
 
 /// At most [`BODY_EXCERPT_CHARS`] characters of a response body, on one line.
