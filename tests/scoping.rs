@@ -362,3 +362,47 @@ async fn record_then_replay_needs_no_server() {
         "{errors}"
     );
 }
+
+/// Issue 10 items 5 and 6: a head template that loops 10^10 times, or that repeats a
+/// large variable into a huge message, is an `error` for its case that names the
+/// template and the limit, and ends quickly; no model call is made for it.
+#[tokio::test]
+async fn template_cpu_and_memory_bombs_are_errors_naming_the_template_and_limit() {
+    let server = fake_openai().await;
+    let (repo, base) = setup(&format!("{}/v1", server.uri()));
+    repo.write(
+        "prompts/billing/user.j2",
+        "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}Explain invoice {{ invoice }}.",
+    );
+    let head = repo.commit("cpu bomb");
+    // Without fuel this render would run for hours; with it, the check ends.
+    let (code, report) = check(&repo, &base, &head, &[]);
+    assert_eq!(code, 2, "{report}");
+    let text = report.to_string();
+    assert!(text.contains("prompts/billing/user.j2"), "{text}");
+    assert!(text.contains("template steps"), "{text}");
+
+    repo.git(&["checkout", "-q", &base, "-b", "memory"]);
+    repo.write(
+        "prompts/billing/user.j2",
+        "{% for i in range(3000) %}{{ invoice }}{{ invoice }}{{ invoice }}{% endfor %}",
+    );
+    repo.write(
+        "evals/billing.jsonl",
+        &format!(
+            "{{\"id\": \"b0\", \"vars\": {{\"invoice\": \"{}\"}}}}\n",
+            "x".repeat(200)
+        ),
+    );
+    let head = repo.commit("memory bomb");
+    let (code, report) = check(&repo, &base, &head, &[]);
+    assert_eq!(code, 2, "{report}");
+    let text = report.to_string();
+    assert!(text.contains("prompts/billing/user.j2"), "{text}");
+    assert!(text.contains("the limit is 1048576 bytes"), "{text}");
+    assert_eq!(
+        generation_calls(&server).await,
+        0,
+        "no call for a case that errs"
+    );
+}

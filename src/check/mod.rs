@@ -16,7 +16,7 @@ use crate::config::{
     MetricName, ModelRef, ModelSpec, Pricing, RepoConfig, SuiteConfig, CONFIG_PATH,
 };
 use crate::detect;
-use crate::diag::Diagnostics;
+use crate::diag::{Diagnostic, Diagnostics};
 use crate::execute::{ChatRequest, EmbedRequest, GuardrailRef, ModelClient};
 use crate::gate;
 use crate::plan::guardrail::{plan_guardrail_tests, PlannedGuardrailTest};
@@ -479,6 +479,30 @@ fn plan_side_work(
     })
 }
 
+/// [`plan_side_work`] on the blocking pool: rendering runs the PR's templates, and even
+/// within their fuel a large dataset is CPU work that must not stall the async runtime
+/// (webhook intake, `/healthz`) of the service.
+async fn plan_side_off_runtime(
+    suite: &SuiteConfig,
+    files: &plan::SuiteFiles,
+    evaluators: &EvaluatorSpecs,
+    samples: u32,
+) -> Result<SideWork, Diagnostics> {
+    let (suite, files, evaluators) = (suite.clone(), files.clone(), evaluators.clone());
+    let name = suite.prompts.roles().first().map(|(_, p)| p.to_string());
+    tokio::task::spawn_blocking(move || plan_side_work(&suite, &files, &evaluators, samples))
+        .await
+        .unwrap_or_else(|e| {
+            let mut d = Diagnostics::default();
+            d.push(Diagnostic::new(
+                name.unwrap_or_default(),
+                None,
+                format!("rendering the suite's templates failed: {e}"),
+            ));
+            Err(d)
+        })
+}
+
 async fn plan_suite(
     source: &dyn Source,
     revs: &Revisions,
@@ -488,10 +512,10 @@ async fn plan_suite(
     config_text: &str,
 ) -> Result<(Option<SideWork>, SideWork, Vec<String>), Diagnostics> {
     let head_files = plan::load_suite(source, &revs.head, suite, config_text).await?;
-    let head = plan_side_work(suite, &head_files, evaluators, samples)?;
+    let head = plan_side_off_runtime(suite, &head_files, evaluators, samples).await?;
     let mut notes = Vec::new();
     let base = match plan::load_suite(source, &revs.base, suite, config_text).await {
-        Ok(files) => match plan_side_work(suite, &files, evaluators, samples) {
+        Ok(files) => match plan_side_off_runtime(suite, &files, evaluators, samples).await {
             Ok(plan) => Some(plan),
             Err(d) => {
                 notes.push(format!(

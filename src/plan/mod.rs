@@ -376,17 +376,29 @@ impl Renderer {
         suite: &SuiteConfig,
         vars: &serde_json::Map<String, serde_json::Value>,
     ) -> Result<Vec<Message>, (String, minijinja::Error)> {
+        let mut total = 0usize;
         suite
             .prompts
             .roles()
             .into_iter()
             .map(|(role, path)| {
-                render(&self.env, path, vars)
-                    .map(|text| Message::new(role, text))
-                    .map_err(|e| (path.to_string(), e))
+                let text = render(&self.env, path, vars).map_err(|e| (path.to_string(), e))?;
+                total += text.len();
+                if total > MAX_CASE_BYTES {
+                    let e = too_large(path, "the case's messages", total, MAX_CASE_BYTES);
+                    return Err((path.to_string(), e));
+                }
+                Ok(Message::new(role, text))
             })
             .collect()
     }
+}
+
+fn too_large(path: &str, what: &str, bytes: usize, limit: usize) -> minijinja::Error {
+    minijinja::Error::new(
+        minijinja::ErrorKind::InvalidOperation,
+        format!("{what} rendered from {path} is {bytes} bytes; the limit is {limit} bytes"),
+    )
 }
 
 /// Renders every case and computes its keys. Template errors name the template file and
@@ -471,14 +483,31 @@ fn innermost(path: &str, e: &minijinja::Error) -> (String, Option<usize>, String
 }
 
 fn error_text(e: &minijinja::Error) -> String {
+    if e.kind() == minijinja::ErrorKind::OutOfFuel {
+        return format!(
+            "rendering takes more than {RENDER_FUEL} template steps (the limit for one message), so it was stopped"
+        );
+    }
     match e.detail() {
         Some(d) => format!("{}: {d}", e.kind()),
         None => e.kind().to_string(),
     }
 }
 
+/// Template steps one message may take to render. Templates come from the PR: a nested
+/// loop must end as an error for its case, not hold a worker (or the service) for
+/// minutes. Fuel counts instructions, so the limit is the same on every machine and a
+/// render that passed once passes again; real prompts need a few thousand steps.
+pub const RENDER_FUEL: u64 = 2_000_000;
+
+/// The largest rendered message, and the largest sum of one case's messages. A 10 MB
+/// variable repeated by a loop must not exhaust the service's memory.
+pub const MAX_MESSAGE_BYTES: usize = 1 << 20;
+pub const MAX_CASE_BYTES: usize = 4 << 20;
+
 fn build_env(templates: &BTreeMap<String, String>) -> Result<Environment<'static>, Diagnostics> {
     let mut env = Environment::new();
+    env.set_fuel(Some(RENDER_FUEL));
     env.set_undefined_behavior(UndefinedBehavior::Strict);
     env.set_keep_trailing_newline(false);
     let known: Arc<BTreeSet<String>> = Arc::new(templates.keys().cloned().collect());
@@ -510,6 +539,9 @@ fn render(
 ) -> Result<String, minijinja::Error> {
     let tmpl = env.get_template(path)?;
     let out = tmpl.render(minijinja::Value::from_serialize(vars))?;
+    if out.len() > MAX_MESSAGE_BYTES {
+        return Err(too_large(path, "the message", out.len(), MAX_MESSAGE_BYTES));
+    }
     Ok(out.trim_end_matches('\n').to_string())
 }
 
