@@ -125,3 +125,31 @@ fn a_missing_config_is_reported() {
     assert_eq!(code, 2);
     assert!(out.contains(".promptgate.yml: file not found"), "{out}");
 }
+
+/// Issue 10 item 7: a committed symlink to a host file is not read from the work tree
+/// (the file would go to the model); validate names the link and fails. A link that
+/// stays inside the repository is read as usual.
+#[test]
+fn a_symlink_leaving_the_repository_is_an_error_naming_it() {
+    let repo = good_repo();
+    let outside = tempfile::tempdir().unwrap();
+    let secret = outside.path().join("credentials");
+    std::fs::write(&secret, "aws_secret_access_key = SHOULD-NOT-BE-READ\n").unwrap();
+    let link = repo.path().join("prompts/partials/q.j2");
+    std::fs::remove_file(&link).unwrap();
+    std::os::unix::fs::symlink(&secret, &link).unwrap();
+    repo.commit("link out");
+    let (code, out) = validate(&repo);
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains("prompts/partials/q.j2"), "{out}");
+    assert!(out.contains("outside the repository"), "{out}");
+    assert!(!out.contains("SHOULD-NOT-BE-READ"), "{out}");
+
+    // Inside the repository, a link is fine.
+    std::fs::remove_file(&link).unwrap();
+    std::fs::write(repo.path().join("prompts/q-real.j2"), "Q: {{ question }}").unwrap();
+    std::os::unix::fs::symlink("../q-real.j2", &link).unwrap();
+    repo.commit("link in");
+    let (code, out) = validate(&repo);
+    assert_eq!(code, 0, "{out}");
+}

@@ -140,11 +140,31 @@ impl Source for GitSource {
             bail!("path `{path}` leaves the repository");
         }
         match rev {
-            Rev::WorkTree => match tokio::fs::read(self.root.join(path)).await {
-                Ok(bytes) => Ok(Some(bytes)),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-                Err(e) => Err(e).with_context(|| format!("reading {path}")),
-            },
+            Rev::WorkTree => {
+                let file = self.root.join(path);
+                // A committed symlink (`prompts/x.j2 → ~/.aws/credentials`) would send
+                // a host file to the model: resolve links and refuse a target outside
+                // the repository. Links within it are fine, as git itself stores them.
+                let real = match tokio::fs::canonicalize(&file).await {
+                    Ok(real) => real,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+                    Err(e) => return Err(e).with_context(|| format!("reading {path}")),
+                };
+                let root = tokio::fs::canonicalize(&self.root)
+                    .await
+                    .with_context(|| format!("resolving {}", self.root.display()))?;
+                if !real.starts_with(&root) {
+                    bail!(
+                        "{path} is a symbolic link to {}, outside the repository: it is not read",
+                        real.display()
+                    );
+                }
+                match tokio::fs::read(&real).await {
+                    Ok(bytes) => Ok(Some(bytes)),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+                    Err(e) => Err(e).with_context(|| format!("reading {path}")),
+                }
+            }
             Rev::Commit(sha) => {
                 let spec = format!("{sha}:{path}");
                 // `cat-file -e` tells "absent" apart from a failing git.
