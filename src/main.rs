@@ -14,7 +14,7 @@ use promptgate::check::{self, CheckOptions, Revisions};
 use promptgate::execute::{ClientOptions, Mode, ModelClient};
 use promptgate::report::markdown::{render_comment, RenderOptions};
 use promptgate::report::{Tier, Verdict};
-use promptgate::source::{GitSource, Rev};
+use promptgate::source::{GitSource, Rev, Source};
 use promptgate::store::Store;
 
 #[derive(Parser)]
@@ -187,6 +187,36 @@ fn main() -> ExitCode {
     }
 }
 
+/// With `--replay`, the recordings are the models' answers: when the compared range
+/// changes them, the change under test chose its own answers. Says so (in the comment
+/// and the JSON `notes`), naming how many and a few of them.
+async fn replayed_recordings_changed(
+    source: &GitSource,
+    revs: &Revisions,
+    recordings: &std::path::Path,
+) -> anyhow::Result<Option<String>> {
+    let Ok(folder) = recordings.strip_prefix(source.root()) else {
+        return Ok(None);
+    };
+    let folder = format!("{}/", folder.to_string_lossy().trim_end_matches('/'));
+    let changed: Vec<String> = source
+        .changed_paths(&revs.base, &revs.head)
+        .await?
+        .into_iter()
+        .filter(|p| p.starts_with(&folder))
+        .collect();
+    if changed.is_empty() {
+        return Ok(None);
+    }
+    let shown: Vec<&str> = changed.iter().take(3).map(String::as_str).collect();
+    Ok(Some(format!(
+        "Warning: {} recording(s) under `{folder}` changed between base and head ({}{}). With --replay the verdict rests on answers this change wrote itself; re-run against a real model (or `--record`) before trusting it.",
+        changed.len(),
+        shown.join(", "),
+        if changed.len() > shown.len() { ", …" } else { "" }
+    )))
+}
+
 /// Where the log level comes from: `PROMPTGATE_LOG`, else `RUST_LOG` (what operators
 /// of any Rust service try first), else `default`. The AWS SDK's signing and transport
 /// targets are capped at `debug` whatever is asked: at `trace` they print canonical
@@ -331,6 +361,7 @@ async fn run_check(args: CheckArgs) -> anyhow::Result<u8> {
     let store = Store::open_sqlite(&cache_path).await?;
     let recordings = args
         .recordings
+        .clone()
         .unwrap_or_else(|| source.root().join(".promptgate").join("recordings"));
     let mode = if args.replay {
         Mode::Replay(recordings.clone())
@@ -345,7 +376,7 @@ async fn run_check(args: CheckArgs) -> anyhow::Result<u8> {
             max_in_flight: args.max_concurrency.max(1),
             timeout: Duration::from_secs(args.timeout.max(1)),
             mode,
-            recordings_dir: Some(recordings),
+            recordings_dir: Some(recordings.clone()),
             ..ClientOptions::default()
         },
     ));
@@ -373,7 +404,12 @@ async fn run_check(args: CheckArgs) -> anyhow::Result<u8> {
             }
         })
     });
-    let report = check::run(&source, &revs, &opts, &client).await;
+    let mut report = check::run(&source, &revs, &opts, &client).await;
+    if args.replay {
+        if let Some(note) = replayed_recordings_changed(&source, &revs, &recordings).await? {
+            report.notes.push(note);
+        }
+    }
     if let Some(p) = progress {
         p.abort();
         eprint!("\r\x1b[2K");

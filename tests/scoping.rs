@@ -406,3 +406,31 @@ async fn template_cpu_and_memory_bombs_are_errors_naming_the_template_and_limit(
         "no call for a case that errs"
     );
 }
+
+/// Issue 10 item 9: with `--replay`, recordings committed by the change under test are
+/// answers it chose itself; the report says so in `notes`.
+#[tokio::test]
+async fn replaying_recordings_the_change_wrote_is_flagged() {
+    let server = fake_openai().await;
+    let (repo, base) = setup(&format!("{}/v1", server.uri()));
+    repo.write(
+        "prompts/billing/user.j2",
+        "Explain invoice {{ invoice }} briefly.",
+    );
+    let head = repo.commit("billing prompt");
+    let (code, _) = check(&repo, &base, &head, &["--record"]);
+    assert_eq!(code, 0);
+    let recorded = repo.commit("recordings");
+    let (_, report) = check(&repo, &base, &recorded, &["--replay"]);
+    let notes = report["notes"].to_string();
+    assert!(
+        notes.contains("recording(s) under `.promptgate/recordings/` changed"),
+        "{notes}"
+    );
+    // Recordings already at the base are not flagged.
+    let (_, report) = check(&repo, &recorded, &recorded, &["--replay"]);
+    assert!(
+        !report["notes"].to_string().contains("recording(s)"),
+        "{report}"
+    );
+}
