@@ -70,6 +70,10 @@ pub struct Dataset {
     pub cases: Vec<Case>,
 }
 
+/// The longest dataset line: a case's variables are rendered into its prompt, and a
+/// few such lines repeated by a template would exhaust the service's memory.
+pub const MAX_CASE_LINE_BYTES: usize = 1 << 20;
+
 impl Dataset {
     /// Parses every line, collecting all errors (bad JSON, unknown keys, duplicate ids,
     /// bad assertions) rather than stopping at the first.
@@ -78,6 +82,17 @@ impl Dataset {
         let mut cases = Vec::new();
         let mut seen: HashMap<String, usize> = HashMap::new();
         for (line, trimmed) in super::jsonl_lines(text) {
+            if trimmed.len() > MAX_CASE_LINE_BYTES {
+                diags.push(Diagnostic::new(
+                    file,
+                    Some(line),
+                    format!(
+                        "the case is {} bytes; the limit is {MAX_CASE_LINE_BYTES} bytes per line",
+                        trimmed.len()
+                    ),
+                ));
+                continue;
+            }
             let mut case: Case = match serde_json::from_str(trimmed) {
                 Ok(c) => c,
                 Err(e) => {
@@ -160,6 +175,19 @@ mod tests {
         assert_eq!(d.cases.len(), 1);
         assert_eq!(d.cases[0].line, 1);
         assert_eq!(d.cases[0].asserts[0].kind, AssertionKind::Contains);
+    }
+
+    #[test]
+    fn a_huge_line_is_refused_naming_it() {
+        let text = format!(
+            "{{\"id\": \"a\"}}\n{{\"id\": \"b\", \"vars\": {{\"ctx\": \"{}\"}}}}\n",
+            "x".repeat(MAX_CASE_LINE_BYTES)
+        );
+        let err = Dataset::parse("evals/g.jsonl", &text)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("evals/g.jsonl:2: the case is"), "{err}");
+        assert!(err.contains("the limit is 1048576 bytes per line"), "{err}");
     }
 
     #[test]

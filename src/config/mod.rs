@@ -44,5 +44,107 @@ pub(crate) fn parse_yaml<T: serde::de::DeserializeOwned>(
     file: &str,
     text: &str,
 ) -> Result<T, Diagnostics> {
+    if let Some(d) = yaml_too_big(file, text) {
+        return Err(Diagnostics(vec![d]));
+    }
     serde_yaml_ng::from_str(text).map_err(|e| Diagnostics(vec![yaml_diag(file, &e)]))
+}
+
+/// The largest YAML file (config, manifest, guardrail) promptgate parses.
+pub const MAX_YAML_BYTES: usize = 1 << 20;
+/// The deepest `[`/`{` nesting, and the most aliases, a YAML file may have. These files
+/// come from the PR: 200 KB of nested flow collections took the parser 36 s, and
+/// aliases can expand a small file into a huge value.
+pub const MAX_YAML_DEPTH: usize = 32;
+pub const MAX_YAML_ALIASES: usize = 256;
+
+/// Why a YAML text is refused before parsing, if it is: its size, its flow nesting, or
+/// its number of aliases (counted outside quotes and comments).
+fn yaml_too_big(file: &str, text: &str) -> Option<Diagnostic> {
+    if text.len() > MAX_YAML_BYTES {
+        return Some(Diagnostic::new(
+            file,
+            None,
+            format!(
+                "the file is {} bytes; the limit is {MAX_YAML_BYTES} bytes",
+                text.len()
+            ),
+        ));
+    }
+    let (mut depth, mut aliases) = (0usize, 0usize);
+    for (i, line) in text.lines().enumerate() {
+        let mut quote: Option<char> = None;
+        let mut prev = ' ';
+        for c in line.chars() {
+            match (quote, c) {
+                (Some(q), c) if c == q => quote = None,
+                (Some(_), _) => {}
+                (None, '"' | '\'')
+                    if prev.is_whitespace() || matches!(prev, '[' | '{' | ',' | ':') =>
+                {
+                    quote = Some(c)
+                }
+                (None, '#') if prev.is_whitespace() => break,
+                (None, '[' | '{') => depth += 1,
+                (None, ']' | '}') => depth = depth.saturating_sub(1),
+                (None, '*') if prev.is_whitespace() || matches!(prev, '[' | '{' | ',') => {
+                    aliases += 1
+                }
+                _ => {}
+            }
+            if depth > MAX_YAML_DEPTH {
+                return Some(Diagnostic::new(
+                    file,
+                    Some(i + 1),
+                    format!("collections are nested more than {MAX_YAML_DEPTH} deep"),
+                ));
+            }
+            prev = c;
+        }
+        if aliases > MAX_YAML_ALIASES {
+            return Some(Diagnostic::new(
+                file,
+                Some(i + 1),
+                format!("more than {MAX_YAML_ALIASES} aliases (`*name`)"),
+            ));
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deep_or_alias_heavy_yaml_is_refused_before_parsing() {
+        let deep = format!("a: {}{}\n", "[".repeat(5000), "]".repeat(5000));
+        let err = parse_yaml::<serde_json::Value>("m.yaml", &deep)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("m.yaml:1: collections are nested more than 32 deep"),
+            "{err}"
+        );
+        let mut laughs = String::from("a: &a [x, x]\n");
+        for i in 0..300 {
+            laughs.push_str(&format!("k{i}: [*a, *a]\n"));
+        }
+        let err = parse_yaml::<serde_json::Value>("m.yaml", &laughs)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("aliases"), "{err}");
+        let big = format!("a: \"{}\"\n", "x".repeat(MAX_YAML_BYTES));
+        let err = parse_yaml::<serde_json::Value>("m.yaml", &big)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("the limit is 1048576 bytes"), "{err}");
+        // Brackets and stars inside quotes or comments do not count.
+        let fine = format!(
+            "a: \"{}\" # {}\nb: '*x *y'\n",
+            "[".repeat(100),
+            "{".repeat(100)
+        );
+        parse_yaml::<serde_json::Value>("m.yaml", &fine).unwrap();
+    }
 }
