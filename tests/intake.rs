@@ -1428,3 +1428,79 @@ async fn logs_are_json_and_never_contain_tokens_secrets_or_signatures() {
         );
     }
 }
+
+/// Issue 10 item 11: a body that arrives too slowly is cut off with 408, and while the
+/// intake's body budget is taken, another delivery waits briefly and then gets 503;
+/// once the budget is free again, deliveries are taken as usual.
+#[tokio::test]
+async fn slow_bodies_time_out_and_the_body_budget_bounds_intake() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let dir = tempfile::tempdir().unwrap();
+    let store = server::open_store(&format!("sqlite://{}", db(&dir).display()))
+        .await
+        .unwrap();
+    let mut state = server::AppState::new(Arc::new(default_settings()), store).unwrap();
+    // One 64 KiB chunk of budget, a 300 ms wait for it, 1 s per delivery.
+    state.admission = server::admission::Admission::new(
+        64 * 1024,
+        Duration::from_millis(300),
+        Duration::from_secs(1),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let serving = tokio::spawn(server::run(
+        state,
+        listener,
+        Arc::new(Recorder::default()),
+        common::service::test_options(),
+        async move {
+            let _ = stopped.await;
+        },
+    ));
+    let url = format!("http://{addr}");
+    let http = reqwest::Client::new();
+    wait_until(|| async {
+        http.get(format!("{url}/healthz"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status() == 200)
+    })
+    .await;
+
+    // A sender that promises 1000 bytes and sends 10.
+    let mut slow = tokio::net::TcpStream::connect(addr).await.unwrap();
+    slow.write_all(
+        b"POST /webhooks/github HTTP/1.1\r\nhost: x\r\ncontent-length: 1000\r\nx-github-event: ping\r\nx-github-delivery: slow-1\r\nx-hub-signature-256: sha256=00\r\n\r\n0123456789",
+    )
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+
+    // Meanwhile the budget is taken: a signed delivery is refused with 503.
+    let body = br#"{"zen":"Keep it logically awesome.","hook_id":1}"#.to_vec();
+    let send = |delivery: &'static str| {
+        http.post(format!("{url}/webhooks/github"))
+            .header("x-github-event", "ping")
+            .header("x-github-delivery", delivery)
+            .header("x-hub-signature-256", github_signature(COGNI_SECRET, &body))
+            .body(body.clone())
+            .send()
+    };
+    let refused = send("d-1").await.unwrap();
+    assert_eq!(refused.status().as_u16(), 503);
+    assert!(refused.headers().contains_key("retry-after"));
+
+    // The slow body is cut off.
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(20), slow.read_to_end(&mut answer)).await;
+    assert!(read.is_ok(), "the slow connection was held open");
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+
+    // With the budget free again, the delivery is taken.
+    assert_eq!(send("d-2").await.unwrap().status().as_u16(), 202);
+    let _ = stop.send(());
+    serving.await.unwrap().unwrap();
+}

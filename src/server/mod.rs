@@ -7,6 +7,7 @@
 //!   without a configured secret. Parsing and all work happen later, in a worker.
 //! * `GET /healthz`, `GET /metrics` (Prometheus text), `GET /runs/{id}` (HTML).
 
+pub mod admission;
 pub mod metrics;
 pub mod runs;
 pub mod worker;
@@ -51,6 +52,9 @@ pub struct AppState {
     /// Wakes an idle worker when a delivery was stored.
     pub wake: Arc<Notify>,
     pages: Arc<minijinja::Environment<'static>>,
+    /// Bytes of webhook bodies being read at once, and how long one may take (see
+    /// [`admission`]).
+    pub admission: admission::Admission,
 }
 
 impl AppState {
@@ -62,15 +66,28 @@ impl AppState {
             metrics: Arc::new(Metrics::new()),
             wake: Arc::new(Notify::new()),
             pages: Arc::new(runs::environment()?),
+            admission: admission::Admission::default(),
         })
     }
 }
 
 /// The HTTP routes.
 pub fn router(state: AppState) -> Router {
-    Router::new()
+    // Webhook intake reads unsigned bodies: bound the bytes in flight and the time one
+    // delivery may take.
+    let intake = Router::new()
         .route("/webhooks/github", post(github_webhook))
         .route("/webhooks/gitlab", post(gitlab_webhook))
+        .layer(axum::middleware::from_fn_with_state(
+            state.admission.clone(),
+            admission::admit,
+        ))
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            state.admission.deadline,
+        ));
+    Router::new()
+        .merge(intake)
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics_text))
         .route("/runs/{id}", get(run_page))
