@@ -72,6 +72,13 @@ impl std::fmt::Debug for Metrics {
     }
 }
 
+/// What `/metrics` reads from the queue at scrape time.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct QueueGauges {
+    pub depth: u64,
+    pub quarantined: u64,
+}
+
 impl Metrics {
     pub fn new() -> Self {
         Self::default()
@@ -124,8 +131,8 @@ impl Metrics {
         self.deduped.get(forge)
     }
 
-    /// The exposition text; `queue_depth` is `None` when the database could not be read.
-    pub fn render(&self, queue_depth: Option<u64>) -> String {
+    /// The exposition text; `queue` is `None` when the database could not be read.
+    pub fn render(&self, queue: Option<QueueGauges>) -> String {
         let mut out = String::with_capacity(2048);
         let per_forge = |out: &mut String, name: &str, help: &str, c: &PerForge| {
             let _ = writeln!(out, "# HELP {name} {help}");
@@ -152,13 +159,19 @@ impl Metrics {
             "Verified webhook deliveries dropped as redeliveries.",
             &self.deduped,
         );
-        if let Some(depth) = queue_depth {
+        if let Some(q) = queue {
             let _ = writeln!(
                 out,
                 "# HELP promptgate_queue_depth Deliveries queued or being processed."
             );
             let _ = writeln!(out, "# TYPE promptgate_queue_depth gauge");
-            let _ = writeln!(out, "promptgate_queue_depth {depth}");
+            let _ = writeln!(out, "promptgate_queue_depth {}", q.depth);
+            let _ = writeln!(
+                out,
+                "# HELP promptgate_deliveries_quarantined Deliveries set aside because their worker stopped each time it handled them."
+            );
+            let _ = writeln!(out, "# TYPE promptgate_deliveries_quarantined gauge");
+            let _ = writeln!(out, "promptgate_deliveries_quarantined {}", q.quarantined);
         }
         let _ = writeln!(
             out,
@@ -218,7 +231,11 @@ mod tests {
         m.record_run(Verdict::Fail, Duration::from_secs(90));
         m.record_run(Verdict::Fail, Duration::from_secs(7200));
         m.add_model_calls(12);
-        let t = m.render(Some(4));
+        let t = m.render(Some(QueueGauges {
+            depth: 4,
+            quarantined: 1,
+        }));
+        assert!(t.contains("promptgate_deliveries_quarantined 1\n"));
         assert!(t.contains("promptgate_deliveries_received_total{forge=\"github\"} 2\n"));
         assert!(t.contains("promptgate_deliveries_rejected_total{forge=\"gitlab\"} 1\n"));
         assert!(t.contains("promptgate_queue_depth 4\n"));

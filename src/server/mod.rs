@@ -399,8 +399,14 @@ async fn healthz(State(st): State<AppState>) -> Response {
 }
 
 async fn metrics_text(State(st): State<AppState>) -> Response {
-    let depth = match st.queue.depth().await {
-        Ok(d) => Some(d),
+    let gauges = async {
+        Ok::<_, anyhow::Error>(metrics::QueueGauges {
+            depth: st.queue.depth().await?,
+            quarantined: st.queue.quarantined().await?,
+        })
+    };
+    let queue = match gauges.await {
+        Ok(q) => Some(q),
         Err(e) => {
             tracing::error!("metrics: {e:#}");
             None
@@ -411,7 +417,7 @@ async fn metrics_text(State(st): State<AppState>) -> Response {
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        st.metrics.render(depth),
+        st.metrics.render(queue),
     )
         .into_response()
 }

@@ -36,6 +36,13 @@ use tokio::sync::{mpsc, oneshot};
 /// After this many attempts a delivery is marked failed instead of retried.
 pub const MAX_ATTEMPTS: i64 = 5;
 
+/// Claims after which a delivery whose lease keeps expiring (its worker died each
+/// time) is quarantined as failed instead of claimed again.
+pub const MAX_CLAIMS_WITHOUT_FINISHING: i64 = 3;
+
+/// How `last_error` of a quarantined delivery starts.
+pub const QUARANTINED: &str = "quarantined";
+
 const NOW_TEXT: &str = "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')";
 
 /// Most deliveries in one intake transaction: bounds how long the last of a batch
@@ -204,18 +211,28 @@ impl Queue {
     /// running with an expired lease (its worker died) — and leases it to `owner`.
     pub async fn claim(&self, owner: &str, lease: Duration) -> anyhow::Result<Option<Delivery>> {
         let now = now_ms();
-        // A delivery whose worker keeps dying must not be re-claimed forever.
-        sqlx::query(&format!(
+        // A delivery whose worker keeps dying (a memory bomb kills the process, and the
+        // next claim kills it again) is quarantined: attempts are counted when claimed,
+        // so a crash counts even though it never reached `fail`.
+        let quarantined = sqlx::query(&format!(
             "UPDATE deliveries SET status = 'failed', lease_owner = NULL, lease_until = NULL, \
-             last_error = COALESCE(last_error || '; ', '') || 'lease expired after ' || attempts || ' attempts', \
+             last_error = '{QUARANTINED}: claimed ' || attempts || ' times without finishing (the worker stopped each time, e.g. killed for memory)' \
+                          || COALESCE('; before: ' || last_error, ''), \
              updated_at = {NOW_TEXT} \
-             WHERE status = 'running' AND lease_until < ?1 AND attempts >= ?2"
+             WHERE status = 'running' AND lease_until < ?1 AND attempts >= ?2 \
+             RETURNING id, forge, delivery_id"
         ))
         .bind(now)
-        .bind(MAX_ATTEMPTS)
-        .execute(&self.pool)
+        .bind(MAX_CLAIMS_WITHOUT_FINISHING)
+        .fetch_all(&self.pool)
         .await
-        .context("expiring dead deliveries")?;
+        .context("quarantining dead deliveries")?;
+        for row in quarantined {
+            let id: i64 = row.try_get("id")?;
+            let forge: String = row.try_get("forge")?;
+            let delivery: String = row.try_get("delivery_id")?;
+            tracing::error!(id, %forge, %delivery, "delivery quarantined: its worker stopped {MAX_CLAIMS_WITHOUT_FINISHING} times while handling it");
+        }
 
         let row = sqlx::query(&format!(
             "UPDATE deliveries SET status = 'running', lease_owner = ?1, lease_until = ?2, \
@@ -319,6 +336,18 @@ impl Queue {
         .fetch_one(&self.pool)
         .await
         .context("measuring the queue")?;
+        let n: i64 = row.try_get("n")?;
+        Ok(n.max(0) as u64)
+    }
+
+    /// Deliveries quarantined because their worker kept dying.
+    pub async fn quarantined(&self) -> anyhow::Result<u64> {
+        let row = sqlx::query(&format!(
+            "SELECT COUNT(*) AS n FROM deliveries WHERE status = 'failed' AND last_error LIKE '{QUARANTINED}:%'"
+        ))
+        .fetch_one(&self.pool)
+        .await
+        .context("counting quarantined deliveries")?;
         let n: i64 = row.try_get("n")?;
         Ok(n.max(0) as u64)
     }
@@ -434,6 +463,31 @@ mod tests {
     }
 
     const LEASE: Duration = Duration::from_secs(300);
+
+    /// Issue 10 item 6: a delivery whose worker dies every time (no `fail`, no
+    /// `complete`, the lease just runs out) is claimed three times, then quarantined.
+    #[tokio::test]
+    async fn a_delivery_whose_worker_keeps_dying_is_quarantined() {
+        let (_d, q) = queue().await;
+        let Enqueued::New(id) = q
+            .enqueue("github", "bomb", "pull_request", b"{}")
+            .await
+            .unwrap()
+        else {
+            panic!("not new")
+        };
+        let instant = Duration::from_millis(1);
+        for attempt in 1..=MAX_CLAIMS_WITHOUT_FINISHING {
+            let d = q.claim("dies", instant).await.unwrap().unwrap();
+            assert_eq!((d.id, d.attempts), (id, attempt));
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert!(q.claim("dies", instant).await.unwrap().is_none());
+        let error = q.last_error(id).await.unwrap().unwrap();
+        assert!(error.starts_with("quarantined: claimed 3 times"), "{error}");
+        assert_eq!(q.quarantined().await.unwrap(), 1);
+        assert_eq!(q.counts().await.unwrap().failed, 1);
+    }
 
     #[tokio::test]
     async fn claim_complete_and_duplicate() {
