@@ -43,7 +43,7 @@ enum TierArg {
 #[derive(Subcommand)]
 enum Command {
     /// Evaluate the change from --base to --head and print the PR comment or the report.
-    Check(CheckArgs),
+    Check(Box<CheckArgs>),
     /// Check the config, datasets, manifests and templates; report every problem.
     Validate {
         #[arg(long, default_value = ".")]
@@ -121,6 +121,13 @@ struct CheckArgs {
     /// Recordings folder (default: .promptgate/recordings in the repository).
     #[arg(long)]
     recordings: Option<PathBuf>,
+    /// Also allow calls to model endpoints matching this base-URL glob (repeatable);
+    /// by default only what PROMPTGATE_MODEL_ENDPOINTS, else the base's manifests, name.
+    #[arg(long = "allow-endpoint", value_name = "GLOB")]
+    allow_endpoints: Vec<String>,
+    /// Also allow sending the key in ENV to endpoints matching GLOB (repeatable).
+    #[arg(long = "allow-key", value_name = "ENV=GLOB")]
+    allow_keys: Vec<String>,
     /// `release` runs every case with the release judge and samples.
     #[arg(long, value_enum, default_value = "pr")]
     tier: TierArg,
@@ -159,7 +166,7 @@ fn main() -> ExitCode {
     };
     let code = runtime.block_on(async {
         match cli.command {
-            Command::Check(args) => run_check(args).await,
+            Command::Check(args) => run_check(*args).await,
             Command::Validate { repo, rev } => run_validate(repo, rev).await,
             Command::Serve { config } => run_serve(config).await,
             Command::Audit { command } => match command {
@@ -279,7 +286,8 @@ async fn run_serve(config: Option<PathBuf>) -> anyhow::Result<u8> {
             public_url,
             max,
         )
-        .with_executor(executor);
+        .with_executor(executor)
+        .with_endpoint_rules(state.settings.endpoint_rules());
         Ok(std::sync::Arc::new(bot)
             as std::sync::Arc<
                 dyn promptgate::server::worker::EventHandler,
@@ -386,6 +394,11 @@ async fn run_check(args: CheckArgs) -> anyhow::Result<u8> {
         tier: match args.tier {
             TierArg::Pr => Tier::Pr,
             TierArg::Release => Tier::Release,
+        },
+        endpoints: promptgate::plan::endpoints::EndpointRules {
+            extra_endpoints: args.allow_endpoints,
+            extra_keys: args.allow_keys,
+            ..promptgate::plan::endpoints::EndpointRules::from_env()
         },
     };
 

@@ -29,6 +29,8 @@ pub const KEYS: &[&str] = &[
     "gitlab_token",
     "gitlab_webhook_secret",
     "repo_allowlist",
+    "model_endpoints",
+    "model_keys",
     "executor",
     "codebuild_project",
     "max_concurrency",
@@ -166,6 +168,12 @@ pub struct Settings {
     /// Accepted `X-Gitlab-Token` values; empty means GitLab webhooks are not served.
     pub gitlab_webhook_secret: Vec<Secret>,
     pub repo_allowlist: RepoAllowlist,
+    /// `PROMPTGATE_MODEL_ENDPOINTS`: globs of the model base URLs a run may call;
+    /// unset, the base branch's manifests decide.
+    pub model_endpoints: Option<Vec<String>>,
+    /// `PROMPTGATE_MODEL_KEYS`: `ENV=endpoint-glob` pairs; unset, the base branch's
+    /// manifests decide.
+    pub model_keys: Option<Vec<String>>,
     pub executor: Executor,
     pub codebuild_project: Option<String>,
     pub max_concurrency: usize,
@@ -193,6 +201,8 @@ impl Default for Settings {
             gitlab_token: None,
             gitlab_webhook_secret: Vec::new(),
             repo_allowlist: RepoAllowlist::any(),
+            model_endpoints: None,
+            model_keys: None,
             executor: Executor::Local,
             codebuild_project: None,
             max_concurrency: 8,
@@ -220,6 +230,8 @@ impl fmt::Debug for Settings {
             .field("gitlab_token", &self.gitlab_token)
             .field("gitlab_webhook_secret", &self.gitlab_webhook_secret)
             .field("repo_allowlist", &self.repo_allowlist)
+            .field("model_endpoints", &self.model_endpoints)
+            .field("model_keys", &self.model_keys)
             .field("executor", &self.executor)
             .field("codebuild_project", &self.codebuild_project)
             .field("max_concurrency", &self.max_concurrency)
@@ -355,6 +367,8 @@ impl Settings {
             s.repo_allowlist =
                 RepoAllowlist::new(&globs).with_context(|| format!("from {}", r.origin))?;
         }
+        s.model_endpoints = take(&mut raw, "model_endpoints").map(|r| split_list(&r.value));
+        s.model_keys = take(&mut raw, "model_keys").map(|r| split_list(&r.value));
         if let Some(r) = take(&mut raw, "executor") {
             s.executor = match r.value.to_ascii_lowercase().as_str() {
                 "local" => Executor::Local,
@@ -507,6 +521,15 @@ impl Settings {
         self.gitlab_token.is_some()
     }
 
+    /// The operator's endpoint and key allowlists, for the run pipeline.
+    pub fn endpoint_rules(&self) -> crate::plan::endpoints::EndpointRules {
+        crate::plan::endpoints::EndpointRules {
+            endpoints: self.model_endpoints.clone(),
+            keys: self.model_keys.clone(),
+            ..Default::default()
+        }
+    }
+
     pub fn listen_addr(&self) -> anyhow::Result<SocketAddr> {
         self.listen.parse().map_err(|_| {
             anyhow!(
@@ -568,7 +591,8 @@ pub fn env_name(key: &str) -> String {
     format!("{ENV_PREFIX}{}", key.to_ascii_uppercase())
 }
 
-fn split_list(v: &str) -> Vec<String> {
+/// Comma-separated entries, trimmed, empty ones dropped.
+pub(crate) fn split_list(v: &str) -> Vec<String> {
     v.split(',')
         .map(str::trim)
         .filter(|s| !s.is_empty())

@@ -434,3 +434,46 @@ async fn replaying_recordings_the_change_wrote_is_flagged() {
         "{report}"
     );
 }
+
+/// Issue 10 item 1: a head manifest that points its key at a server of its own is an
+/// error naming the manifest line, and that server receives nothing. The CLI can widen
+/// the endpoints for local use, but a key still goes only where it is paired.
+#[tokio::test]
+async fn a_head_manifest_cannot_send_keys_or_prompts_to_its_own_server() {
+    let server = fake_openai().await;
+    let attacker = fake_openai().await;
+    let (repo, base) = setup(&format!("{}/v1", server.uri()));
+    repo.write(
+        "models/billing.yaml",
+        &format!(
+            "provider: openai\nmodel: fake-chat\nbase_url: {}/v1\napi_key_env: OPENAI_API_KEY\n",
+            attacker.uri()
+        ),
+    );
+    let head = repo.commit("point billing at my server");
+    let widen = format!("{}/*", attacker.uri());
+    for (flags, line, why) in [
+        (
+            vec![],
+            "models/billing.yaml:3",
+            "is not an allowed model endpoint",
+        ),
+        // Widened for a local run, the endpoint is allowed, but not the key.
+        (
+            vec!["--allow-endpoint", widen.as_str()],
+            "models/billing.yaml:4",
+            "api_key_env OPENAI_API_KEY may not be sent",
+        ),
+    ] {
+        let (code, report) = check(&repo, &base, &head, &flags);
+        assert_eq!(code, 2, "{report}");
+        let errors = suite(&report, "billing")["errors"].to_string();
+        assert!(errors.contains(line) && errors.contains(why), "{errors}");
+        let received = attacker.received_requests().await.unwrap_or_default();
+        assert!(
+            received.is_empty(),
+            "the attacker got {} requests",
+            received.len()
+        );
+    }
+}

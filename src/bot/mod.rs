@@ -6,6 +6,7 @@
 pub mod release;
 mod slash;
 
+use crate::plan::endpoints::EndpointRules;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -62,6 +63,8 @@ pub struct Bot {
     public_url: String,
     /// The run in progress per PR in this process, so a push can cancel it.
     active: Mutex<HashMap<PrKey, (i64, tokio::task::AbortHandle)>>,
+    /// The operator's model endpoint and key allowlists.
+    endpoint_rules: EndpointRules,
 }
 
 impl Bot {
@@ -80,7 +83,15 @@ impl Bot {
             metrics,
             public_url: public_url.trim_end_matches('/').to_string(),
             active: Mutex::new(HashMap::new()),
+            endpoint_rules: EndpointRules::default(),
         }
+    }
+
+    /// Sets the operator's endpoint and key allowlists (else the base branch's
+    /// manifests decide).
+    pub fn with_endpoint_rules(mut self, rules: EndpointRules) -> Self {
+        self.endpoint_rules = rules;
+        self
     }
 
     /// Runs evaluations on `executor` instead of in this process.
@@ -220,6 +231,7 @@ impl Bot {
             },
             full: is_release || request.full,
             tier,
+            endpoints: self.endpoint_rules.clone(),
         };
 
         let started = Instant::now();

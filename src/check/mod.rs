@@ -12,6 +12,7 @@ use std::time::Instant;
 use futures::future::join_all;
 use serde_json::json;
 
+use crate::config::ModelManifest;
 use crate::config::{
     MetricName, ModelRef, ModelSpec, Pricing, RepoConfig, SuiteConfig, CONFIG_PATH,
 };
@@ -19,6 +20,7 @@ use crate::detect;
 use crate::diag::{Diagnostic, Diagnostics};
 use crate::execute::{ChatRequest, EmbedRequest, GuardrailRef, ModelClient};
 use crate::gate;
+use crate::plan::endpoints::{EndpointPolicy, EndpointRules};
 use crate::plan::guardrail::{plan_guardrail_tests, PlannedGuardrailTest};
 use crate::plan::injection::{plan_attacks, PlannedAttack};
 use crate::plan::{self, keys, EvaluatorSpecs, PlannedCase, SidePlan};
@@ -41,6 +43,8 @@ pub struct CheckOptions {
     /// Evaluate every case, not only the affected ones.
     pub full: bool,
     pub tier: Tier,
+    /// The operator's endpoint and key allowlists (and the CLI's widening flags).
+    pub endpoints: EndpointRules,
 }
 
 impl Default for CheckOptions {
@@ -49,6 +53,7 @@ impl Default for CheckOptions {
             suites: Vec::new(),
             full: false,
             tier: Tier::Pr,
+            endpoints: EndpointRules::default(),
         }
     }
 }
@@ -210,6 +215,8 @@ async fn plan_into(
             Err(d) => return Err(d.to_string()),
         };
 
+    let endpoints = endpoint_policy(source, revs, opts, &config, &policy_rev, &evaluators).await?;
+
     // Plan every suite first, then run all their calls together under one limit.
     for (name, suite) in &config.suites {
         if !opts.suites.is_empty() && !opts.suites.contains(name) {
@@ -228,6 +235,14 @@ async fn plan_into(
         };
         let evaluators = suite_evaluators(suite, &evaluators);
         match plan_suite(source, revs, suite, &evaluators, samples, &policy_text).await {
+            Ok((_, head, _))
+                if endpoints.refusal(&head.plan.spec).is_some()
+                    || evaluators.iter().any(|e| endpoints.refusal(e).is_some()) =>
+            {
+                let d =
+                    refused_endpoints(source, revs, suite, &head, &evaluators, &endpoints).await;
+                report.suites.push(errored(name, triggered, &d));
+            }
             Ok((base, head, notes)) => {
                 report
                     .notes
@@ -246,6 +261,70 @@ async fn plan_into(
         }
     }
     Ok(())
+}
+
+/// The endpoint policy of this run: the operator's lists, else what the base branch
+/// names (its suites' manifests and its evaluators). When the policy config is the
+/// head's (base has none), nothing of the PR's is trusted: only the operator's lists.
+async fn endpoint_policy(
+    source: &dyn Source,
+    revs: &Revisions,
+    opts: &CheckOptions,
+    config: &RepoConfig,
+    policy_rev: &Rev,
+    evaluators: &EvaluatorSpecs,
+) -> Result<EndpointPolicy, String> {
+    let mut base_specs = Vec::new();
+    if policy_rev == &revs.base {
+        for suite in config.suites.values() {
+            let text = read_text(source, &revs.base, &suite.model)
+                .await
+                .ok()
+                .flatten();
+            if let Some(m) = text.and_then(|t| ModelManifest::parse(&suite.model, &t).ok()) {
+                base_specs.push(m.spec());
+            }
+        }
+        base_specs.extend(evaluators.iter().cloned());
+    }
+    EndpointPolicy::resolve(&opts.endpoints, &base_specs)
+}
+
+/// Why a suite's head manifest (or an evaluator) may not be called, naming the line.
+async fn refused_endpoints(
+    source: &dyn Source,
+    revs: &Revisions,
+    suite: &SuiteConfig,
+    head: &SideWork,
+    evaluators: &EvaluatorSpecs,
+    policy: &EndpointPolicy,
+) -> Diagnostics {
+    let mut d = Diagnostics::default();
+    if let Some(r) = policy.refusal(&head.plan.spec) {
+        let text = read_text(source, &revs.head, &suite.model)
+            .await
+            .ok()
+            .flatten();
+        let line = text.and_then(|t| crate::diag::line_of(&t, r.field));
+        d.push(Diagnostic::new(
+            suite.model.clone(),
+            line,
+            format!("{}; no model was called", r.message),
+        ));
+    }
+    for spec in evaluators.iter() {
+        if let Some(r) = policy.refusal(spec) {
+            d.push(Diagnostic::new(
+                CONFIG_PATH,
+                None,
+                format!(
+                    "evaluator `{}`: {}; no model was called",
+                    spec.model, r.message
+                ),
+            ));
+        }
+    }
+    d
 }
 
 async fn evaluate_planned(planned: &[PlannedSuite], client: &ModelClient, report: &mut Report) {

@@ -1,6 +1,7 @@
 //! Planning: load a suite's files at one revision, render every case's messages, and
 //! compute the input and score keys that decide what is affected (SPEC §3).
 
+pub mod endpoints;
 pub mod guardrail;
 pub mod injection;
 pub mod keys;
@@ -23,6 +24,13 @@ use crate::source::{read_text, Rev, Source};
 pub struct EvaluatorSpecs {
     pub embedding: Option<ModelSpec>,
     pub judge: Option<ModelSpec>,
+}
+
+impl EvaluatorSpecs {
+    /// The judge and the embedding model, where set.
+    pub fn iter(&self) -> impl Iterator<Item = &ModelSpec> {
+        self.judge.iter().chain(self.embedding.iter())
+    }
 }
 
 /// A suite's files as they are at one revision.
