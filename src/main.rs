@@ -400,6 +400,8 @@ async fn run_check(args: CheckArgs) -> anyhow::Result<u8> {
             extra_keys: args.allow_keys,
             ..promptgate::plan::endpoints::EndpointRules::from_env()
         },
+        // The CLI's cache lives in the repository's own .git folder.
+        namespace: None,
     };
 
     let progress = std::io::stderr().is_terminal().then(|| {

@@ -525,6 +525,7 @@ async fn worker_runs_a_plan_from_files() {
         shard: 0,
         head_sha: head.clone(),
         max_in_flight: 4,
+        namespace: None,
         seed: Vec::new(),
         units,
     };

@@ -59,6 +59,7 @@ fn opts(max_in_flight: usize, mode: Mode) -> ClientOptions {
         backoff_base: Duration::from_millis(1),
         mode,
         recordings_dir: None,
+        namespace: None,
     }
 }
 

@@ -62,6 +62,7 @@ fn opts(max_attempts: u32, mode: Mode) -> ClientOptions {
         backoff_base: Duration::from_millis(1),
         mode,
         recordings_dir: None,
+        namespace: None,
     }
 }
 

@@ -477,3 +477,47 @@ async fn a_head_manifest_cannot_send_keys_or_prompts_to_its_own_server() {
         );
     }
 }
+
+/// Issue 10 item 3: push 1 points the manifest at a server that answers perfectly
+/// (allowed here by a widened endpoint list), push 2 restores the manifest with the
+/// same regressed prompt. The input keys are equal, but the cached answers came from
+/// the other endpoint: push 2 asks the real model and fails.
+#[tokio::test]
+async fn answers_cached_from_another_endpoint_are_not_served() {
+    use wiremock::matchers::{method, path};
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+
+    let real = fake_openai().await;
+    let perfect = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/v1/chat/completions"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": "INV-0 INV-1 INV-2 INV-3"}, "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 5, "completion_tokens": 5}
+        })))
+        .mount(&perfect)
+        .await;
+    let (repo, base) = setup(&format!("{}/v1", real.uri()));
+    // The regression: the prompt no longer carries the invoice number.
+    repo.write("prompts/billing/user.j2", "Explain the bill.");
+    let manifest = repo.read("models/billing.yaml");
+    repo.write(
+        "models/billing.yaml",
+        &manifest.replace(&real.uri(), &perfect.uri()),
+    );
+    let push1 = repo.commit("ungrounded prompt, answered by my server");
+    let widen = format!("{}/*", perfect.uri());
+    let (code, report) = check(&repo, &base, &push1, &["--allow-endpoint", &widen]);
+    assert_eq!(code, 0, "the perfect server passes push 1: {report}");
+
+    repo.write("models/billing.yaml", &manifest);
+    let push2 = repo.commit("manifest restored");
+    let before = generation_calls(&real).await;
+    let (code, report) = check(&repo, &base, &push2, &[]);
+    assert_eq!(code, 1, "{report}");
+    assert_eq!(suite(&report, "billing")["verdict"], "fail", "{report}");
+    assert!(
+        generation_calls(&real).await > before,
+        "the real model was asked"
+    );
+}

@@ -232,6 +232,9 @@ impl Bot {
             full: is_release || request.full,
             tier,
             endpoints: self.endpoint_rules.clone(),
+            // The cache is shared by every repository the bot serves: results are
+            // served back only within the repository that produced them.
+            namespace: Some(format!("{}:{}", repo_ref.forge, repo_ref.full_name)),
         };
 
         let started = Instant::now();

@@ -45,6 +45,8 @@ pub struct CheckOptions {
     pub tier: Tier,
     /// The operator's endpoint and key allowlists (and the CLI's widening flags).
     pub endpoints: EndpointRules,
+    /// The result-cache namespace of the run (the bot: `forge:owner/repo`).
+    pub namespace: Option<String>,
 }
 
 impl Default for CheckOptions {
@@ -54,6 +56,7 @@ impl Default for CheckOptions {
             full: false,
             tier: Tier::Pr,
             endpoints: EndpointRules::default(),
+            namespace: None,
         }
     }
 }

@@ -40,6 +40,14 @@ pub enum Mode {
     CacheOnly,
 }
 
+/// The field of a cached value that names where it came from: the namespace (the
+/// repository) and the endpoint that answered. Content keys leave the endpoint out so
+/// recordings replay anywhere, but a cache shared by every PR must not serve an answer
+/// that a PR's own server gave (push a manifest pointing at a server with perfect
+/// answers, then restore it: the answers stay cached) to a request for the real
+/// endpoint, nor one repository's results to another. Recordings carry no stamp.
+pub const ORIGIN_FIELD: &str = "_origin";
+
 /// A result-cache entry as the store writes it: key, kind, value.
 pub type CacheWrite = (String, &'static str, Value);
 
@@ -56,6 +64,9 @@ pub struct ClientOptions {
     /// Where `provider: replay` manifests read in `Live` mode (Record and Replay name
     /// their own folder); the CLI passes the repository's `.promptgate/recordings`.
     pub recordings_dir: Option<PathBuf>,
+    /// Whose results these are (the bot: `forge:owner/repo`). A cached result is served
+    /// only to the namespace and the endpoint that produced it (see [`ORIGIN_FIELD`]).
+    pub namespace: Option<String>,
 }
 
 impl Default for ClientOptions {
@@ -67,6 +78,7 @@ impl Default for ClientOptions {
             backoff_base: Duration::from_millis(500),
             mode: Mode::Live,
             recordings_dir: None,
+            namespace: None,
         }
     }
 }
@@ -475,7 +487,10 @@ impl ModelClient {
         }
         // One fetch per key: later askers wait here, then find the result cached.
         let _key_guard = self.key_locks.lock(job.key()).await;
-        if let Some(answer) = self.memo_get(job.key()).and_then(|v| job.answer_from(v)) {
+        if let Some(answer) = self
+            .memo_get(job.key())
+            .and_then(|v| self.answer_from(job, v))
+        {
             return self.cache_hit(job, answer).await;
         }
 
@@ -513,9 +528,12 @@ impl ModelClient {
         add(&self.counters.output_tokens, output_tokens);
 
         match answer.to_value() {
-            Ok(value) => {
+            Ok(mut value) => {
                 if let Some(dir) = self.record_dir() {
                     self.record(dir, job, value.clone()).await?;
+                }
+                if let Value::Object(map) = &mut value {
+                    map.insert(ORIGIN_FIELD.into(), Value::String(self.origin(job)));
                 }
                 self.remember(job.key(), job.kind(), value).await;
             }
@@ -527,22 +545,63 @@ impl ModelClient {
         })
     }
 
+    /// Where an answer to `job` comes from in this client: the namespace and the
+    /// endpoint (replay mode answers from recordings, which is its own origin).
+    fn origin(&self, job: Job<'_>) -> String {
+        let endpoint = match (&self.opts.mode, job) {
+            (Mode::Replay(_), _) => "replay".to_string(),
+            (_, Job::Chat(ChatRequest { spec, .. }) | Job::Embed(EmbedRequest { spec, .. })) => {
+                match spec.provider {
+                    ProviderKind::Openai => format!(
+                        "openai {}",
+                        spec.base_url
+                            .as_deref()
+                            .unwrap_or_default()
+                            .trim_end_matches('/')
+                    ),
+                    ProviderKind::Bedrock => {
+                        format!("bedrock {}", spec.region.as_deref().unwrap_or("default"))
+                    }
+                    ProviderKind::Replay => "replay".to_string(),
+                }
+            }
+            (_, Job::Guardrail(r)) => {
+                format!("bedrock {}", r.region.as_deref().unwrap_or("default"))
+            }
+        };
+        format!(
+            "{} {endpoint}",
+            self.opts.namespace.as_deref().unwrap_or("-")
+        )
+    }
+
+    /// A cached value as an answer to `job`: of the right kind, and from this
+    /// client's namespace and the job's endpoint.
+    fn answer_from(&self, job: Job<'_>, value: Value) -> Option<Answer> {
+        let origin = value.get(ORIGIN_FIELD).and_then(Value::as_str);
+        if origin != Some(self.origin(job).as_str()) {
+            return None;
+        }
+        job.answer_from(value)
+    }
+
     /// The cached answer for a job, if there is a readable one of the right kind.
     async fn lookup(&self, job: Job<'_>) -> Option<Answer> {
         if let Some(value) = self.memo_get(job.key()) {
-            return job.answer_from(value);
+            return self.answer_from(job, value);
         }
         if self.absent.lock().is_ok_and(|a| a.contains(job.key())) {
             return None;
         }
         match self.store.get(job.key()).await {
             Ok(Some(value)) => {
-                let answer = job.answer_from(value);
+                let answer = self.answer_from(job, value);
                 if answer.is_none() {
-                    tracing::warn!(
-                        "cache entry {} is not a {} result; fetching it again",
+                    tracing::debug!(
+                        "cache entry {} is not a {} result from {}; fetching it again",
                         job.key(),
-                        job.kind()
+                        job.kind(),
+                        self.origin(job)
                     );
                 }
                 answer

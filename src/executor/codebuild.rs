@@ -177,11 +177,13 @@ impl CodeBuildExecutor {
             .map_or_else(|| "us-east-1".to_string(), |r| r.to_string())
     }
 
-    fn cache_only_client(&self) -> ModelClient {
+    /// A client that answers from the bot's cache alone, as `namespace`.
+    fn cache_only_client(&self, namespace: Option<String>) -> ModelClient {
         ModelClient::new(
             self.store.clone(),
             ClientOptions {
                 mode: Mode::CacheOnly,
+                namespace,
                 ..ClientOptions::default()
             },
         )
@@ -189,8 +191,8 @@ impl CodeBuildExecutor {
 
     /// The units some result of which is not in the bot's cache yet: only those go
     /// to CodeBuild. Found by running every unit against the cache alone.
-    async fn missing(&self, units: Vec<WorkUnit>) -> Vec<WorkUnit> {
-        let probe = self.cache_only_client();
+    async fn missing(&self, units: Vec<WorkUnit>, namespace: Option<String>) -> Vec<WorkUnit> {
+        let probe = self.cache_only_client(namespace);
         let keys: Vec<String> = units
             .iter()
             .flat_map(|u| u.primary_keys().into_iter().map(|(k, _)| k))
@@ -336,6 +338,7 @@ impl CodeBuildExecutor {
                 shard: index,
                 head_sha: req.head_sha.clone(),
                 max_in_flight: self.cfg.max_in_flight,
+                namespace: req.opts.namespace.clone(),
                 seed,
                 units,
             };
@@ -624,7 +627,7 @@ impl Executor for CodeBuildExecutor {
         let plan = check::plan(req.source, req.revs, req.opts).await;
         let units = plan.work();
         let planned = units.len();
-        let missing = self.missing(units).await;
+        let missing = self.missing(units, req.opts.namespace.clone()).await;
         let mut merged = Merged::default();
         let mut notes = Vec::new();
         if !missing.is_empty() {
@@ -649,7 +652,7 @@ impl Executor for CodeBuildExecutor {
                 ));
             }
         }
-        let client = self.cache_only_client();
+        let client = self.cache_only_client(req.opts.namespace.clone());
         client.count_as_fetched(std::mem::take(&mut merged.keys));
         let mut report = check::execute(plan, &client).await;
         let u = &merged.usage;

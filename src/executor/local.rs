@@ -43,7 +43,13 @@ impl Executor for LocalExecutor {
 
     async fn run(&self, req: RunRequest<'_>) -> Report {
         let (_guard, mut cancel) = self.runs.start(&req.run_id);
-        let client = ModelClient::new(self.store.clone(), self.client_opts.clone());
+        let client = ModelClient::new(
+            self.store.clone(),
+            ClientOptions {
+                namespace: req.opts.namespace.clone(),
+                ..self.client_opts.clone()
+            },
+        );
         let plan = check::plan(req.source, req.revs, req.opts).await;
         let planned = plan.report().clone();
         tokio::select! {

@@ -29,6 +29,10 @@ pub struct ShardPlan {
     pub head_sha: String,
     /// Model requests in flight in the build.
     pub max_in_flight: usize,
+    /// The bot's cache namespace (the repository), so the results the build stamps
+    /// and the seed it reads belong to the same one.
+    #[serde(default)]
+    pub namespace: Option<String>,
     /// Results the bot already holds that these units start from (cached
     /// generations whose judge or embedding is missing): reused, not fetched again.
     #[serde(default)]
@@ -129,6 +133,7 @@ pub async fn run_plan(
         store,
         ClientOptions {
             max_in_flight: max,
+            namespace: plan.namespace.clone(),
             ..opts
         },
     )
