@@ -486,3 +486,22 @@ async fn redirects_are_not_followed_and_foreign_bodies_are_not_shown() {
     assert!(text.contains("HTTP 403"), "{text}");
     assert!(!text.contains("AKIAINTERNALSECRET"), "{text}");
 }
+
+/// Issue 10 item 2: a metadata address is refused before any connection, literal or
+/// resolved (the resolver's own rules are unit-tested in src/execute/address.rs).
+#[tokio::test]
+async fn metadata_addresses_are_never_called() {
+    let c = client(fast_opts(2)).await;
+    for url in [
+        "http://169.254.169.254/latest/v1",
+        "http://[fe80::1]:8080/v1",
+        "http://[fd00:ec2::254]/v1",
+    ] {
+        let mut s = spec(&MockServer::start().await, Parameters::default());
+        s.base_url = Some(url.to_string());
+        let err = c.chat(chat_req(s, url)).await.unwrap_err();
+        assert!(matches!(err, ProviderError::Fatal(_)), "{url}: {err:?}");
+        assert!(err.to_string().contains("metadata"), "{err}");
+    }
+    assert_eq!(c.usage().retries, 0);
+}

@@ -3,6 +3,7 @@
 //! the result cache, at most K calls in flight, a per-call timeout, retries with
 //! backoff and jitter, and recording.
 
+pub mod address;
 pub mod bedrock;
 pub mod client;
 pub mod openai;

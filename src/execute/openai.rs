@@ -33,6 +33,11 @@ impl OpenAiProvider {
             // request (and its answer, into the comment) to a host nobody allowed,
             // such as a cloud metadata endpoint. A 3xx is an error instead.
             .redirect(reqwest::redirect::Policy::none())
+            // Names resolve through a guard that refuses metadata and, for names the
+            // operator did not list, internal addresses (src/execute/address.rs).
+            .dns_resolver(std::sync::Arc::new(
+                super::address::GuardedResolver::from_env(),
+            ))
             .user_agent(concat!("promptgate/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| format!("cannot create the HTTP client: {}", error_chain(&e)));
@@ -63,6 +68,14 @@ impl OpenAiProvider {
             ))
         })?;
         let url = format!("{}/{}", base.trim_end_matches('/'), path);
+        if let Some(host) = reqwest::Url::parse(&url)
+            .ok()
+            .and_then(|u| u.host_str().map(String::from))
+        {
+            super::address::check_literal(&host).map_err(|why| {
+                ProviderError::Fatal(format!("model `{}`: POST {url}: {why}", spec.model))
+            })?;
+        }
         let mut request = http.post(&url).json(body);
         if let Some(var) = &spec.api_key_env {
             if let Some(reason) = crate::config::manifest::forbidden_key_env(var) {
