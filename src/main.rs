@@ -287,7 +287,8 @@ async fn run_serve(config: Option<PathBuf>) -> anyhow::Result<u8> {
             max,
         )
         .with_executor(executor)
-        .with_endpoint_rules(state.settings.endpoint_rules());
+        .with_endpoint_rules(state.settings.endpoint_rules())
+        .with_link_signer(state.links.clone());
         Ok(std::sync::Arc::new(bot)
             as std::sync::Arc<
                 dyn promptgate::server::worker::EventHandler,

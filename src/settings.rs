@@ -31,6 +31,9 @@ pub const KEYS: &[&str] = &[
     "repo_allowlist",
     "model_endpoints",
     "model_keys",
+    "web_secret",
+    "web_users",
+    "web_auth_header",
     "executor",
     "codebuild_project",
     "max_concurrency",
@@ -174,6 +177,15 @@ pub struct Settings {
     /// `PROMPTGATE_MODEL_KEYS`: `ENV=endpoint-glob` pairs; unset, the base branch's
     /// manifests decide.
     pub model_keys: Option<Vec<String>>,
+    /// `PROMPTGATE_WEB_SECRET`: the key run links are signed with (else derived from
+    /// the first webhook secret).
+    pub web_secret: Option<Secret>,
+    /// `PROMPTGATE_WEB_USERS`: `user:password` or `user:sha256:<hex>` entries that may
+    /// read run pages with HTTP basic auth.
+    pub web_users: Vec<Secret>,
+    /// `PROMPTGATE_WEB_AUTH_HEADER`: the header an authenticating proxy in front of the
+    /// bot sets to the signed-in user (e.g. `X-Forwarded-User`).
+    pub web_auth_header: Option<String>,
     pub executor: Executor,
     pub codebuild_project: Option<String>,
     pub max_concurrency: usize,
@@ -203,6 +215,9 @@ impl Default for Settings {
             repo_allowlist: RepoAllowlist::any(),
             model_endpoints: None,
             model_keys: None,
+            web_secret: None,
+            web_users: Vec::new(),
+            web_auth_header: None,
             executor: Executor::Local,
             codebuild_project: None,
             max_concurrency: 8,
@@ -232,6 +247,9 @@ impl fmt::Debug for Settings {
             .field("repo_allowlist", &self.repo_allowlist)
             .field("model_endpoints", &self.model_endpoints)
             .field("model_keys", &self.model_keys)
+            .field("web_secret", &self.web_secret)
+            .field("web_users", &self.web_users)
+            .field("web_auth_header", &self.web_auth_header)
             .field("executor", &self.executor)
             .field("codebuild_project", &self.codebuild_project)
             .field("max_concurrency", &self.max_concurrency)
@@ -369,6 +387,13 @@ impl Settings {
         }
         s.model_endpoints = take(&mut raw, "model_endpoints").map(|r| split_list(&r.value));
         s.model_keys = take(&mut raw, "model_keys").map(|r| split_list(&r.value));
+        s.web_secret = take(&mut raw, "web_secret").map(|r| Secret(r.value));
+        s.web_users = take(&mut raw, "web_users")
+            .map(|r| split_list(&r.value).into_iter().map(Secret).collect())
+            .unwrap_or_default();
+        s.web_auth_header = take(&mut raw, "web_auth_header")
+            .map(|r| r.value.trim().to_ascii_lowercase())
+            .filter(|h| !h.is_empty());
         if let Some(r) = take(&mut raw, "executor") {
             s.executor = match r.value.to_ascii_lowercase().as_str() {
                 "local" => Executor::Local,

@@ -130,10 +130,14 @@ async fn a_pr_delivery_gets_pending_then_final_status_and_one_comment_edited_on_
     let done = final_status(&h, HEAD).await;
     assert_eq!(done.state, "failure");
     assert!(done.description.contains("billing: assertions"), "{done:?}");
-    assert_eq!(
-        done.target_url.as_deref(),
-        Some("http://bot.example/runs/1")
+    // The link names the run by its random id and carries a signed grant to read it.
+    let public_id = svc.text("SELECT public_id FROM runs WHERE id = 1").await;
+    let link = done.target_url.clone().unwrap_or_default();
+    assert!(
+        link.starts_with(&format!("http://bot.example/runs/{public_id}?exp=")),
+        "{link}"
     );
+    assert!(link.contains("&sig="), "{link}");
     let statuses = ours(&h);
     assert_eq!(statuses.len(), 2, "{statuses:?}");
     assert_eq!(
@@ -169,9 +173,13 @@ async fn a_pr_delivery_gets_pending_then_final_status_and_one_comment_edited_on_
             "SELECT id FROM runs WHERE head_sha = '{NEW_HEAD}'"
         ))
         .await;
-    assert_eq!(
-        done.target_url,
-        Some(format!("http://bot.example/runs/{run}"))
+    let public_id = svc
+        .text(&format!("SELECT public_id FROM runs WHERE id = {run}"))
+        .await;
+    let link = done.target_url.clone().unwrap_or_default();
+    assert!(
+        link.starts_with(&format!("http://bot.example/runs/{public_id}?exp=")),
+        "{link}"
     );
     {
         let st = h.state();
@@ -179,9 +187,12 @@ async fn a_pr_delivery_gets_pending_then_final_status_and_one_comment_edited_on_
         assert!(st.ours()[0].body.contains("billing"));
     }
     assert_eq!(svc.count("SELECT COUNT(*) FROM runs").await, 2);
-    let (code, page) = svc.get(&format!("/runs/{run}")).await;
+    let (code, page) = svc.get(link.trim_start_matches("http://bot.example")).await;
     assert_eq!(code, 200);
     assert!(page.contains("billing"), "{page}");
+    // Without the grant, or by its row number, the page is not readable.
+    assert_eq!(svc.get(&format!("/runs/{public_id}")).await.0, 401);
+    assert_eq!(svc.get(&format!("/runs/{run}")).await.0, 404);
     svc.stop().await;
 }
 

@@ -1209,6 +1209,11 @@ async fn the_run_page() {
     let bot = start_bot(default_settings(), Arc::new(Recorder::default()), &db(&dir)).await;
     assert_eq!(bot.get("/runs/1").await.0, 404);
     assert_eq!(bot.get("/runs/not-a-number").await.0, 404);
+    let link = |public_id: &str| {
+        bot.state
+            .links
+            .url("", public_id, std::time::SystemTime::now())
+    };
 
     let mut report = Report::new("cf4f801".into(), "eeb67d6".into(), Tier::Pr);
     report.verdict = Verdict::Fail;
@@ -1231,16 +1236,17 @@ async fn the_run_page() {
         detail: "<script>alert(1)</script>".into(),
     });
     report.suites.push(suite);
-    let id: i64 = sqlx::query_scalar(
-        "INSERT INTO runs (forge, repo, pr, head_sha, base_sha, status, verdict, report_json) \
-         VALUES ('github', 'derekg1729/test-repo', 315, 'eeb67d6', 'cf4f801', 'done', 'fail', ?1) RETURNING id",
+    let id: String = sqlx::query_scalar(
+        "INSERT INTO runs (forge, repo, pr, head_sha, base_sha, status, verdict, report_json, public_id) \
+         VALUES ('github', 'derekg1729/test-repo', 315, 'eeb67d6', 'cf4f801', 'done', 'fail', ?1, \
+         '0123456789abcdef0123456789abcdef') RETURNING public_id",
     )
     .bind(serde_json::to_string(&report).unwrap())
     .fetch_one(bot.state.store.pool())
     .await
     .unwrap();
 
-    let (status, html) = bot.get(&format!("/runs/{id}")).await;
+    let (status, html) = bot.get(&link(&id)).await;
     assert_eq!(status, 200, "{html}");
     // minijinja's HTML escaping also writes `/` as `&#x2f;`.
     let html = html.replace("&#x2f;", "/");
@@ -1264,13 +1270,8 @@ async fn the_run_page() {
     );
 
     // A run still in progress, without a report.
-    let id: i64 = sqlx::query_scalar(
-        "INSERT INTO runs (forge, repo, pr, head_sha, status) VALUES ('gitlab', 'g/p', 3, 'abc', 'running') RETURNING id",
-    )
-    .fetch_one(bot.state.store.pool())
-    .await
-    .unwrap();
-    let (status, html) = bot.get(&format!("/runs/{id}")).await;
+    let id = running_run(&bot, "gitlab", "g/p", 3).await;
+    let (status, html) = bot.get(&link(&id)).await;
     assert_eq!(status, 200);
     let html = html.replace("&#x2f;", "/");
     assert!(html.contains("the run is running"), "{html}");
@@ -1278,6 +1279,118 @@ async fn the_run_page() {
         html.contains("https://gitlab.com/g/p/-/merge_requests/3"),
         "{html}"
     );
+    bot.stop().await;
+}
+
+/// Stores a run in progress, without a report; returns its public id.
+async fn running_run(bot: &Bot, forge: &str, repo: &str, pr: i64) -> String {
+    sqlx::query_scalar(
+        "INSERT INTO runs (forge, repo, pr, head_sha, status, public_id) \
+         VALUES (?1, ?2, ?3, 'abc', 'running', ?4) RETURNING public_id",
+    )
+    .bind(forge)
+    .bind(repo)
+    .bind(pr)
+    .bind(promptgate::server::links::new_public_id())
+    .fetch_one(bot.state.store.pool())
+    .await
+    .unwrap()
+}
+
+/// A run page is private data: without the signed link the bot posted, a sign-in
+/// (basic auth) or the header of an authenticating proxy, it answers 401; a tampered,
+/// expired or other run's link does not open it; the row number does not address it.
+#[tokio::test]
+async fn a_run_page_opens_only_with_a_signed_link_or_a_sign_in() {
+    use base64::Engine;
+    use sha2::Digest;
+
+    let dir = tempfile::tempdir().unwrap();
+    let hashed = hex::encode(sha2::Sha256::digest(b"s3cret-too"));
+    let env = [
+        ("PROMPTGATE_GITHUB_TOKEN", GITHUB_TOKEN.to_string()),
+        ("PROMPTGATE_GITHUB_WEBHOOK_SECRET", COGNI_SECRET.to_string()),
+        (
+            "PROMPTGATE_WEB_USERS",
+            format!("alice:s3cret,bob:sha256:{hashed}"),
+        ),
+        ("PROMPTGATE_WEB_AUTH_HEADER", "X-Forwarded-User".to_string()),
+    ];
+    let pairs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let bot = start_bot(settings(&pairs), Arc::new(Recorder::default()), &db(&dir)).await;
+    let public_id = running_run(&bot, "github", "o/r", 1).await;
+    let page = format!("/runs/{public_id}");
+    let now = std::time::SystemTime::now();
+
+    // No credential: 401 with a basic-auth challenge.
+    let r = reqwest::get(format!("{}{page}", bot.url)).await.unwrap();
+    assert_eq!(r.status().as_u16(), 401);
+    assert_eq!(
+        r.headers()
+            .get("www-authenticate")
+            .and_then(|v| v.to_str().ok()),
+        Some("Basic realm=\"promptgate\"")
+    );
+    let run_id: i64 = bot.count("SELECT id FROM runs").await;
+    assert_eq!(bot.get(&format!("/runs/{run_id}")).await.0, 404);
+
+    // The signed link opens it; changed, expired or foreign links do not.
+    let good = bot.state.links.url("", &public_id, now);
+    assert_eq!(bot.get(&good).await.0, 200);
+    let (path, query) = good.split_once('?').unwrap();
+    let (exp, sig) = query.split_once('&').unwrap();
+    let exp: u64 = exp.trim_start_matches("exp=").parse().unwrap();
+    assert_eq!(
+        bot.get(&format!("{path}?exp={}&{sig}", exp + 1)).await.0,
+        401,
+        "a longer expiry under the same signature"
+    );
+    let mut flipped = sig.trim_start_matches("sig=").to_string();
+    let last = if flipped.ends_with('A') { "B" } else { "A" };
+    flipped.replace_range(flipped.len() - 1.., last);
+    assert_eq!(
+        bot.get(&format!("{path}?exp={exp}&sig={flipped}")).await.0,
+        401
+    );
+    let stale = bot.state.links.url(
+        "",
+        &public_id,
+        now - promptgate::server::links::LINK_LIFETIME * 2,
+    );
+    assert_eq!(bot.get(&stale).await.0, 401, "an expired link");
+    let other = bot
+        .state
+        .links
+        .url("", "00000000000000000000000000000000", now);
+    let other_sig = other.split_once('?').unwrap().1;
+    assert_eq!(bot.get(&format!("{page}?{other_sig}")).await.0, 401);
+
+    // Basic auth, plain and hashed entries; a wrong password is refused.
+    let basic = |cred: &str| {
+        format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(cred)
+        )
+    };
+    for (cred, want) in [
+        ("alice:s3cret", 200),
+        ("bob:s3cret-too", 200),
+        ("alice:wrong", 401),
+        ("bob:sha256:", 401),
+        ("mallory:s3cret", 401),
+    ] {
+        assert_eq!(
+            bot.get_with(&page, "authorization", &basic(cred)).await.0,
+            want,
+            "{cred}"
+        );
+    }
+    // The proxy's header, when the operator names it.
+    assert_eq!(
+        bot.get_with(&page, "x-forwarded-user", "carol").await.0,
+        200
+    );
+    assert_eq!(bot.get_with(&page, "x-forwarded-user", " ").await.0, 401);
     bot.stop().await;
 }
 

@@ -7,6 +7,7 @@ pub mod release;
 mod slash;
 
 use crate::plan::endpoints::EndpointRules;
+use crate::server::links::LinkSigner;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -65,6 +66,8 @@ pub struct Bot {
     active: Mutex<HashMap<PrKey, (i64, tokio::task::AbortHandle)>>,
     /// The operator's model endpoint and key allowlists.
     endpoint_rules: EndpointRules,
+    /// Signs the run links posted in statuses and comments.
+    links: LinkSigner,
 }
 
 impl Bot {
@@ -84,6 +87,7 @@ impl Bot {
             public_url: public_url.trim_end_matches('/').to_string(),
             active: Mutex::new(HashMap::new()),
             endpoint_rules: EndpointRules::default(),
+            links: LinkSigner::random(),
         }
     }
 
@@ -100,9 +104,19 @@ impl Bot {
         self
     }
 
-    /// The run's page, linked from statuses and comments.
-    fn run_url(&self, run_id: i64) -> String {
-        format!("{}/runs/{run_id}", self.public_url)
+    /// Signs run links with the key the run pages check (the server's).
+    pub fn with_link_signer(mut self, signer: LinkSigner) -> Self {
+        self.links = signer;
+        self
+    }
+
+    /// The run's page, linked from statuses and comments: its random id and a signed,
+    /// expiring grant to read it.
+    async fn run_url(&self, run_id: i64) -> anyhow::Result<String> {
+        let public_id = self.runs.public_id(run_id).await?;
+        Ok(self
+            .links
+            .url(&self.public_url, &public_id, std::time::SystemTime::now()))
     }
 
     fn forge(&self, repo: &RepoRef) -> anyhow::Result<Arc<dyn Forge>> {
@@ -188,7 +202,7 @@ impl Bot {
         self.runs
             .set_tier(row.id, if is_release { "release" } else { "pr" })
             .await?;
-        let run_url = self.run_url(row.id);
+        let run_url = self.run_url(row.id).await?;
         forge
             .set_status(
                 &repo,
@@ -288,7 +302,7 @@ impl Bot {
         report: &Report,
         is_release: bool,
     ) -> anyhow::Result<()> {
-        let run_url = &self.run_url(run_id);
+        let run_url = &self.run_url(run_id).await?;
         let json = serde_json::to_string(report).context("encoding the report")?;
         let approved_by = self
             .runs

@@ -310,7 +310,7 @@ impl Bot {
         let Some(report) = report else {
             anyhow::bail!("run {}: the stored report does not parse", run.id);
         };
-        let run_url = self.run_url(run.id);
+        let run_url = self.run_url(run.id).await?;
         if is_release {
             let body = format!(
                 "Release approved by @{} after a passing full evaluation of {short}.",

@@ -8,6 +8,7 @@
 //! * `GET /healthz`, `GET /metrics` (Prometheus text), `GET /runs/{id}` (HTML).
 
 pub mod admission;
+pub mod links;
 pub mod metrics;
 pub mod runs;
 pub mod worker;
@@ -55,10 +56,13 @@ pub struct AppState {
     /// Bytes of webhook bodies being read at once, and how long one may take (see
     /// [`admission`]).
     pub admission: admission::Admission,
+    /// Signs and checks the run links the bot posts.
+    pub links: links::LinkSigner,
 }
 
 impl AppState {
     pub fn new(settings: Arc<Settings>, store: Store) -> anyhow::Result<Self> {
+        let links = links::LinkSigner::from_settings(&settings);
         Ok(Self {
             queue: Queue::new(store.pool().clone()),
             settings,
@@ -67,6 +71,7 @@ impl AppState {
             wake: Arc::new(Notify::new()),
             pages: Arc::new(runs::environment()?),
             admission: admission::Admission::default(),
+            links,
         })
     }
 }
@@ -422,11 +427,48 @@ async fn metrics_text(State(st): State<AppState>) -> Response {
         .into_response()
 }
 
-async fn run_page(State(st): State<AppState>, Path(id): Path<String>) -> Response {
-    let Ok(id) = id.parse::<i64>() else {
+/// The query of a signed run link.
+#[derive(serde::Deserialize)]
+struct LinkQuery {
+    exp: Option<u64>,
+    sig: Option<String>,
+}
+
+async fn run_page(
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+    axum::extract::Query(link): axum::extract::Query<LinkQuery>,
+    headers: HeaderMap,
+) -> Response {
+    // Public ids are 32 hex characters; anything else (a row number) is no run.
+    if id.len() != 32 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
         return plain(StatusCode::NOT_FOUND, "no such run\n");
+    }
+    let signed = match (link.exp, link.sig.as_deref()) {
+        (Some(exp), Some(sig)) => st.links.verify(&id, exp, sig, std::time::SystemTime::now()),
+        _ => false,
     };
-    match runs::load_run(st.store.pool(), id).await {
+    let proxied = st
+        .settings
+        .web_auth_header
+        .as_deref()
+        .and_then(|h| header(&headers, h))
+        .is_some_and(|user| !user.trim().is_empty());
+    let basic = links::basic_auth_ok(&st.settings, header(&headers, "authorization"));
+    if !(signed || proxied || basic) {
+        let mut r = plain(
+            StatusCode::UNAUTHORIZED,
+            "this run page needs the signed link the bot posted, or a sign-in\n",
+        );
+        if !st.settings.web_users.is_empty() {
+            r.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                axum::http::HeaderValue::from_static("Basic realm=\"promptgate\""),
+            );
+        }
+        return r;
+    }
+    match runs::load_run(st.store.pool(), &id).await {
         Ok(None) => plain(StatusCode::NOT_FOUND, "no such run\n"),
         Ok(Some(run)) => match runs::render(&st.pages, &st.settings, &run) {
             Ok(html) => Html(html).into_response(),

@@ -28,12 +28,13 @@ pub struct RunRow {
     pub updated_at: String,
 }
 
-pub async fn load_run(pool: &SqlitePool, id: i64) -> anyhow::Result<Option<RunRow>> {
+/// The run whose page id is `public_id`.
+pub async fn load_run(pool: &SqlitePool, public_id: &str) -> anyhow::Result<Option<RunRow>> {
     let row = sqlx::query(
         "SELECT id, forge, repo, pr, head_sha, base_sha, status, verdict, report_json, \
-         comment_id, created_at, updated_at FROM runs WHERE id = ?1",
+         comment_id, created_at, updated_at FROM runs WHERE public_id = ?1",
     )
-    .bind(id)
+    .bind(public_id)
     .fetch_optional(pool)
     .await
     .context("reading the run")?;

@@ -9,6 +9,8 @@ use sqlx::{Row, SqlitePool};
 pub struct RunRow {
     pub id: i64,
     pub status: String,
+    /// The random id of the run's page (`/runs/{public_id}`).
+    pub public_id: String,
 }
 
 /// Everything stored about the run of one commit.
@@ -43,7 +45,7 @@ impl Runs {
         base_sha: &str,
     ) -> anyhow::Result<RunRow> {
         sqlx::query(
-            "INSERT INTO runs (forge, repo, pr, head_sha, base_sha) VALUES (?1, ?2, ?3, ?4, ?5) \
+            "INSERT INTO runs (forge, repo, pr, head_sha, base_sha, public_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6) \
              ON CONFLICT (forge, repo, pr, head_sha) DO NOTHING",
         )
         .bind(forge)
@@ -51,11 +53,12 @@ impl Runs {
         .bind(pr as i64)
         .bind(head_sha)
         .bind(base_sha)
+        .bind(crate::server::links::new_public_id())
         .execute(&self.pool)
         .await
         .context("recording the run")?;
         let row = sqlx::query(
-            "SELECT id, status FROM runs WHERE forge = ?1 AND repo = ?2 AND pr = ?3 AND head_sha = ?4",
+            "SELECT id, status, public_id FROM runs WHERE forge = ?1 AND repo = ?2 AND pr = ?3 AND head_sha = ?4",
         )
         .bind(forge)
         .bind(repo)
@@ -67,7 +70,23 @@ impl Runs {
         Ok(RunRow {
             id: row.try_get("id")?,
             status: row.try_get("status")?,
+            public_id: row
+                .try_get::<Option<String>, _>("public_id")?
+                .unwrap_or_default(),
         })
+    }
+
+    /// The random id of a run's page.
+    pub async fn public_id(&self, id: i64) -> anyhow::Result<String> {
+        let found: Option<Option<String>> =
+            sqlx::query_scalar("SELECT public_id FROM runs WHERE id = ?1")
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await
+                .context("reading the run's public id")?;
+        found
+            .flatten()
+            .with_context(|| format!("run {id} has no public id"))
     }
 
     pub async fn set_status(&self, id: i64, status: &str) -> anyhow::Result<()> {

@@ -131,6 +131,26 @@ impl Service {
         (r.status().as_u16(), r.text().await.unwrap_or_default())
     }
 
+    /// One text value from the database.
+    pub async fn text(&self, sql: &str) -> String {
+        sqlx::query_scalar(sql)
+            .fetch_one(self.state.store.pool())
+            .await
+            .unwrap()
+    }
+
+    /// A GET with one extra request header.
+    pub async fn get_with(&self, path: &str, name: &str, value: &str) -> (u16, String) {
+        let r = self
+            .http
+            .get(format!("{}{path}", self.url))
+            .header(name, value)
+            .send()
+            .await
+            .expect("request");
+        (r.status().as_u16(), r.text().await.unwrap_or_default())
+    }
+
     /// One number from the database.
     pub async fn count(&self, sql: &str) -> i64 {
         sqlx::query_scalar(sql)
@@ -198,13 +218,16 @@ impl Service {
         Service::start(settings, db, move |state| {
             let mut forges = HashMap::new();
             forges.insert(kind, forge);
-            Arc::new(promptgate::bot::Bot::new(
-                forges,
-                state.store.clone(),
-                state.metrics.clone(),
-                "http://bot.example".into(),
-                4,
-            )) as Arc<dyn EventHandler>
+            Arc::new(
+                promptgate::bot::Bot::new(
+                    forges,
+                    state.store.clone(),
+                    state.metrics.clone(),
+                    "http://bot.example".into(),
+                    4,
+                )
+                .with_link_signer(state.links.clone()),
+            ) as Arc<dyn EventHandler>
         })
         .await
     }
