@@ -302,8 +302,15 @@ async fn run_serve(config: Option<PathBuf>) -> anyhow::Result<u8> {
 /// errored (the report shows those); 2 when the plan or the result cannot be handled,
 /// which fails the build so the bot retries the shard.
 async fn run_worker(plan: &str, out: &str) -> anyhow::Result<u8> {
-    let opts = promptgate::executor::worker::worker_client_options();
-    let result = promptgate::executor::worker::run_cli(plan, out, opts).await?;
+    use promptgate::executor::worker::{self, ShardKey, ENV_SHARD_KEY};
+    let opts = worker::worker_client_options();
+    // The bot always hands its builds a key; without one (a dry run from files) the
+    // result is written unsigned, and a bot would refuse it.
+    let key = match std::env::var(ENV_SHARD_KEY) {
+        Ok(hex) => Some(ShardKey::from_hex(&hex)?),
+        Err(_) => None,
+    };
+    let result = worker::run_cli(plan, out, opts, key.as_ref()).await?;
     eprintln!(
         "promptgate: shard {} done: {} results, {} model calls, {} unit errors",
         result.shard,

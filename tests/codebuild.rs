@@ -13,12 +13,13 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use cb::{FakeCodeBuild, Moto, BUCKET, PROJECT};
+use cb::{FakeCodeBuild, Moto, Tamper, BUCKET, PROJECT};
 use common::{calls, fake_openai, TestRepo};
 use promptgate::check::{CheckOptions, Revisions};
 use promptgate::execute::{ClientOptions, ModelClient};
 use promptgate::executor::codebuild::{BUILDSPEC, ENV_PLAN, ENV_RESULT};
 use promptgate::executor::shard::ShardSizing;
+use promptgate::executor::worker::{ShardKey, ENV_SHARD_KEY};
 use promptgate::executor::{
     CodeBuildConfig, CodeBuildExecutor, Executor, LocalExecutor, RunRequest,
 };
@@ -188,16 +189,26 @@ async fn sharded_run_on_moto_gives_the_local_report_and_fills_the_cache() {
     // moto reports a build SUCCEEDED on its first poll, whether or not the stand-in has
     // written the result yet; a first poll after 3 s leaves the stand-in time on two
     // loaded cores (a real build only succeeds once its worker has uploaded it).
+    // moto keeps no environment overrides, so the stand-in cannot read the run's key
+    // from StartBuild as a build does: the executor signs with a fixed one here.
+    let key = ShardKey::random();
     let exec = CodeBuildExecutor::with_clients(
         CodeBuildConfig {
             poll_initial: Duration::from_secs(3),
+            fixed_shard_key: Some(key.clone()),
             ..cb_config("pg")
         },
         bot_store.clone(),
         codebuild.clone(),
         s3.clone(),
     );
-    let builds = cb::stand_in_builds(s3.clone(), cb::Finished::default());
+    let fixed = key.clone();
+    let builds = cb::stand_in_builds(
+        s3.clone(),
+        cb::Finished::default(),
+        Arc::new(move |_| Some(fixed.clone())),
+        Tamper::None,
+    );
     let report = run(&exec, &repo, &base, &head, "42").await;
     builds.abort();
 
@@ -228,6 +239,16 @@ async fn sharded_run_on_moto_gives_the_local_report_and_fills_the_cache() {
         keys.iter().filter(|k| k.ends_with("/result.json")).count(),
         3
     );
+    // The key that signs the results never goes to S3.
+    for k in &keys {
+        let body = promptgate::executor::worker::s3_get(&s3, BUCKET, k)
+            .await
+            .unwrap();
+        assert!(
+            !String::from_utf8_lossy(&body).contains(&key.to_hex()),
+            "{k} holds the shard key"
+        );
+    }
     let ids = codebuild
         .list_builds_for_project()
         .project_name(PROJECT)
@@ -244,7 +265,9 @@ async fn sharded_run_on_moto_gives_the_local_report_and_fills_the_cache() {
         .await
         .unwrap();
     for b in got.builds() {
-        assert_eq!(b.source_version(), Some(head.as_str()));
+        // No source version is sent (moto fills in its default branch): the build
+        // checks out nothing of the PR. The fake asserts the NO_SOURCE override.
+        assert_ne!(b.source_version(), Some(head.as_str()));
         assert_eq!(b.build_status().map(|s| s.as_str()), Some("SUCCEEDED"));
     }
     // StopBuild on moto: a stopped build reads STOPPED.
@@ -286,6 +309,7 @@ fn essence_without_usage(r: &Report) -> Value {
 
 /// A wiremock CodeBuild with moto's S3, and the stand-in builds.
 struct FakeRig {
+    store: Store,
     _moto: Moto,
     fake: FakeCodeBuild,
     _server: MockServer,
@@ -298,6 +322,11 @@ struct FakeRig {
 }
 
 async fn fake_rig(fake: FakeCodeBuild, cfg: CodeBuildConfig) -> FakeRig {
+    tampered_rig(fake, cfg, Tamper::None).await
+}
+
+/// The rig, with stand-in builds that change their results.
+async fn tampered_rig(fake: FakeCodeBuild, cfg: CodeBuildConfig, tamper: Tamper) -> FakeRig {
     let moto = Moto::start();
     let s3 = cb::s3_client(&moto.url);
     cb::provision(&s3, None).await;
@@ -308,14 +337,16 @@ async fn fake_rig(fake: FakeCodeBuild, cfg: CodeBuildConfig) -> FakeRig {
         .await;
     let model = fake_openai().await;
     let (repo, base, head) = setup(&format!("{}/v1", model.uri()));
+    let bot_store = store().await;
     let exec = CodeBuildExecutor::with_clients(
         cfg,
-        store().await,
+        bot_store.clone(),
         cb::codebuild_client(&server.uri()),
         s3.clone(),
     );
     FakeRig {
-        builds: cb::stand_in_builds(s3, fake.finished.clone()),
+        store: bot_store,
+        builds: cb::stand_in_builds(s3, fake.finished.clone(), fake.key_for(), tamper),
         _moto: moto,
         fake,
         _server: server,
@@ -327,14 +358,16 @@ async fn fake_rig(fake: FakeCodeBuild, cfg: CodeBuildConfig) -> FakeRig {
     }
 }
 
-/// Every StartBuild carried the bot's buildspec, the head SHA, and env overrides
-/// naming the shard's plan and result; never the repository's buildspec.
-fn assert_trusted_starts(fake: &FakeCodeBuild, head: &str) {
+/// Every StartBuild carried the bot's buildspec, no source (the plan is
+/// self-contained), and env overrides naming the shard's plan and result and handing
+/// over the run's key; never the repository's buildspec.
+fn assert_trusted_starts(fake: &FakeCodeBuild) {
     let s = fake.state.lock().unwrap();
     assert!(!s.starts.is_empty());
     for body in &s.starts {
         assert_eq!(body["projectName"], PROJECT);
-        assert_eq!(body["sourceVersion"], head, "{body}");
+        assert_eq!(body["sourceTypeOverride"], "NO_SOURCE", "{body}");
+        assert!(body.get("sourceVersion").is_none(), "{body}");
         assert_eq!(body["buildspecOverride"], BUILDSPEC, "{body}");
         assert!(!body.to_string().contains("attacker.invalid"), "{body}");
         let env: Vec<(String, String)> = body["environmentVariablesOverride"]
@@ -362,6 +395,11 @@ fn assert_trusted_starts(fake: &FakeCodeBuild, head: &str) {
             .clone();
         assert!(plan.starts_with(&format!("s3://{BUCKET}/")) && plan.ends_with("/plan.json"));
         assert_eq!(result, plan.replace("/plan.json", "/result.json"));
+        let key = env
+            .iter()
+            .find(|(n, _)| n == ENV_SHARD_KEY)
+            .expect("shard key env");
+        assert!(ShardKey::from_hex(&key.1).is_ok(), "{key:?}");
     }
 }
 
@@ -388,7 +426,81 @@ async fn a_failed_shard_is_retried_once_and_throttling_is_retried() {
     assert_eq!(s.builds.len(), 5);
     assert_eq!(s.starts.len(), 7);
     drop(s);
-    assert_trusted_starts(&rig.fake, &rig.head);
+    assert_trusted_starts(&rig.fake);
+}
+
+/// A cache key no unit of the plan computes.
+const FORGED_KEY: &str = "f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0";
+
+/// A real answer copied under a key the plan never asked for.
+fn add_forged_entry(r: &mut promptgate::executor::worker::ShardResult) {
+    if let Some(first) = r.entries.first() {
+        let mut forged = first.clone();
+        forged.key = FORGED_KEY.to_string();
+        r.entries.push(forged);
+    }
+}
+
+async fn cached_rows(store: &Store) -> i64 {
+    sqlx::query_scalar("SELECT COUNT(*) FROM results")
+        .fetch_one(store.pool())
+        .await
+        .unwrap()
+}
+
+/// Someone who can write to the bucket, but does not hold the run's key, rewrites
+/// the shard results: the bot refuses them before parsing, retries the shard once,
+/// and ends the run as `error`; nothing of theirs reaches the cache.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_result_rewritten_in_the_bucket_is_refused_and_never_cached() {
+    let fake = FakeCodeBuild::new(Vec::new(), 0, 0);
+    let rig = tampered_rig(
+        fake,
+        cb_config("pg"),
+        Tamper::AfterSigning(add_forged_entry),
+    )
+    .await;
+    let report = run(&rig.exec, &rig.repo, &rig.base, &rig.head, "30").await;
+    rig.builds.abort();
+    assert_eq!(report.verdict, Verdict::Error, "{report:#?}");
+    let err = report.errors.join("\n");
+    assert!(err.contains("not signed with this run's key"), "{err}");
+    assert!(err.contains("failed twice"), "{err}");
+    assert_eq!(cached_rows(&rig.store).await, 0);
+    assert_trusted_starts(&rig.fake);
+}
+
+/// Even a build that holds the key (a compromised worker) cannot write a key its
+/// plan did not ask for: the entry is dropped, the run's report is the honest one,
+/// and a note says what was not stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_signed_result_stores_only_what_its_plan_asked_for() {
+    let fake = FakeCodeBuild::new(Vec::new(), 0, 0);
+    let rig = tampered_rig(
+        fake,
+        cb_config("pg"),
+        Tamper::BeforeSigning(add_forged_entry),
+    )
+    .await;
+    let report = run(&rig.exec, &rig.repo, &rig.base, &rig.head, "31").await;
+    rig.builds.abort();
+    assert_ne!(report.verdict, Verdict::Error, "{:#?}", report.errors);
+    assert_eq!(report.suites[0].cases.evaluated, CASES);
+    assert!(
+        report.notes.iter().any(|n| n.contains("Not stored")),
+        "{:?}",
+        report.notes
+    );
+    let forged: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM results WHERE key = ?1")
+        .bind(FORGED_KEY)
+        .fetch_one(rig.store.pool())
+        .await
+        .unwrap();
+    assert_eq!(forged, 0);
+    assert!(
+        cached_rows(&rig.store).await > 0,
+        "the honest results are kept"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -429,7 +541,7 @@ async fn a_shard_timing_out_twice_ends_the_run_as_error_with_build_and_logs() {
     stopped.sort();
     assert_eq!(stopped, ["pg-eval:build-1", "pg-eval:build-2"]);
     drop(s);
-    assert_trusted_starts(&rig.fake, &rig.head);
+    assert_trusted_starts(&rig.fake);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -536,12 +648,17 @@ async fn worker_runs_a_plan_from_files() {
         p.to_str().unwrap(),
         o.to_str().unwrap(),
         fast_client_opts(),
+        None,
     )
     .await
     .unwrap();
     let written: promptgate::executor::worker::ShardResult =
         serde_json::from_slice(&std::fs::read(&o).unwrap()).unwrap();
     assert_eq!(written, result);
+    assert!(
+        !dir.path().join("result.json.sig").exists(),
+        "no key, no signature"
+    );
     assert!(result.errors.is_empty(), "{:?}", result.errors);
     let (chat, emb) = calls(&model).await;
     assert_eq!(result.entries.len(), chat + emb);
@@ -603,4 +720,66 @@ async fn a_new_judge_reuses_cached_generations_in_the_shards() {
     assert_eq!(common::generation_calls(&rig._model).await, generations);
     assert!(second.usage.model_calls > 0);
     assert_eq!(rig.fake.state.lock().unwrap().builds.len(), 6);
+}
+
+/// The real `promptgate worker`: with the key the bot hands it, the signature it writes
+/// next to the result verifies over the result's bytes; a plan that asks it to answer
+/// from recordings (`provider: replay`) fails the build instead.
+#[tokio::test]
+async fn the_worker_binary_signs_its_result_and_refuses_replay() {
+    let model = fake_openai().await;
+    let (repo, base, head) = setup(&format!("{}/v1", model.uri()));
+    let source = GitSource::open(repo.path()).await.unwrap();
+    let plan =
+        promptgate::check::plan(&source, &revs(&base, &head), &CheckOptions::default()).await;
+    let shard = promptgate::executor::worker::ShardPlan {
+        version: promptgate::executor::worker::FORMAT_VERSION,
+        run_id: "bin".into(),
+        shard: 0,
+        head_sha: head.clone(),
+        max_in_flight: 4,
+        namespace: None,
+        seed: Vec::new(),
+        units: plan.work(),
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let plan_json = serde_json::to_string(&shard).unwrap();
+    let key = ShardKey::random();
+    let worker = |plan_file: &std::path::Path, out: &std::path::Path| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_promptgate"))
+            .args(["worker", "--plan"])
+            .arg(plan_file)
+            .arg("--out")
+            .arg(out)
+            .env(ENV_SHARD_KEY, key.to_hex())
+            .env("PROMPTGATE_LOG", "warn")
+            .output()
+            .unwrap()
+    };
+
+    let (p, o) = (dir.path().join("plan.json"), dir.path().join("result.json"));
+    std::fs::write(&p, &plan_json).unwrap();
+    let out = worker(&p, &o);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let body = std::fs::read(&o).unwrap();
+    let sig = std::fs::read(dir.path().join("result.json.sig")).unwrap();
+    assert!(key.verify(&body, &sig));
+    assert!(!ShardKey::random().verify(&body, &sig));
+
+    assert!(plan_json.contains(r#""provider":"openai""#));
+    let replay = plan_json.replace(r#""provider":"openai""#, r#""provider":"replay""#);
+    let (p, o) = (
+        dir.path().join("replay.json"),
+        dir.path().join("replay-out.json"),
+    );
+    std::fs::write(&p, replay).unwrap();
+    let out = worker(&p, &o);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("provider: replay"), "{stderr}");
+    assert!(!o.exists(), "no result for a refused plan");
 }

@@ -88,6 +88,23 @@ impl WorkUnit {
         }
     }
 
+    /// Every model the unit may call (generation, judge, embedding).
+    pub fn models(&self) -> Vec<&ModelSpec> {
+        match self {
+            WorkUnit::Case {
+                evaluators, sides, ..
+            } => sides
+                .iter()
+                .map(|s| &s.spec)
+                .chain(evaluators.iter())
+                .collect(),
+            WorkUnit::Attack { judge, runs, .. } => {
+                runs.iter().map(|r| &r.spec).chain(judge.iter()).collect()
+            }
+            WorkUnit::GuardrailTest { .. } => Vec::new(),
+        }
+    }
+
     /// The generation and guardrail keys the unit starts from (judge and embedding
     /// keys depend on the generated text). A cached one is handed to a shard so it is
     /// reused rather than generated again.

@@ -287,6 +287,10 @@ pub struct ModelClient {
     /// Keys whose cache entries count as fetched in this run (`cached: false`, no cache
     /// hit): results a CodeBuild shard fetched for this very run.
     fresh: std::sync::Mutex<HashSet<String>>,
+    /// Results a CodeBuild shard returned, not trusted yet ([`ModelClient::with_offered`]).
+    offered: Option<std::sync::Mutex<HashMap<String, (&'static str, Value)>>>,
+    /// The offered results a request of this run asked for and could use.
+    accepted: std::sync::Mutex<Vec<CacheWrite>>,
 }
 
 /// Fetched results are written to the cache in transactions of this many.
@@ -316,7 +320,52 @@ impl ModelClient {
             pending: tokio::sync::Mutex::new(Vec::new()),
             fetch_log: None,
             fresh: std::sync::Mutex::new(HashSet::new()),
+            offered: None,
+            accepted: std::sync::Mutex::new(Vec::new()),
         }
+    }
+
+    /// Results from outside (a CodeBuild shard) that are taken only when a request
+    /// this client makes asks for their key and they answer it (kind, endpoint and
+    /// namespace): running a plan's units over them tells which ones the plan really
+    /// asked for, so a tampered result cannot add any other key to the cache.
+    pub fn with_offered(mut self, entries: Vec<CacheWrite>) -> Self {
+        self.offered = Some(std::sync::Mutex::new(
+            entries
+                .into_iter()
+                .map(|(k, kind, v)| (k, (kind, v)))
+                .collect(),
+        ));
+        self
+    }
+
+    /// The offered results some request took (see [`ModelClient::with_offered`]).
+    pub fn take_accepted(&self) -> Vec<CacheWrite> {
+        self.accepted
+            .lock()
+            .map(|mut a| std::mem::take(&mut *a))
+            .unwrap_or_default()
+    }
+
+    /// An offered result for `job`, moved into this run's memo when it answers it. Both
+    /// happen under the memo's lock, so a concurrent lookup of the key finds one or
+    /// the other.
+    fn accept_offered(&self, job: Job<'_>) -> Option<Answer> {
+        let offered = self.offered.as_ref()?;
+        let mut memo = self.memo.lock().ok()?;
+        if let Some(value) = memo.get(job.key()) {
+            return self.answer_from(job, value.clone());
+        }
+        let (kind, value) = offered.lock().ok()?.remove(job.key())?;
+        if kind != job.kind() {
+            return None;
+        }
+        let answer = self.answer_from(job, value.clone())?;
+        memo.insert(job.key().to_string(), value.clone());
+        if let Ok(mut accepted) = self.accepted.lock() {
+            accepted.push((job.key().to_string(), kind, value));
+        }
+        Some(answer)
     }
 
     /// Keeps every fetched result so [`ModelClient::take_fetched`] can hand it on.
@@ -587,6 +636,9 @@ impl ModelClient {
 
     /// The cached answer for a job, if there is a readable one of the right kind.
     async fn lookup(&self, job: Job<'_>) -> Option<Answer> {
+        if let Some(answer) = self.accept_offered(job) {
+            return Some(answer);
+        }
         if let Some(value) = self.memo_get(job.key()) {
             return self.answer_from(job, value);
         }

@@ -1,10 +1,11 @@
 //! The CodeBuild executor. The bot plans the run itself (which units are affected and
 //! not cached yet), writes one self-contained plan per shard to S3, and starts one
-//! build per shard with a buildspec it wrote itself and the head SHA as source
-//! version. Each build runs `promptgate worker` and writes its result next to its
-//! plan. The bot polls the builds, retries a failed shard once, merges every result
-//! into its own result cache, and computes the report from that cache with
-//! [`check::execute`], exactly as a local run would.
+//! build per shard with a buildspec it wrote itself and no source checkout
+//! (`NO_SOURCE`: the plan holds everything). Each build runs `promptgate worker` and
+//! writes its result, signed with the run's key, next to its plan. The bot polls the
+//! builds, retries a failed shard once, checks each result's signature, keeps only the
+//! results its plan asked for, merges them into its own result cache, and computes the
+//! report from that cache with [`check::execute`], exactly as a local run would.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -12,12 +13,16 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use aws_sdk_codebuild::error::ProvideErrorMetadata;
-use aws_sdk_codebuild::types::{EnvironmentVariable, EnvironmentVariableType, StatusType};
+use aws_sdk_codebuild::types::{
+    EnvironmentVariable, EnvironmentVariableType, SourceType, StatusType,
+};
 use aws_smithy_types::error::display::DisplayErrorContext;
 use tokio::sync::watch;
 
 use super::shard::ShardSizing;
-use super::worker::{self, CacheEntry, ShardPlan, ShardResult, ShardUsage, FORMAT_VERSION};
+use super::worker::{
+    self, CacheEntry, ShardKey, ShardPlan, ShardResult, ShardUsage, ENV_SHARD_KEY, FORMAT_VERSION,
+};
 use super::{cancelled, error_report, Executor, RunRequest, Runs};
 use crate::check::{self, WorkUnit};
 use crate::execute::{ClientOptions, Mode, ModelClient};
@@ -51,6 +56,10 @@ pub struct CodeBuildConfig {
     /// First wait before BatchGetBuilds; doubles up to `poll_max`.
     pub poll_initial: Duration,
     pub poll_max: Duration,
+    /// Signs every run's shard results with this key instead of one drawn per run.
+    /// For stand-in builds in tests, which cannot read a StartBuild's environment;
+    /// `serve` never sets it.
+    pub fixed_shard_key: Option<ShardKey>,
 }
 
 impl CodeBuildConfig {
@@ -64,6 +73,7 @@ impl CodeBuildConfig {
             max_in_flight: 8,
             poll_initial: Duration::from_secs(10),
             poll_max: Duration::from_secs(60),
+            fixed_shard_key: None,
         }
     }
 
@@ -207,12 +217,7 @@ impl CodeBuildExecutor {
             .collect()
     }
 
-    async fn start_build(
-        &self,
-        run_key: &str,
-        shard: &Shard,
-        head_sha: &str,
-    ) -> Result<String, String> {
+    async fn start_build(&self, run: &RunKey, shard: &Shard) -> Result<String, String> {
         let env = |name: &str, value: String| {
             EnvironmentVariable::builder()
                 .name(name)
@@ -227,11 +232,12 @@ impl CodeBuildExecutor {
             .codebuild
             .start_build()
             .project_name(&self.cfg.project)
-            .source_version(head_sha)
+            .source_type_override(SourceType::NoSource)
             .buildspec_override(BUILDSPEC)
             .environment_variables_override(env(ENV_PLAN, plan_uri)?)
             .environment_variables_override(env(ENV_RESULT, result_uri)?)
-            .idempotency_token(format!("{run_key}-{}-{}", shard.index, shard.attempts + 1))
+            .environment_variables_override(env(ENV_SHARD_KEY, run.shard_key.to_hex())?)
+            .idempotency_token(format!("{}-{}-{}", run.id, shard.index, shard.attempts + 1))
             .send()
             .await
             .map_err(|e| {
@@ -253,11 +259,23 @@ impl CodeBuildExecutor {
             })
     }
 
-    /// Reads and checks a finished shard's result.
-    async fn read_result(&self, shard: &Shard) -> Result<ShardResult, String> {
+    /// Reads and checks a finished shard's result: its signature under the run's key
+    /// over the exact bytes, before they are parsed.
+    async fn read_result(&self, shard: &Shard, key: &ShardKey) -> Result<ShardResult, String> {
         let bytes = worker::s3_get(&self.s3, &self.cfg.bucket, &shard.result_key)
             .await
             .map_err(|e| format!("{e:#}"))?;
+        let sig_key = worker::signature_location(&shard.result_key);
+        let signature = worker::s3_get(&self.s3, &self.cfg.bucket, &sig_key)
+            .await
+            .map_err(|e| format!("{e:#}"))?;
+        if !key.verify(&bytes, &signature) {
+            return Err(format!(
+                "s3://{}/{} is not signed with this run's key (s3://{}/{sig_key}); it was not \
+                 written by the run's build",
+                self.cfg.bucket, shard.result_key, self.cfg.bucket
+            ));
+        }
         let result: ShardResult = serde_json::from_slice(&bytes).map_err(|e| {
             format!(
                 "s3://{}/{} is not a shard result: {e}",
@@ -274,19 +292,44 @@ impl CodeBuildExecutor {
     }
 
     /// Writes a shard's results into the bot's cache, so this run's report and any
-    /// later run (local or CodeBuild) reuse them.
-    async fn merge(&self, result: ShardResult, merged: &mut Merged) -> Result<(), String> {
-        let entries: Vec<(String, &'static str, serde_json::Value)> = result
+    /// later run (local or CodeBuild) reuse them. Only results the shard's own units
+    /// ask for are kept: the units run over the returned entries (and the cache), and
+    /// an entry no request of theirs takes (another key, kind, endpoint or repository)
+    /// is dropped, so even a build that holds the key cannot write elsewhere.
+    async fn merge(
+        &self,
+        result: ShardResult,
+        shard: &Shard,
+        namespace: Option<String>,
+        merged: &mut Merged,
+    ) -> Result<(), String> {
+        let returned = result.entries.len();
+        let offered: Vec<(String, &'static str, serde_json::Value)> = result
             .entries
             .into_iter()
-            .filter_map(|e: CacheEntry| {
-                let kind = e.store_kind();
-                if kind.is_none() {
-                    tracing::warn!(key = %e.key, kind = %e.kind, "shard result entry of unknown kind; ignored");
-                }
-                Some((e.key, kind?, e.value))
-            })
+            .filter_map(|e: CacheEntry| Some((e.key.clone(), e.store_kind()?, e.value)))
             .collect();
+        let probe = self.cache_only_client(namespace).with_offered(offered);
+        let keys: Vec<String> = shard
+            .units
+            .iter()
+            .flat_map(|u| u.primary_keys().into_iter().map(|(k, _)| k))
+            .collect();
+        probe.prefetch(&keys).await;
+        futures::future::join_all(shard.units.iter().map(|u| u.run(&probe))).await;
+        let entries = probe.take_accepted();
+        let ignored = returned - entries.len();
+        if ignored > 0 {
+            tracing::warn!(
+                shard = shard.index,
+                ignored,
+                "a shard result held entries its plan did not ask for; not stored"
+            );
+            merged.ignored.push(format!(
+                "shard {}: {ignored} of {returned}",
+                shard.index + 1
+            ));
+        }
         for chunk in entries.chunks(500) {
             self.store.put_many(chunk).await.map_err(|e| {
                 format!("writing shard {} results to the cache: {e:#}", result.shard)
@@ -307,6 +350,14 @@ impl CodeBuildExecutor {
         merged: &mut Merged,
     ) -> Result<(), String> {
         let run_key = format!("{}-{:08x}", safe_id(&req.run_id), rand::random::<u32>());
+        let run = RunKey {
+            id: run_key.clone(),
+            shard_key: self
+                .cfg
+                .fixed_shard_key
+                .clone()
+                .unwrap_or_else(ShardKey::random),
+        };
         let keys: Vec<String> = units
             .iter()
             .flat_map(|u| u.primary_keys().into_iter().map(|(k, _)| k))
@@ -340,7 +391,7 @@ impl CodeBuildExecutor {
                 max_in_flight: self.cfg.max_in_flight,
                 namespace: req.opts.namespace.clone(),
                 seed,
-                units,
+                units: units.clone(),
             };
             let bytes = serde_json::to_vec(&plan)
                 .map_err(|e| format!("encoding shard plan {index}: {e}"))?;
@@ -352,6 +403,7 @@ impl CodeBuildExecutor {
                 build_id: None,
                 attempts: 0,
                 done: false,
+                units,
             };
             worker::s3_put(&self.s3, &self.cfg.bucket, &shard.plan_key, bytes)
                 .await
@@ -365,7 +417,7 @@ impl CodeBuildExecutor {
             running: Arc::new(Mutex::new(HashSet::new())),
         };
         let result = self
-            .watch(req, &run_key, &mut shards, cancel, merged, &stopper)
+            .watch(req, &run, &mut shards, cancel, merged, &stopper)
             .await;
         if result.is_err() {
             stopper.stop_all().await;
@@ -377,7 +429,7 @@ impl CodeBuildExecutor {
     async fn watch(
         &self,
         req: &RunRequest<'_>,
-        run_key: &str,
+        run: &RunKey,
         shards: &mut [Shard],
         cancel: &mut watch::Receiver<bool>,
         merged: &mut Merged,
@@ -385,7 +437,7 @@ impl CodeBuildExecutor {
     ) -> Result<(), String> {
         let total = shards.len();
         for shard in shards.iter_mut() {
-            let id = self.start_build(run_key, shard, &req.head_sha).await?;
+            let id = self.start_build(run, shard).await?;
             shard.attempts = 1;
             stopper.add(&id);
             shard.build_id = Some(id);
@@ -466,11 +518,12 @@ impl CodeBuildExecutor {
                 };
                 let failure = match state {
                     StatusType::InProgress => continue,
-                    StatusType::Succeeded => match self.read_result(shard).await {
+                    StatusType::Succeeded => match self.read_result(shard, &run.shard_key).await {
                         Ok(result) => {
                             stopper.remove(&id);
                             shard.done = true;
-                            self.merge(result, merged).await?;
+                            self.merge(result, shard, req.opts.namespace.clone(), merged)
+                                .await?;
                             continue;
                         }
                         Err(e) => format!("succeeded without a readable result ({e})"),
@@ -487,7 +540,7 @@ impl CodeBuildExecutor {
                 }
                 tracing::warn!(build = %id, shard = shard.index, %failure, logs = %link, "retrying a failed CodeBuild shard once");
                 merged.retried.push(format!("`{id}` {failure}"));
-                let new_id = self.start_build(run_key, shard, &req.head_sha).await?;
+                let new_id = self.start_build(run, shard).await?;
                 shard.attempts += 1;
                 stopper.add(&new_id);
                 shard.build_id = Some(new_id);
@@ -495,6 +548,13 @@ impl CodeBuildExecutor {
         }
         Ok(())
     }
+}
+
+/// A run's name in S3 keys and idempotency tokens, and the key its results are
+/// signed with.
+struct RunKey {
+    id: String,
+    shard_key: ShardKey,
 }
 
 /// One shard's state while the builds run.
@@ -506,6 +566,8 @@ struct Shard {
     build_id: Option<String>,
     attempts: u32,
     done: bool,
+    /// The plan's units, to tell which returned results they ask for.
+    units: Vec<WorkUnit>,
 }
 
 /// What the merged shard results add to the report.
@@ -517,6 +579,8 @@ struct Merged {
     unit_errors: usize,
     builds: Vec<String>,
     retried: Vec<String>,
+    /// Per shard, returned results that were not stored.
+    ignored: Vec<String>,
 }
 
 /// Stops the builds still running when dropped (the bot aborted the run's task) or
@@ -645,6 +709,13 @@ impl Executor for CodeBuildExecutor {
                 merged.shards,
                 merged.builds.join(", ")
             ));
+            if !merged.ignored.is_empty() {
+                notes.push(format!(
+                    "Not stored: shard results the plan did not ask for ({}). Something \
+                     other than promptgate's worker wrote them; see the bot's log.",
+                    merged.ignored.join("; ")
+                ));
+            }
             if !merged.retried.is_empty() {
                 notes.push(format!(
                     "Retried once after a failed build: {}.",

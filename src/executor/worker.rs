@@ -97,6 +97,76 @@ impl ShardUsage {
     }
 }
 
+/// The environment variable that hands a build its run's shard key (hex). The key
+/// travels only in the StartBuild environment override, never in S3.
+pub const ENV_SHARD_KEY: &str = "PROMPTGATE_SHARD_KEY";
+
+/// Authenticates shard results: the worker signs the exact bytes of its result with
+/// HMAC-SHA256 under this key and writes the signature next to it (`<result>.sig`);
+/// the bot checks it over the raw bytes before parsing. Someone who can write to the
+/// bucket but does not hold the run's key cannot change a verdict.
+#[derive(Clone)]
+pub struct ShardKey([u8; 32]);
+
+impl std::fmt::Debug for ShardKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ShardKey(<redacted>)")
+    }
+}
+
+impl ShardKey {
+    /// A fresh key: the bot draws one per run.
+    pub fn random() -> Self {
+        Self(rand::random())
+    }
+
+    pub fn from_hex(s: &str) -> anyhow::Result<Self> {
+        let bytes = hex::decode(s.trim())
+            .ok()
+            .and_then(|b| <[u8; 32]>::try_from(b).ok())
+            .ok_or_else(|| anyhow!("{ENV_SHARD_KEY} is not 64 hex digits"))?;
+        Ok(Self(bytes))
+    }
+
+    pub fn to_hex(&self) -> String {
+        hex::encode(self.0)
+    }
+
+    fn mac(&self) -> hmac::Hmac<sha2::Sha256> {
+        use hmac::digest::KeyInit;
+        // HMAC pads a key shorter than the hash's block with zeros, so this is HMAC
+        // under the 32-byte key, built without a fallible length check.
+        let mut block = [0u8; 64];
+        block[..32].copy_from_slice(&self.0);
+        hmac::Hmac::<sha2::Sha256>::new(&block.into())
+    }
+
+    /// The hex signature of a result document's bytes.
+    pub fn sign(&self, bytes: &[u8]) -> String {
+        use hmac::Mac;
+        let mut mac = self.mac();
+        mac.update(bytes);
+        hex::encode(mac.finalize().into_bytes())
+    }
+
+    /// Whether `signature` (hex, as [`ShardKey::sign`] writes it) signs `bytes`; in
+    /// constant time.
+    pub fn verify(&self, bytes: &[u8], signature: &[u8]) -> bool {
+        use hmac::Mac;
+        let Ok(given) = hex::decode(signature.trim_ascii()) else {
+            return false;
+        };
+        let mut mac = self.mac();
+        mac.update(bytes);
+        mac.verify_slice(&given).is_ok()
+    }
+}
+
+/// Where the signature of the result document at `result` is written.
+pub fn signature_location(result: &str) -> String {
+    format!("{result}.sig")
+}
+
 /// Hex SHA-256 of a plan document's bytes.
 pub fn plan_digest(bytes: &[u8]) -> String {
     use sha2::{Digest, Sha256};
@@ -115,6 +185,19 @@ pub async fn run_plan(
             "shard plan version {} is not supported by this worker (expected {FORMAT_VERSION}); \
              rebuild the CodeBuild image from the bot's version",
             plan.version
+        );
+    }
+    // Recordings are the bot's to replay (from the base revision); a plan that asks a
+    // build to answer from files would let whoever wrote them choose the answers.
+    if let Some(label) = plan.units.iter().find_map(|u| {
+        u.models()
+            .iter()
+            .any(|m| m.provider == crate::config::ProviderKind::Replay)
+            .then(|| u.label())
+    }) {
+        bail!(
+            "shard plan unit {label} names `provider: replay`; a CodeBuild worker calls live \
+             models only (replay runs in the bot)"
         );
     }
     let store = Store::open_url("sqlite::memory:")
@@ -280,9 +363,15 @@ async fn write(
     }
 }
 
-/// The subcommand: plan in, result out. An error here (plan unreadable, result
-/// unwritable) fails the build, so the bot retries the shard; unit errors do not.
-pub async fn run_cli(plan: &str, out: &str, opts: ClientOptions) -> anyhow::Result<ShardResult> {
+/// The subcommand: plan in, result out (and, with a key, its signature next to it). An
+/// error here (plan unreadable, result unwritable) fails the build, so the bot retries
+/// the shard; unit errors do not.
+pub async fn run_cli(
+    plan: &str,
+    out: &str,
+    opts: ClientOptions,
+    key: Option<&ShardKey>,
+) -> anyhow::Result<ShardResult> {
     let (plan_loc, out_loc) = (Location::parse(plan)?, Location::parse(out)?);
     let s3 = if matches!(plan_loc, Location::S3 { .. }) || matches!(out_loc, Location::S3 { .. }) {
         Some(super::codebuild::s3_client(
@@ -302,7 +391,12 @@ pub async fn run_cli(plan: &str, out: &str, opts: ClientOptions) -> anyhow::Resu
     );
     let result = run_plan(&shard, &plan_digest(&bytes), opts).await?;
     let body = serde_json::to_vec(&result).context("encoding the shard result")?;
+    let signature = key.map(|k| k.sign(&body));
     write(&out_loc, s3.as_ref(), body).await?;
+    if let Some(signature) = signature {
+        let sig_loc = Location::parse(&signature_location(out))?;
+        write(&sig_loc, s3.as_ref(), signature.into_bytes()).await?;
+    }
     Ok(result)
 }
 
@@ -318,6 +412,31 @@ pub fn worker_client_options() -> ClientOptions {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn shard_keys_sign_the_exact_bytes() {
+        let key = ShardKey::random();
+        let sig = key.sign(b"{\"entries\":[]}");
+        assert!(key.verify(b"{\"entries\":[]}", sig.as_bytes()));
+        assert!(!key.verify(b"{\"entries\":[1]}", sig.as_bytes()));
+        assert!(!ShardKey::random().verify(b"{\"entries\":[]}", sig.as_bytes()));
+        assert!(!key.verify(b"{\"entries\":[]}", b"not hex"));
+        let again = ShardKey::from_hex(&key.to_hex()).unwrap();
+        assert!(again.verify(b"{\"entries\":[]}", sig.as_bytes()));
+        // The padded construction is HMAC under the 32-byte key itself.
+        use hmac::Mac;
+        let mut reference = hmac::Hmac::<sha2::Sha256>::new_from_slice(&key.0).unwrap();
+        reference.update(b"x");
+        assert_eq!(
+            key.sign(b"x"),
+            hex::encode(reference.finalize().into_bytes())
+        );
+        assert!(ShardKey::from_hex("abcd").is_err());
+        assert_eq!(
+            signature_location("s3://b/k/result.json"),
+            "s3://b/k/result.json.sig"
+        );
+    }
 
     #[test]
     fn locations() {

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use aws_sdk_codebuild::config::{BehaviorVersion, Credentials, Region};
 use promptgate::execute::ClientOptions;
-use promptgate::executor::worker::{self, ShardPlan};
+use promptgate::executor::worker::{self, ShardKey, ShardPlan, ShardResult};
 use serde_json::{json, Value};
 use wiremock::{Request, Respond, ResponseTemplate};
 
@@ -172,11 +172,32 @@ pub async fn list_keys(s3: &aws_sdk_s3::Client, prefix: &str) -> Vec<String> {
         .collect()
 }
 
+/// How a stand-in build finds the key of the run whose result it writes (its S3 key):
+/// the StartBuild's environment override in the wiremock fake, the executor's fixed
+/// key with moto (which keeps no overrides).
+pub type KeyFor = Arc<dyn Fn(&str) -> Option<ShardKey> + Send + Sync>;
+
+/// What a stand-in build does to its honest result.
+#[derive(Clone, Copy)]
+pub enum Tamper {
+    None,
+    /// Someone who can write to the bucket, not holding the key, changes the result
+    /// after the build signed it.
+    AfterSigning(fn(&mut ShardResult)),
+    /// A build that holds the key (compromised) signs a changed result.
+    BeforeSigning(fn(&mut ShardResult)),
+}
+
 /// Stands in for the builds (moto runs nothing): every plan.json without a
 /// result.json is run by the worker code in process, against whatever model its units
-/// name, and its result is written where the build would write it. Returns the task
-/// handle; abort it when done.
-pub fn stand_in_builds(s3: aws_sdk_s3::Client, finished: Finished) -> tokio::task::JoinHandle<()> {
+/// name, and its result is written, signed with the run's key, where the build would
+/// write it. Returns the task handle; abort it when done.
+pub fn stand_in_builds(
+    s3: aws_sdk_s3::Client,
+    finished: Finished,
+    key_for: KeyFor,
+    tamper: Tamper,
+) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         loop {
             let keys = list_keys(&s3, "").await;
@@ -193,17 +214,33 @@ pub fn stand_in_builds(s3: aws_sdk_s3::Client, finished: Finished) -> tokio::tas
                     backoff_base: Duration::from_millis(1),
                     ..ClientOptions::default()
                 };
-                let result = worker::run_plan(&plan, &worker::plan_digest(&bytes), opts)
+                let Some(key) = key_for(&result_key) else {
+                    // Its StartBuild has not been answered yet.
+                    continue;
+                };
+                let mut result = worker::run_plan(&plan, &worker::plan_digest(&bytes), opts)
                     .await
                     .expect("run plan");
+                if let Tamper::BeforeSigning(change) = tamper {
+                    change(&mut result);
+                }
+                let mut body = serde_json::to_vec(&result).expect("result json");
+                let signature = key.sign(&body);
+                if let Tamper::AfterSigning(change) = tamper {
+                    change(&mut result);
+                    body = serde_json::to_vec(&result).expect("result json");
+                }
                 worker::s3_put(
                     &s3,
                     BUCKET,
-                    &result_key,
-                    serde_json::to_vec(&result).expect("result json"),
+                    &worker::signature_location(&result_key),
+                    signature.into_bytes(),
                 )
                 .await
-                .expect("put result");
+                .expect("put signature");
+                worker::s3_put(&s3, BUCKET, &result_key, body)
+                    .await
+                    .expect("put result");
                 finished.lock().unwrap().insert(result_key);
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
@@ -238,11 +275,28 @@ pub struct FakeState {
     pub builds: Vec<(String, &'static str)>,
     /// Build id → the S3 key of the result its env override names.
     pub results: Vec<(String, String)>,
+    /// Result S3 key → the shard key its StartBuild handed the build.
+    pub keys: Vec<(String, ShardKey)>,
     pub stopped: Vec<String>,
     pub polls: usize,
 }
 
 impl FakeCodeBuild {
+    /// The stand-in builds' view of this fake: each result's key, as its StartBuild
+    /// handed it over.
+    pub fn key_for(&self) -> KeyFor {
+        let state = Arc::clone(&self.state);
+        Arc::new(move |result_key: &str| {
+            state
+                .lock()
+                .unwrap()
+                .keys
+                .iter()
+                .find(|(k, _)| k == result_key)
+                .map(|(_, key)| key.clone())
+        })
+    }
+
     pub fn new(outcomes: Vec<&'static str>, throttle_starts: usize, throttle_polls: usize) -> Self {
         Self {
             state: Arc::new(Mutex::new(FakeState {
@@ -290,16 +344,24 @@ impl Respond for FakeCodeBuild {
                 let status = s.outcomes.get(n).copied().unwrap_or("SUCCEEDED");
                 let id = format!("{PROJECT}:build-{n}");
                 s.builds.push((id.clone(), status));
-                let result = body["environmentVariablesOverride"]
-                    .as_array()
-                    .and_then(|vars| {
-                        vars.iter()
-                            .find(|v| v["name"] == promptgate::executor::codebuild::ENV_RESULT)
+                let var = |name: &str| {
+                    body["environmentVariablesOverride"]
+                        .as_array()
+                        .and_then(|vars| vars.iter().find(|v| v["name"] == name))
+                        .and_then(|v| v["value"].as_str())
+                        .map(str::to_string)
+                };
+                let result = var(promptgate::executor::codebuild::ENV_RESULT)
+                    .and_then(|uri| {
+                        uri.strip_prefix(&format!("s3://{BUCKET}/"))
+                            .map(str::to_string)
                     })
-                    .and_then(|v| v["value"].as_str())
-                    .and_then(|uri| uri.strip_prefix(&format!("s3://{BUCKET}/")))
-                    .unwrap_or_default()
-                    .to_string();
+                    .unwrap_or_default();
+                if let Some(key) = var(promptgate::executor::worker::ENV_SHARD_KEY)
+                    .and_then(|hex| ShardKey::from_hex(&hex).ok())
+                {
+                    s.keys.push((result.clone(), key));
+                }
                 s.results.push((id.clone(), result));
                 amz_json(
                     200,
