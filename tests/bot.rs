@@ -445,3 +445,39 @@ async fn as_an_app_a_rerun_of_our_check_re_evaluates_and_posts_a_check_run() {
     );
     assert!(!summary.contains("promptgate:sticky"));
 }
+
+/// A delivery whose worker died each of the three times it took it (a memory bomb
+/// kills the process, and the next claim would kill it again) is set aside, and the
+/// PR's commit gets an error status saying so instead of a `pending` that never ends.
+#[tokio::test]
+async fn a_quarantined_delivery_gets_an_error_status_on_its_commit() {
+    let (h, m) = world(Echo::default(), HEAD).await;
+    let dir = tempfile::tempdir().unwrap();
+    let svc = start(&h, &db_path(&dir)).await;
+    // What three crashed claims leave behind: running, attempts 3, the lease expired.
+    sqlx::query(
+        "INSERT INTO deliveries (forge, delivery_id, event, body, status, attempts, lease_owner, lease_until) \
+         VALUES ('github', 'd-crash', 'pull_request', ?1, 'running', 3, 'dead-worker', 1)",
+    )
+    .bind(fixture("github/webhook.pull_request.opened.octokit.json"))
+    .execute(svc.state.store.pool())
+    .await
+    .unwrap();
+    let done = final_status(&h, HEAD).await;
+    assert_eq!(done.state, "error", "{done:?}");
+    assert!(done.description.contains("stopped 3 times"), "{done:?}");
+    assert_eq!(
+        svc.count("SELECT COUNT(*) FROM deliveries WHERE status = 'failed' AND last_error LIKE 'quarantined%'")
+            .await,
+        1
+    );
+    // Set aside means not run: no model call, no run row.
+    assert!(m.received_requests().await.unwrap().is_empty());
+    assert_eq!(svc.count("SELECT COUNT(*) FROM runs").await, 0);
+    let (_, metrics) = svc.get("/metrics").await;
+    assert!(
+        metrics.contains("promptgate_deliveries_quarantined 1"),
+        "{metrics}"
+    );
+    svc.stop().await;
+}

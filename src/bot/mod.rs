@@ -652,6 +652,34 @@ fn fork_comment(pr: &PullRequestInfo) -> anyhow::Result<String> {
 
 #[async_trait]
 impl EventHandler for Bot {
+    /// An error status on the commit the delivery was about: otherwise its `pending`
+    /// stays forever, and a re-run is what the author needs to know about.
+    async fn quarantined(&self, delivery_id: &str, event: Event) -> anyhow::Result<()> {
+        let (repo_ref, sha) = match &event {
+            Event::PullRequest(e) => (&e.repo, &e.head_sha),
+            Event::Rerun(e) => (&e.repo, &e.head_sha),
+            // A comment's commands name no commit; the log and the metric report it.
+            _ => return Ok(()),
+        };
+        let forge = self.forge(repo_ref)?;
+        let description = format!(
+            "promptgate stopped {} times evaluating this commit (out of memory?); set aside, see the bot's log",
+            crate::store::queue::MAX_CLAIMS_WITHOUT_FINISHING
+        );
+        tracing::warn!(delivery = delivery_id, sha = %sha, "reporting a quarantined delivery");
+        forge
+            .set_status(
+                &repo_id(repo_ref),
+                sha,
+                STATUS_CONTEXT,
+                StatusState::Error,
+                &description,
+                None,
+            )
+            .await?;
+        Ok(())
+    }
+
     async fn handle(&self, delivery_id: &str, event: Event) -> anyhow::Result<()> {
         match event {
             Event::PullRequest(e) => {

@@ -29,6 +29,12 @@ use crate::webhook;
 #[async_trait]
 pub trait EventHandler: Send + Sync {
     async fn handle(&self, delivery_id: &str, event: Event) -> anyhow::Result<()>;
+
+    /// The delivery was set aside: its worker stopped each of the times it handled it
+    /// (killed for memory, say). Tell the author where they look; by default nothing.
+    async fn quarantined(&self, _delivery_id: &str, _event: Event) -> anyhow::Result<()> {
+        Ok(())
+    }
 }
 
 /// Logs each event and does nothing else.
@@ -106,7 +112,11 @@ pub async fn run_worker(
         if *shutdown.borrow() {
             break;
         }
-        match queue.claim(&config.owner, config.lease).await {
+        let claimed = queue.claim(&config.owner, config.lease).await;
+        for delivery in queue.take_quarantined() {
+            announce_quarantine(handler.as_ref(), &config, &delivery).await;
+        }
+        match claimed {
             Ok(Some(delivery)) => {
                 let outcome = process(
                     &queue,
@@ -152,6 +162,27 @@ pub async fn run_worker(
     tracing::debug!(owner = %config.owner, "worker stopped");
 }
 
+/// The event a stored delivery holds.
+fn parse_delivery(delivery: &Delivery) -> anyhow::Result<Event> {
+    delivery
+        .forge
+        .parse::<ForgeKind>()
+        .and_then(|forge| webhook::parse(forge, &delivery.event, &delivery.body))
+}
+
+/// Hands a quarantined delivery's event to the handler's `quarantined`, unless the
+/// event would have been skipped anyway. Failures are logged: the delivery stays
+/// quarantined (and counted in the metric) either way.
+async fn announce_quarantine(handler: &dyn EventHandler, config: &WorkerConfig, d: &Delivery) {
+    let event = match parse_delivery(d) {
+        Ok(event) if skip_reason(&event, &config.allowlist).is_none() => event,
+        _ => return,
+    };
+    if let Err(e) = handler.quarantined(&d.delivery_id, event).await {
+        tracing::error!(delivery = %d.delivery_id, "cannot report the quarantined delivery: {e:#}");
+    }
+}
+
 /// Why an event is not handed to the handler, if it is not.
 pub fn skip_reason(event: &Event, allowlist: &RepoAllowlist) -> Option<String> {
     if let Event::Ignored(reason) = event {
@@ -193,11 +224,7 @@ pub async fn process(
         attempt = delivery.attempts
     );
 
-    let parsed = delivery
-        .forge
-        .parse::<ForgeKind>()
-        .and_then(|forge| webhook::parse(forge, &delivery.event, &delivery.body));
-    let event = match parsed {
+    let event = match parse_delivery(&delivery) {
         Ok(e) => e,
         Err(e) => {
             let msg = format!("{e:#}");

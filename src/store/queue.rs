@@ -65,6 +65,8 @@ pub struct Queue {
     pool: SqlitePool,
     retry_backoff: Duration,
     intake: Arc<Intake>,
+    /// Deliveries this process quarantined, for the worker to announce on the PR.
+    quarantined_now: Arc<Mutex<Vec<Delivery>>>,
 }
 
 /// The handle on the intake writer task, shared by a queue's clones.
@@ -116,6 +118,17 @@ pub struct QueueCounts {
     pub failed: u64,
 }
 
+fn delivery_from_row(row: &sqlx::sqlite::SqliteRow) -> anyhow::Result<Delivery> {
+    Ok(Delivery {
+        id: row.try_get("id")?,
+        forge: row.try_get("forge")?,
+        delivery_id: row.try_get("delivery_id")?,
+        event: row.try_get("event")?,
+        body: row.try_get("body")?,
+        attempts: row.try_get("attempts")?,
+    })
+}
+
 fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -133,7 +146,18 @@ impl Queue {
             pool,
             retry_backoff: Duration::from_secs(10),
             intake: Arc::default(),
+            quarantined_now: Arc::default(),
         }
+    }
+
+    /// The deliveries quarantined by this process's claims since the last call, so the
+    /// worker can show an error status where the author looks (the log and metric
+    /// alone leave the PR pending forever).
+    pub fn take_quarantined(&self) -> Vec<Delivery> {
+        self.quarantined_now
+            .lock()
+            .map(|mut q| std::mem::take(&mut *q))
+            .unwrap_or_default()
     }
 
     /// Intake transactions run so far (each stores one batch of deliveries).
@@ -220,7 +244,7 @@ impl Queue {
                           || COALESCE('; before: ' || last_error, ''), \
              updated_at = {NOW_TEXT} \
              WHERE status = 'running' AND lease_until < ?1 AND attempts >= ?2 \
-             RETURNING id, forge, delivery_id"
+             RETURNING id, forge, delivery_id, event, body, attempts"
         ))
         .bind(now)
         .bind(MAX_CLAIMS_WITHOUT_FINISHING)
@@ -228,10 +252,11 @@ impl Queue {
         .await
         .context("quarantining dead deliveries")?;
         for row in quarantined {
-            let id: i64 = row.try_get("id")?;
-            let forge: String = row.try_get("forge")?;
-            let delivery: String = row.try_get("delivery_id")?;
-            tracing::error!(id, %forge, %delivery, "delivery quarantined: its worker stopped {MAX_CLAIMS_WITHOUT_FINISHING} times while handling it");
+            let d = delivery_from_row(&row)?;
+            tracing::error!(id = d.id, forge = %d.forge, delivery = %d.delivery_id, "delivery quarantined: its worker stopped {MAX_CLAIMS_WITHOUT_FINISHING} times while handling it");
+            if let Ok(mut q) = self.quarantined_now.lock() {
+                q.push(d);
+            }
         }
 
         let row = sqlx::query(&format!(
@@ -249,17 +274,7 @@ impl Queue {
         .fetch_optional(&self.pool)
         .await
         .context("claiming a webhook delivery")?;
-        let Some(row) = row else {
-            return Ok(None);
-        };
-        Ok(Some(Delivery {
-            id: row.try_get("id")?,
-            forge: row.try_get("forge")?,
-            delivery_id: row.try_get("delivery_id")?,
-            event: row.try_get("event")?,
-            body: row.try_get("body")?,
-            attempts: row.try_get("attempts")?,
-        }))
+        row.map(|row| delivery_from_row(&row)).transpose()
     }
 
     /// Extends the lease of a delivery `owner` still holds; false when it lost it.
