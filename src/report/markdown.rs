@@ -1039,20 +1039,27 @@ fn cell(s: &str) -> String {
 
 /// One line of inline markdown text: newlines become spaces and a `<` that could start
 /// HTML or an autolink (`<x`, `</`, `<!`, `<?`) is escaped, so user text cannot open a tag
-/// such as a stray `</details>`.
+/// such as a stray `</details>`. Errors and details carry text from providers and
+/// forges, so brackets are escaped too (no link or image, which would load from the
+/// sender's server) and an `@` before a name gets a zero-width space (no mention).
 fn text(s: &str) -> String {
     let one_line = s.replace("\r\n", " ").replace(['\n', '\r'], " ");
     let mut out = String::with_capacity(one_line.len());
     let mut chars = one_line.chars().peekable();
     while let Some(c) = chars.next() {
-        if c == '<'
-            && chars
-                .peek()
-                .is_some_and(|n| n.is_ascii_alphabetic() || matches!(n, '/' | '!' | '?'))
-        {
-            out.push_str("&lt;");
-        } else {
-            out.push(c);
+        let next = chars.peek().copied();
+        match c {
+            '<' if next
+                .is_some_and(|n| n.is_ascii_alphabetic() || matches!(n, '/' | '!' | '?')) =>
+            {
+                out.push_str("&lt;");
+            }
+            '[' | ']' => {
+                out.push('\\');
+                out.push(c);
+            }
+            '@' if next.is_some_and(|n| n.is_ascii_alphanumeric()) => out.push_str("@\u{200b}"),
+            c => out.push(c),
         }
     }
     out
@@ -1290,6 +1297,23 @@ mod tests {
         );
         assert!(safe.contains("\\[click\\]\\(http://evil\\)"), "{safe}");
         assert_eq!(untrusted_line(&"x".repeat(500)).chars().count(), 200);
+    }
+
+    #[test]
+    fn error_text_in_the_comment_cannot_mention_link_or_embed() {
+        // A provider's error message, as it reaches a suite's errors.
+        let evil =
+            "model said ![p](http://evil/x.png) [click](http://evil) @maintainer <img src=x>";
+        let safe = text(evil);
+        assert!(!safe.contains("@maintainer"), "{safe}");
+        assert!(safe.contains("@\u{200b}maintainer"), "{safe}");
+        assert!(safe.contains("!\\[p\\](http://evil/x.png)"), "{safe}");
+        assert!(safe.contains("\\[click\\]"), "{safe}");
+        assert!(safe.contains("&lt;img"), "{safe}");
+        assert_eq!(
+            text("mail a @ b, cost $0.1 <= 2"),
+            "mail a @ b, cost $0.1 <= 2"
+        );
     }
 
     #[test]
