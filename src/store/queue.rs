@@ -218,10 +218,16 @@ impl Queue {
             body: body.to_vec(),
             reply,
         };
-        self.writer()?
-            .send(job)
-            .await
-            .map_err(|_| anyhow!("storing the webhook delivery: the intake writer stopped"))?;
+        // A writer can stop (its runtime shutting down) between the check in `writer`
+        // and the send. A refused send hands the job back untouched, so it goes to a
+        // new writer. A writer that stops with the job in its hands fails it instead:
+        // whether it committed is unknown, and the forge redelivers.
+        if let Err(mpsc::error::SendError(job)) = self.writer()?.send(job).await {
+            self.writer()?
+                .send(job)
+                .await
+                .map_err(|_| anyhow!("storing the webhook delivery: the intake writer stopped"))?;
+        }
         match answer.await {
             Ok(Ok(enqueued)) => Ok(enqueued),
             Ok(Err(e)) => Err(anyhow!("storing the webhook delivery: {e}")),
@@ -264,13 +270,16 @@ impl Queue {
              attempts = attempts + 1, updated_at = {NOW_TEXT} \
              WHERE id = (SELECT id FROM deliveries \
                          WHERE (status = 'queued' AND COALESCE(lease_until, 0) <= ?3) \
-                            OR (status = 'running' AND lease_until < ?3) \
+                            OR (status = 'running' AND lease_until < ?3 AND attempts < ?4) \
                          ORDER BY id LIMIT 1) \
              RETURNING id, forge, delivery_id, event, body, attempts"
         ))
         .bind(owner)
         .bind(now.saturating_add(ms(lease)))
         .bind(now)
+        // A dead delivery that turned up after the quarantine above (a concurrent
+        // insert, another replica's crash) waits for the next claim's quarantine.
+        .bind(MAX_CLAIMS_WITHOUT_FINISHING)
         .fetch_optional(&self.pool)
         .await
         .context("claiming a webhook delivery")?;
