@@ -1617,3 +1617,57 @@ async fn slow_bodies_time_out_and_the_body_budget_bounds_intake() {
     let _ = stop.send(());
     serving.await.unwrap().unwrap();
 }
+
+/// Slow or silent clients do not hold connections: a socket that sends nothing, one
+/// that sends half its headers, and a keep-alive connection left idle after a request
+/// are all closed by the server once the header read timeout passes (500 ms in these
+/// tests, 10 s in production), while the service keeps answering.
+#[tokio::test]
+async fn silent_slow_and_idle_connections_are_closed() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpStream;
+
+    let dir = tempfile::tempdir().unwrap();
+    let bot = start_bot(default_settings(), Arc::new(Recorder::default()), &db(&dir)).await;
+    let addr = bot.url.trim_start_matches("http://").to_string();
+
+    /// Reads until the server closes the connection; returns what it sent.
+    async fn until_closed(s: &mut TcpStream) -> String {
+        let mut all = Vec::new();
+        let mut buf = [0u8; 4096];
+        loop {
+            match tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf)).await {
+                Ok(Ok(0)) | Ok(Err(_)) => break,
+                Ok(Ok(n)) => all.extend_from_slice(&buf[..n]),
+                Err(_) => panic!("the server kept the connection open for 5 s"),
+            }
+        }
+        String::from_utf8_lossy(&all).into_owned()
+    }
+
+    let mut silent = TcpStream::connect(&addr).await.unwrap();
+    let mut slow = TcpStream::connect(&addr).await.unwrap();
+    slow.write_all(b"POST /webhooks/github HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    let mut idle = TcpStream::connect(&addr).await.unwrap();
+    idle.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+
+    let started = std::time::Instant::now();
+    // The service answers while those are open.
+    assert_eq!(bot.get("/healthz").await.0, 200);
+    let (silent_seen, slow_seen, idle_seen) = tokio::join!(
+        until_closed(&mut silent),
+        until_closed(&mut slow),
+        until_closed(&mut idle)
+    );
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert!(!silent_seen.contains("200 OK"), "{silent_seen}");
+    assert!(!slow_seen.contains("202"), "{slow_seen}");
+    // The idle one got its answer first, then was closed.
+    assert!(idle_seen.starts_with("HTTP/1.1 200 OK"), "{idle_seen}");
+    assert_eq!(bot.get("/healthz").await.0, 200);
+    bot.stop().await;
+}

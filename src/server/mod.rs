@@ -9,6 +9,7 @@
 
 pub mod admission;
 pub mod links;
+pub mod listen;
 pub mod metrics;
 pub mod runs;
 pub mod worker;
@@ -108,6 +109,8 @@ pub struct ServeOptions {
     pub poll_interval: Duration,
     pub shutdown_grace: Duration,
     pub retry_backoff: Duration,
+    /// Header read timeout (also the keep-alive idle timeout) and connection cap.
+    pub conn: listen::ConnLimits,
 }
 
 impl Default for ServeOptions {
@@ -118,6 +121,7 @@ impl Default for ServeOptions {
             poll_interval: Duration::from_secs(1),
             shutdown_grace: Duration::from_secs(20),
             retry_backoff: Duration::from_secs(10),
+            conn: listen::ConnLimits::default(),
         }
     }
 }
@@ -213,13 +217,12 @@ pub async fn run(
     }
 
     let notify_stop = stop_tx.clone();
-    let served = axum::serve(listener, router(state.clone()))
-        .with_graceful_shutdown(async move {
-            shutdown.await;
-            tracing::info!("shutting down: no new requests or deliveries are taken");
-            let _ = notify_stop.send(true);
-        })
-        .await;
+    listen::serve(listener, router(state.clone()), opts.conn, async move {
+        shutdown.await;
+        tracing::info!("shutting down: no new requests or deliveries are taken");
+        let _ = notify_stop.send(true);
+    })
+    .await;
     let _ = stop_tx.send(true);
     while let Some(joined) = workers.join_next().await {
         if let Err(e) = joined {
@@ -233,7 +236,7 @@ pub async fn run(
         }
     }
     tracing::info!("stopped");
-    served.context("the HTTP server failed")
+    Ok(())
 }
 
 /// Resolves on ctrl-c or SIGTERM.

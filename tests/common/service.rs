@@ -29,6 +29,11 @@ pub fn test_options() -> ServeOptions {
         poll_interval: Duration::from_millis(50),
         shutdown_grace: Duration::from_millis(100),
         retry_backoff: Duration::ZERO,
+        conn: server::listen::ConnLimits {
+            header_read: Duration::from_millis(500),
+            drain: Duration::from_secs(2),
+            ..server::listen::ConnLimits::default()
+        },
     }
 }
 
