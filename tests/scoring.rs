@@ -204,3 +204,30 @@ async fn release_tier_runs_every_case_with_release_judge_and_samples() {
         "{judge_models:?}"
     );
 }
+
+/// A threshold on a metric that cannot be computed for the evaluated cases (cost with
+/// no `pricing` in the manifest) is an error naming the metric and why, never a pass
+/// (exit 2). (A judge metric without a judge is refused earlier, by validation.)
+#[tokio::test]
+async fn a_gated_metric_with_no_data_is_an_error_not_a_pass() {
+    let m = server("{}").await;
+    let url = format!("{}/v1", m.uri());
+    let (repo, _) = setup(&url, 1, false);
+    let config = repo.read(".promptgate.yml").replace(
+        "      assertions: { min: 0.0 }\n",
+        "      assertions: { min: 0.0 }\n      cost_per_case_usd: { max: 0.01 }\n",
+    );
+    repo.write(".promptgate.yml", &config);
+    let base = repo.commit("gate cost and faithfulness");
+    repo.write("prompts/user.j2", "Answer briefly: {{ q }}");
+    let head = repo.commit("edit the prompt");
+    let (code, report) = check(&repo, &base, &head, &[]);
+    assert_eq!(code, 2, "{report:#}");
+    assert_eq!(report["verdict"], "error");
+    let errors = report.to_string();
+    assert!(
+        errors.contains("cost_per_case_usd") && errors.contains("pricing"),
+        "{errors}"
+    );
+    assert!(errors.contains("has no value at head"), "{errors}");
+}

@@ -952,10 +952,36 @@ fn suite_report(p: &PlannedSuite, r: SuiteResults) -> SuiteReport {
             )
         })
         .collect();
-    let errors: Vec<String> = head
-        .iter()
-        .chain(base.iter())
-        .filter_map(|c| c.error.clone())
+    // A threshold on a case metric that has no value although head cases were
+    // evaluated cannot be checked: an error naming the metric, never a pass.
+    let mut metrics = metrics;
+    let mut uncomputable = Vec::new();
+    if !head.is_empty() {
+        for row in metrics.iter_mut() {
+            let Some(m) = MetricName::ALL.into_iter().find(|m| m.as_str() == row.name) else {
+                continue;
+            };
+            let case_metric = !matches!(
+                m,
+                MetricName::InjectionFailures | MetricName::GuardrailFailures
+            );
+            if case_metric && row.threshold.is_some() && row.head.is_none() {
+                row.pass = false;
+                uncomputable.push(format!(
+                    "metric `{}` is gated but has no value at head: {}",
+                    row.name,
+                    gate::uncomputable_reason(m)
+                ));
+            }
+        }
+    }
+    let errors: Vec<String> = uncomputable
+        .into_iter()
+        .chain(
+            head.iter()
+                .chain(base.iter())
+                .filter_map(|c| c.error.clone()),
+        )
         .chain(
             attacks_head
                 .iter()

@@ -92,6 +92,26 @@ pub fn metric_row(
     }
 }
 
+/// Why a gated metric has no head value although head cases were evaluated: the gate
+/// cannot be computed, which is an error, never a pass.
+pub fn uncomputable_reason(metric: MetricName) -> &'static str {
+    match metric {
+        MetricName::Assertions => "no evaluated case has assertions",
+        MetricName::Similarity => {
+            "no evaluated case has an `expected` output, or no embedding model is configured"
+        }
+        MetricName::Faithfulness | MetricName::Relevance | MetricName::HallucinationRate => {
+            "no judge is configured (`evaluators.judge`), or no case gave it what it grades"
+        }
+        MetricName::LatencyP50Ms | MetricName::LatencyP95Ms => {
+            "the provider reported no latency (replayed or cached answers carry none)"
+        }
+        MetricName::CostPerCaseUsd => "the model manifest has no `pricing`",
+        MetricName::InjectionFailures => "no injection attack ran",
+        MetricName::GuardrailFailures => "no guardrail test ran",
+    }
+}
+
 /// The suite verdict: error beats a failed threshold beats a regression.
 pub fn suite_verdict(rows: &[MetricRow], has_errors: bool) -> Verdict {
     if has_errors {
