@@ -482,6 +482,29 @@ async fn a_quarantined_delivery_gets_an_error_status_on_its_commit() {
     svc.stop().await;
 }
 
+/// Runs PR 2 with `manifest` as the head's models/m.yaml (changed by the PR); returns
+/// the final status and the sticky comment.
+async fn with_head_manifest(h: &Harness, manifest: &str) -> (StatusRec, String) {
+    h.put_file(HEAD, "models/m.yaml", manifest.as_bytes());
+    h.state().pr_files.push(PrFile {
+        status: "modified",
+        filename: "models/m.yaml".into(),
+        previous: None,
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let svc = start(h, &db_path(&dir)).await;
+    let opened = fixture("github/webhook.pull_request.opened.octokit.json");
+    assert_eq!(
+        svc.github("pull_request", "d-manifest", SECRET, &opened)
+            .await,
+        202
+    );
+    let done = final_status(h, HEAD).await;
+    let comment = h.state().ours()[0].body.clone();
+    svc.stop().await;
+    (done, comment)
+}
+
 /// A PR that points its manifest at a server of its choosing, with a key variable of
 /// the bot's, through a signed webhook: no request reaches that server, and the commit
 /// gets an error naming the manifest (SPEC: the allowlist defaults to what the base
@@ -490,35 +513,27 @@ async fn a_quarantined_delivery_gets_an_error_status_on_its_commit() {
 async fn a_pr_cannot_send_the_bots_key_to_its_own_server() {
     let (h, _model) = world(Echo::default(), HEAD).await;
     let attacker = MockServer::start().await;
-    h.put_file(
-        HEAD,
-        "models/m.yaml",
-        format!(
-            "provider: openai\nmodel: chat\nbase_url: {}/v1\napi_key_env: HOME\n",
-            attacker.uri()
-        )
-        .as_bytes(),
+    let manifest = format!(
+        "provider: openai\nmodel: chat\nbase_url: {}/v1\napi_key_env: HOME\n",
+        attacker.uri()
     );
-    h.state().pr_files.push(PrFile {
-        status: "modified",
-        filename: "models/m.yaml".into(),
-        previous: None,
-    });
-    let dir = tempfile::tempdir().unwrap();
-    let svc = start(&h, &db_path(&dir)).await;
-    let opened = fixture("github/webhook.pull_request.opened.octokit.json");
-    assert_eq!(
-        svc.github("pull_request", "d-evil", SECRET, &opened).await,
-        202
-    );
-    let done = final_status(&h, HEAD).await;
+    let (done, comment) = with_head_manifest(&h, &manifest).await;
     assert_eq!(done.state, "error", "{done:?}");
     assert!(
         attacker.received_requests().await.unwrap().is_empty(),
         "the PR's server was called"
     );
-    let comment = h.state().ours()[0].body.clone();
     assert!(comment.contains("models/m.yaml"), "{comment}");
     assert!(comment.contains("PROMPTGATE_MODEL_ENDPOINTS"), "{comment}");
-    svc.stop().await;
+}
+
+/// A PR cannot choose its own answers by switching its model to recordings: the bot
+/// refuses `provider: replay` and names the manifest line.
+#[tokio::test]
+async fn the_bot_refuses_a_replay_provider_from_the_pr() {
+    let (h, _model) = world(Echo::default(), HEAD).await;
+    let (done, comment) = with_head_manifest(&h, "provider: replay\nmodel: chat\n").await;
+    assert_eq!(done.state, "error", "{done:?}");
+    assert!(comment.contains("models/m.yaml:1"), "{comment}");
+    assert!(comment.contains("provider: replay"), "{comment}");
 }

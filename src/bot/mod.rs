@@ -86,15 +86,22 @@ impl Bot {
             metrics,
             public_url: public_url.trim_end_matches('/').to_string(),
             active: Mutex::new(HashMap::new()),
-            endpoint_rules: EndpointRules::default(),
+            endpoint_rules: EndpointRules {
+                refuse_replay: true,
+                ..EndpointRules::default()
+            },
             links: LinkSigner::random(),
         }
     }
 
     /// Sets the operator's endpoint and key allowlists (else the base branch's
     /// manifests decide).
+    /// The operator's allowlists; `provider: replay` stays refused whatever they say.
     pub fn with_endpoint_rules(mut self, rules: EndpointRules) -> Self {
-        self.endpoint_rules = rules;
+        self.endpoint_rules = EndpointRules {
+            refuse_replay: true,
+            ..rules
+        };
         self
     }
 

@@ -57,6 +57,9 @@ pub struct EndpointRules {
     pub extra_endpoints: Vec<String>,
     /// CLI `--allow-key`: added to whichever pairs are in force.
     pub extra_keys: Vec<String>,
+    /// Refuse `provider: replay` (the bot: recordings are files a PR can write, so
+    /// their answers would be the PR author's choice).
+    pub refuse_replay: bool,
 }
 
 impl EndpointRules {
@@ -84,6 +87,7 @@ pub struct EndpointPolicy {
     keys: Vec<(String, Pattern)>,
     /// Where the endpoints came from, for messages.
     origin: &'static str,
+    refuse_replay: bool,
 }
 
 impl EndpointPolicy {
@@ -137,6 +141,7 @@ impl EndpointPolicy {
             endpoints,
             keys,
             origin,
+            refuse_replay: rules.refuse_replay,
         })
     }
 
@@ -144,6 +149,12 @@ impl EndpointPolicy {
     /// an endpoint of their own; Bedrock goes to AWS through the operator's SDK
     /// configuration, and replay makes no network call.
     pub fn refusal(&self, spec: &ModelSpec) -> Option<Refusal> {
+        if spec.provider == ProviderKind::Replay && self.refuse_replay {
+            return Some(Refusal {
+                field: "provider",
+                message: "provider: replay answers from recorded files, which a pull request can write; the bot calls live models only (replay with `promptgate check --replay`)".to_string(),
+            });
+        }
         if spec.provider != ProviderKind::Openai {
             return None;
         }
@@ -249,6 +260,7 @@ mod tests {
             keys: Some(split_list("AZURE_KEY=https://*.openai.azure.com/*")),
             extra_endpoints: vec!["http://127.0.0.1:*".into()],
             extra_keys: vec![],
+            refuse_replay: false,
         };
         let p = EndpointPolicy::resolve(&rules, [&base]).unwrap();
         assert!(p.refusal(&base).is_some(), "the base default is replaced");
