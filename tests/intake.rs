@@ -1573,7 +1573,7 @@ async fn slow_bodies_time_out_and_the_body_budget_bounds_intake() {
         },
     ));
     let url = format!("http://{addr}");
-    let http = reqwest::Client::new();
+    let http = common::service::no_reuse_client();
     wait_until(|| async {
         http.get(format!("{url}/healthz"))
             .send()

@@ -37,6 +37,16 @@ pub fn test_options() -> ServeOptions {
     }
 }
 
+/// A client that opens a connection per request. The test server closes connections
+/// idle for 500 ms, and a pooled one reused at that moment would fail a request for a
+/// reason that is not the test's.
+pub fn no_reuse_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .build()
+        .expect("http client")
+}
+
 pub fn db_path(dir: &tempfile::TempDir) -> PathBuf {
     dir.path().join("promptgate.db")
 }
@@ -76,7 +86,7 @@ impl Service {
         Service {
             url,
             state,
-            http: reqwest::Client::new(),
+            http: no_reuse_client(),
             stop: Some(tx),
             task,
         }
