@@ -1146,6 +1146,15 @@ async fn healthz_and_metrics() {
     // A handler that never finishes keeps the queue depth observable.
     let bot = start_bot(default_settings(), Arc::new(Stuck::default()), &db(&dir)).await;
     assert_eq!(bot.get("/healthz").await.0, 200);
+    assert_eq!(bot.get("/readyz").await.0, 200);
+    assert_eq!(bot.get("/livez").await.0, 200);
+    assert_eq!(
+        bot.state
+            .workers_alive
+            .load(std::sync::atomic::Ordering::Relaxed),
+        2,
+        "both test workers count as running"
+    );
 
     let body = fixture("github/webhook.pull_request.opened.octokit.json");
     assert_eq!(

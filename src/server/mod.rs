@@ -59,6 +59,8 @@ pub struct AppState {
     pub admission: admission::Admission,
     /// Signs and checks the run links the bot posts.
     pub links: links::LinkSigner,
+    /// Delivery workers running now; readiness needs at least one.
+    pub workers_alive: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl AppState {
@@ -73,6 +75,7 @@ impl AppState {
             pages: Arc::new(runs::environment()?),
             admission: admission::Admission::default(),
             links,
+            workers_alive: Arc::default(),
         })
     }
 }
@@ -94,6 +97,8 @@ pub fn router(state: AppState) -> Router {
         ));
     Router::new()
         .merge(intake)
+        .route("/livez", get(livez))
+        .route("/readyz", get(healthz))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics_text))
         .route("/runs/{id}", get(run_page))
@@ -208,12 +213,17 @@ pub async fn run(
         config.shutdown_grace = opts.shutdown_grace;
         config.wake = Some(state.wake.clone());
         owners.push(config.owner.clone());
-        workers.spawn(worker::run_worker(
+        let alive = WorkerAlive::new(state.workers_alive.clone());
+        let run = worker::run_worker(
             worker_queue.clone(),
             handler.clone(),
             config,
             stop_rx.clone(),
-        ));
+        );
+        workers.spawn(async move {
+            let _alive = alive;
+            run.await;
+        });
     }
 
     let notify_stop = stop_tx.clone();
@@ -237,6 +247,22 @@ pub async fn run(
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Counts a worker task as running until it ends, by return or by panic.
+struct WorkerAlive(Arc<std::sync::atomic::AtomicUsize>);
+
+impl WorkerAlive {
+    fn new(count: Arc<std::sync::atomic::AtomicUsize>) -> Self {
+        count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Self(count)
+    }
+}
+
+impl Drop for WorkerAlive {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 /// Resolves on ctrl-c or SIGTERM.
@@ -396,7 +422,22 @@ async fn intake(st: &AppState, forge: ForgeKind, headers: &HeaderMap, body: Byte
     }
 }
 
+/// The process answers: nothing else is checked, so a slow database does not get the
+/// bot restarted.
+async fn livez() -> Response {
+    plain(StatusCode::OK, "ok\n")
+}
+
+/// Readiness (`/readyz`, and `/healthz` as SPEC §8 names it too): the database answers
+/// and a delivery worker is running.
 async fn healthz(State(st): State<AppState>) -> Response {
+    use std::sync::atomic::Ordering;
+    if st.workers_alive.load(Ordering::Relaxed) == 0 {
+        return plain(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no delivery worker is running\n",
+        );
+    }
     match sqlx::query("SELECT 1").execute(st.store.pool()).await {
         Ok(_) => plain(StatusCode::OK, "ok\n"),
         Err(e) => {
