@@ -132,33 +132,20 @@ impl ShardKey {
         hex::encode(self.0)
     }
 
-    fn mac(&self) -> hmac::Hmac<sha2::Sha256> {
-        use hmac::digest::KeyInit;
-        // HMAC pads a key shorter than the hash's block with zeros, so this is HMAC
-        // under the 32-byte key, built without a fallible length check.
-        let mut block = [0u8; 64];
-        block[..32].copy_from_slice(&self.0);
-        hmac::Hmac::<sha2::Sha256>::new(&block.into())
-    }
-
     /// The hex signature of a result document's bytes.
     pub fn sign(&self, bytes: &[u8]) -> String {
-        use hmac::Mac;
-        let mut mac = self.mac();
-        mac.update(bytes);
-        hex::encode(mac.finalize().into_bytes())
+        hex::encode(crate::webhook::verify::hmac_sha256(&self.0, bytes))
     }
 
     /// Whether `signature` (hex, as [`ShardKey::sign`] writes it) signs `bytes`; in
     /// constant time.
     pub fn verify(&self, bytes: &[u8], signature: &[u8]) -> bool {
-        use hmac::Mac;
+        use subtle::ConstantTimeEq;
         let Ok(given) = hex::decode(signature.trim_ascii()) else {
             return false;
         };
-        let mut mac = self.mac();
-        mac.update(bytes);
-        mac.verify_slice(&given).is_ok()
+        let want = crate::webhook::verify::hmac_sha256(&self.0, bytes);
+        !want.is_empty() && bool::from(want.ct_eq(&given))
     }
 }
 
@@ -423,7 +410,7 @@ mod tests {
         assert!(!key.verify(b"{\"entries\":[]}", b"not hex"));
         let again = ShardKey::from_hex(&key.to_hex()).unwrap();
         assert!(again.verify(b"{\"entries\":[]}", sig.as_bytes()));
-        // The padded construction is HMAC under the 32-byte key itself.
+        // The signature is HMAC-SHA256 under the 32-byte key itself.
         use hmac::Mac;
         let mut reference = hmac::Hmac::<sha2::Sha256>::new_from_slice(&key.0).unwrap();
         reference.update(b"x");

@@ -82,15 +82,23 @@ pub fn verify_gitlab(secrets: &[Secret], header: Option<&str>) -> Result<(), Ver
     }
 }
 
+/// HMAC-SHA256 of `bytes` under `key`: the one used for webhook, run-link and shard
+/// signatures. HMAC accepts keys of any length, so the empty result on a refused key
+/// cannot happen; callers still treat an empty MAC as no match.
+pub fn hmac_sha256(key: &[u8], bytes: &[u8]) -> Vec<u8> {
+    let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(key) else {
+        return Vec::new();
+    };
+    mac.update(bytes);
+    mac.finalize().into_bytes().to_vec()
+}
+
 /// `sha256=<hex>` for `body` under `secret`: what GitHub sends (for tests and tools).
 pub fn github_signature(secret: &str, body: &[u8]) -> String {
-    // HMAC accepts keys of any length, so this cannot fail.
-    let mut mac = match Hmac::<Sha256>::new_from_slice(secret.as_bytes()) {
-        Ok(m) => m,
-        Err(_) => return String::new(),
-    };
-    mac.update(body);
-    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+    format!(
+        "sha256={}",
+        hex::encode(hmac_sha256(secret.as_bytes(), body))
+    )
 }
 
 #[cfg(test)]
