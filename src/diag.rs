@@ -67,6 +67,21 @@ pub fn line_of(text: &str, needle: &str) -> Option<usize> {
     text.lines().position(|l| l.contains(needle)).map(|i| i + 1)
 }
 
+/// Like [`line_of`], but only after the first line that is `section:` (a suite's key in
+/// `.promptgate.yml`), so a metric is found in its own suite; falls back to [`line_of`].
+pub fn line_in_section(text: &str, section: &str, needle: &str) -> Option<usize> {
+    let head = format!("{section}:");
+    let start = text.lines().position(|l| l.trim() == head);
+    start
+        .and_then(|s| {
+            text.lines()
+                .skip(s)
+                .position(|l| l.contains(needle))
+                .map(|i| s + i + 1)
+        })
+        .or_else(|| line_of(text, needle))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -77,6 +92,13 @@ mod tests {
         assert_eq!(d.to_string(), ".promptgate.yml:3: unknown key `sutes`");
         let d = Diagnostic::new("a.jsonl", None, "missing");
         assert_eq!(d.to_string(), "a.jsonl: missing");
+    }
+
+    #[test]
+    fn line_in_section_skips_other_suites() {
+        let text = "suites:\n  a:\n    similarity: 1\n  b:\n    similarity: 2\n";
+        assert_eq!(line_in_section(text, "b", "similarity:"), Some(5));
+        assert_eq!(line_in_section(text, "zz", "similarity:"), Some(3));
     }
 
     #[test]

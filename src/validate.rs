@@ -5,6 +5,7 @@
 use crate::check::CheckOptions;
 use crate::config::{RepoConfig, CONFIG_PATH};
 use crate::diag::{Diagnostic, Diagnostics};
+use crate::gate::prerequisites;
 use crate::plan::{self, EvaluatorSpecs};
 use crate::source::{read_text, Rev, Source};
 
@@ -46,6 +47,13 @@ pub async fn validate(source: &dyn Source, rev: &Rev, opts: &CheckOptions) -> Di
                 if let Err(d) = plan::plan_side(suite, &files, &EvaluatorSpecs::default(), 1) {
                     diags.extend(d);
                 }
+                let available = prerequisites::Evaluators {
+                    embedding: config.evaluators.embedding.is_some(),
+                    judge: config.evaluators.judge.is_some(),
+                };
+                diags.extend(prerequisites::static_problems(
+                    name, suite, &files, available, &text,
+                ));
             }
             Err(d) => diags.extend(d),
         }

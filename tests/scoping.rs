@@ -4,10 +4,9 @@
 
 mod common;
 
-use std::process::Command;
-
-use common::{calls, fake_openai, generation_calls, TestRepo};
-use serde_json::Value;
+use common::{
+    calls, check_json as check, fake_openai, generation_calls, suite_of as suite, TestRepo,
+};
 
 const SUPPORT_CASES: usize = 6;
 const BILLING_CASES: usize = 4;
@@ -74,32 +73,6 @@ fn setup(base_url: &str) -> (TestRepo, String) {
     repo.write("evals/billing.jsonl", &billing_dataset(BILLING_CASES));
     let base = repo.commit("base");
     (repo, base)
-}
-
-/// Runs `promptgate check --format json` and returns (exit code, report).
-fn check(repo: &TestRepo, base: &str, head: &str, extra: &[&str]) -> (i32, Value) {
-    let out = Command::new(env!("CARGO_BIN_EXE_promptgate"))
-        .args(["check", "--format", "json", "--repo"])
-        .arg(repo.path())
-        .args(["--base", base, "--head", head])
-        .args(extra)
-        .output()
-        .expect("run promptgate");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let report: Value = serde_json::from_str(&stdout).unwrap_or_else(|e| {
-        panic!(
-            "not JSON ({e}): {stdout}\nstderr: {}",
-            String::from_utf8_lossy(&out.stderr)
-        )
-    });
-    (out.status.code().unwrap_or(-1), report)
-}
-
-fn suite<'a>(report: &'a Value, name: &str) -> &'a Value {
-    report["suites"]
-        .as_array()
-        .and_then(|s| s.iter().find(|s| s["name"] == name))
-        .unwrap_or_else(|| panic!("no suite {name} in {report}"))
 }
 
 #[tokio::test]

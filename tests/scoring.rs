@@ -205,9 +205,10 @@ async fn release_tier_runs_every_case_with_release_judge_and_samples() {
     );
 }
 
-/// A threshold on a metric that cannot be computed for the evaluated cases (cost with
-/// no `pricing` in the manifest) is an error naming the metric and why, never a pass
-/// (exit 2). (A judge metric without a judge is refused earlier, by validation.)
+/// A threshold on a metric that cannot be computed is an error naming the metric and
+/// why, never a pass (exit 2). What the files show (cost with no `pricing` in the
+/// manifest) is refused before any model call; what only the run shows (no evaluated
+/// case has assertions) is refused by the gate.
 #[tokio::test]
 async fn a_gated_metric_with_no_data_is_an_error_not_a_pass() {
     let m = server("{}").await;
@@ -218,16 +219,50 @@ async fn a_gated_metric_with_no_data_is_an_error_not_a_pass() {
         "      assertions: { min: 0.0 }\n      cost_per_case_usd: { max: 0.01 }\n",
     );
     repo.write(".promptgate.yml", &config);
-    let base = repo.commit("gate cost and faithfulness");
+    let base = repo.commit("gate cost");
     repo.write("prompts/user.j2", "Answer briefly: {{ q }}");
     let head = repo.commit("edit the prompt");
     let (code, report) = check(&repo, &base, &head, &[]);
     assert_eq!(code, 2, "{report:#}");
     assert_eq!(report["verdict"], "error");
-    let errors = report.to_string();
+    let errors = report["suites"][0]["errors"].to_string();
     assert!(
-        errors.contains("cost_per_case_usd") && errors.contains("pricing"),
+        errors.contains(".promptgate.yml:")
+            && errors.contains("`cost_per_case_usd` is gated but cannot be computed")
+            && errors.contains("has no `pricing`"),
         "{errors}"
     );
-    assert!(errors.contains("has no value at head"), "{errors}");
+    assert_eq!(
+        calls(&m).await,
+        (0, 0),
+        "no model call for a gate that cannot be computed"
+    );
+
+    // Run time: only case `b` is affected, and it has no assertions.
+    repo.git(&["checkout", "-q", "-b", "runtime", &base]);
+    repo.write(
+        ".promptgate.yml",
+        &repo
+            .read(".promptgate.yml")
+            .replace("      cost_per_case_usd: { max: 0.01 }\n", ""),
+    );
+    repo.write(
+        "evals/s.jsonl",
+        "{\"id\": \"a\", \"vars\": {\"q\": \"How long to return?\"}, \"assert\": [{\"type\": \"contains\", \"value\": \"30 days\"}]}\n{\"id\": \"b\", \"vars\": {\"q\": \"Return window?\"}}\n",
+    );
+    let base = repo.commit("b has no assertions");
+    repo.write(
+        "evals/s.jsonl",
+        &repo
+            .read("evals/s.jsonl")
+            .replace("Return window?", "What is the return window?"),
+    );
+    let head = repo.commit("edit case b");
+    let (code, report) = check(&repo, &base, &head, &[]);
+    assert_eq!(code, 2, "{report:#}");
+    let errors = report.to_string();
+    assert!(
+        errors.contains("assertions") && errors.contains("has no value at head"),
+        "{errors}"
+    );
 }

@@ -194,6 +194,24 @@ async fn plan_into(
             report.config_change = Some(config_change(&config, h));
         }
     }
+    // A changed head config is checked as completely as `validate` checks it, or it
+    // would merge green and break every later PR (SPEC §1). It is still not the policy.
+    if head_text.is_some() && base_text != head_text {
+        let problems =
+            crate::validate::validate(source, &revs.head, &CheckOptions::default()).await;
+        if !problems.is_empty() {
+            let errors: Vec<String> = problems.0.iter().map(|d| d.to_string()).collect();
+            if let Some(cc) = report.config_change.as_mut() {
+                cc.valid = false;
+                cc.errors = errors.clone();
+            }
+            report.errors.push(format!(
+                "the head's {CONFIG_PATH} (or a file it names) is invalid, so nothing was evaluated; `promptgate validate` at the head shows the same:"
+            ));
+            report.errors.extend(errors);
+            return Ok(());
+        }
+    }
 
     for name in &opts.suites {
         if !config.suites.contains_key(name) {
@@ -225,7 +243,9 @@ async fn plan_into(
         if !opts.suites.is_empty() && !opts.suites.contains(name) {
             continue;
         }
-        let triggered = detect::triggered_by(suite, &changed);
+        let deps =
+            detect::Dependencies::of(source, &[&revs.base, &revs.head], suite, &policy_text).await;
+        let triggered = detect::triggered_by(suite, &deps, &changed);
         if triggered.is_empty() && !full {
             report
                 .suites
@@ -237,7 +257,17 @@ async fn plan_into(
             Tier::Pr => suite.samples,
         };
         let evaluators = suite_evaluators(suite, &evaluators);
-        match plan_suite(source, revs, suite, &evaluators, samples, &policy_text).await {
+        match plan_suite(
+            source,
+            revs,
+            name,
+            suite,
+            &evaluators,
+            samples,
+            &policy_text,
+        )
+        .await
+        {
             Ok((_, head, _))
                 if endpoints.refusal(&head.plan.spec).is_some()
                     || evaluators.iter().any(|e| endpoints.refusal(e).is_some()) =>
@@ -588,13 +618,28 @@ async fn plan_side_off_runtime(
 async fn plan_suite(
     source: &dyn Source,
     revs: &Revisions,
+    name: &str,
     suite: &SuiteConfig,
     evaluators: &EvaluatorSpecs,
     samples: u32,
     config_text: &str,
 ) -> Result<(Option<SideWork>, SideWork, Vec<String>), Diagnostics> {
     let head_files = plan::load_suite(source, &revs.head, suite, config_text).await?;
-    let head = plan_side_off_runtime(suite, &head_files, evaluators, samples).await?;
+    let uncomputable = gate::prerequisites::static_problems(
+        name,
+        suite,
+        &head_files,
+        evaluators.into(),
+        config_text,
+    );
+    let head = match plan_side_off_runtime(suite, &head_files, evaluators, samples).await {
+        Ok(head) if uncomputable.is_empty() => head,
+        Ok(_) => return Err(uncomputable),
+        Err(mut d) => {
+            d.extend(uncomputable);
+            return Err(d);
+        }
+    };
     let mut notes = Vec::new();
     let base = match plan::load_suite(source, &revs.base, suite, config_text).await {
         Ok(files) => match plan_side_off_runtime(suite, &files, evaluators, samples).await {

@@ -1,20 +1,52 @@
-//! Detection: which suites a change can touch, from the changed paths alone. The keys
-//! computed in `plan` then decide, case by case, what is actually affected.
+//! Detection: which suites a change can touch. The keys computed in `plan` decide, case
+//! by case, what is actually affected (SPEC §3); this filter runs before them, so it
+//! must never drop a path a key depends on. It is built from what rendering can load:
+//! the suite's own files, its `watch` globs, and every template reachable from its
+//! templates at base or at head (see [`plan::load_templates`]: the renderer gets that
+//! map and no loader, so no other file can reach a rendered message).
+
+use std::collections::BTreeSet;
 
 use globset::{Glob, GlobSetBuilder};
 
 use crate::config::SuiteConfig;
+use crate::diag::Diagnostics;
+use crate::plan;
+use crate::source::{Rev, Source};
 
-/// The changed paths that trigger a suite: its own files, its `watch` globs, and
-/// anything in a folder that holds one of its templates (where an include may live).
-pub fn triggered_by(suite: &SuiteConfig, changed: &[String]) -> Vec<String> {
+/// Every path a suite's keys can depend on, at either revision.
+#[derive(Clone, Debug, Default)]
+pub struct Dependencies {
+    /// Templates reached from the suite's templates at base or head (transitively).
+    templates: BTreeSet<String>,
+}
+
+impl Dependencies {
+    /// Reads the suite's template closure at every revision given. Read problems are
+    /// left to planning, which reports them with their file and line.
+    pub async fn of(
+        source: &dyn Source,
+        revs: &[&Rev],
+        suite: &SuiteConfig,
+        config_text: &str,
+    ) -> Self {
+        let mut templates = BTreeSet::new();
+        for rev in revs {
+            let mut ignored = Diagnostics::default();
+            templates.extend(
+                plan::load_templates(source, rev, suite, config_text, &mut ignored)
+                    .await
+                    .into_keys(),
+            );
+        }
+        Self { templates }
+    }
+}
+
+/// The changed paths that trigger a suite: its own files, its `watch` globs, and every
+/// template its templates include, import or extend at base or head.
+pub fn triggered_by(suite: &SuiteConfig, deps: &Dependencies, changed: &[String]) -> Vec<String> {
     let files = suite.files();
-    let template_dirs: Vec<&str> = suite
-        .prompts
-        .roles()
-        .into_iter()
-        .filter_map(|(_, p)| p.rsplit_once('/').map(|(dir, _)| dir))
-        .collect();
     let mut builder = GlobSetBuilder::new();
     for g in &suite.watch {
         // Bad globs are reported by config validation; here they simply match nothing.
@@ -27,10 +59,8 @@ pub fn triggered_by(suite: &SuiteConfig, changed: &[String]) -> Vec<String> {
         .iter()
         .filter(|path| {
             files.contains(&path.as_str())
+                || deps.templates.contains(path.as_str())
                 || watch.as_ref().is_some_and(|w| w.is_match(path.as_str()))
-                || template_dirs
-                    .iter()
-                    .any(|d| path.starts_with(d) && path.as_bytes().get(d.len()) == Some(&b'/'))
         })
         .cloned()
         .collect()
@@ -49,28 +79,45 @@ mod tests {
         cfg.suites["s"].clone()
     }
 
-    #[test]
-    fn readme_triggers_nothing() {
-        assert!(triggered_by(&suite(), &["README.md".into()]).is_empty());
+    fn deps(templates: &[&str]) -> Dependencies {
+        Dependencies {
+            templates: templates.iter().map(|t| t.to_string()).collect(),
+        }
     }
 
     #[test]
-    fn own_files_watch_and_template_folder_trigger() {
+    fn readme_triggers_nothing() {
+        assert!(triggered_by(&suite(), &deps(&[]), &["README.md".into()]).is_empty());
+    }
+
+    #[test]
+    fn own_files_watch_and_loaded_templates_trigger() {
         let changed: Vec<String> = [
             "README.md",
             "models/m.yaml",
             "src/retrieval/index.rs",
             "prompts/s/partials/tone.j2",
+            "prompts/s/partials/unused.j2",
+            "prompts/shared/voice.j2",
             "prompts/sx/user.j2",
         ]
         .map(String::from)
         .to_vec();
         assert_eq!(
-            triggered_by(&suite(), &changed),
+            triggered_by(
+                &suite(),
+                &deps(&[
+                    "prompts/s/user.j2",
+                    "prompts/s/partials/tone.j2",
+                    "prompts/shared/voice.j2"
+                ]),
+                &changed
+            ),
             vec![
                 "models/m.yaml",
                 "src/retrieval/index.rs",
-                "prompts/s/partials/tone.j2"
+                "prompts/s/partials/tone.j2",
+                "prompts/shared/voice.j2"
             ]
         );
     }

@@ -1,6 +1,8 @@
 //! The gate: per-case scores → suite metrics → thresholds and regressions → verdict
 //! (SPEC §1, §5). Pure arithmetic, no I/O.
 
+pub mod prerequisites;
+
 use crate::config::{MetricName, SuiteConfig, Threshold};
 use crate::report::{MetricRow, Verdict};
 use crate::score::{stats, CaseScores};

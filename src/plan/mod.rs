@@ -143,6 +143,88 @@ async fn read_named(
     }
 }
 
+/// A suite's templates at `rev`, then every template they name in an
+/// include/import/extends/from, transitively. The renderer is given exactly this map and
+/// no loader, so rendering can load nothing else: this set (at base and head) is a
+/// proven superset of the templates a suite's messages depend on (what `detect` needs).
+pub async fn load_templates(
+    source: &dyn Source,
+    rev: &Rev,
+    suite: &SuiteConfig,
+    config_text: &str,
+    diags: &mut Diagnostics,
+) -> BTreeMap<String, String> {
+    let mut templates: BTreeMap<String, String> = BTreeMap::new();
+    let mut queue: Vec<(String, Option<String>)> = suite
+        .prompts
+        .roles()
+        .into_iter()
+        .map(|(_, p)| (p.to_string(), None))
+        .collect();
+    while let Some((name, parent)) = queue.pop() {
+        let (path, text) = match &parent {
+            None => {
+                if templates.contains_key(&name) {
+                    continue;
+                }
+                let text = read_named(source, rev, &name, "template", config_text, diags).await;
+                (name.clone(), text)
+            }
+            Some(parent) => {
+                // The same order as the render-time join: a repository path first,
+                // then a path relative to the including template's folder.
+                let candidates = [
+                    normalize(&name),
+                    join_template(&name, parent, &BTreeSet::new()),
+                ];
+                if candidates.iter().any(|c| templates.contains_key(c)) {
+                    continue;
+                }
+                let mut found = None;
+                for c in &candidates {
+                    match read_text(source, rev, c).await {
+                        Ok(Some(t)) => {
+                            found = Some((c.clone(), t));
+                            break;
+                        }
+                        Ok(None) => {}
+                        Err(e) => {
+                            diags.push(Diagnostic::new(
+                                c.clone(),
+                                None,
+                                format!("cannot read: {e:#}"),
+                            ));
+                            break;
+                        }
+                    }
+                }
+                match found {
+                    Some((path, text)) => (path, Some(text)),
+                    None => {
+                        let line = templates.get(parent).and_then(|t| line_of(t, &name));
+                        diags.push(Diagnostic::new(
+                            parent.clone(),
+                            line,
+                            format!(
+                                "included template `{name}` does not exist at {}",
+                                rev.label()
+                            ),
+                        ));
+                        continue;
+                    }
+                }
+            }
+        };
+        if let Some(text) = text {
+            for child in referenced_templates(&text) {
+                queue.push((child, Some(path.clone())));
+            }
+            templates.insert(path, text);
+        }
+    }
+    templates
+}
+
 /// Loads and parses every file of a suite at `rev`, collecting all problems.
 pub async fn load_suite(
     source: &dyn Source,
@@ -201,76 +283,7 @@ pub async fn load_suite(
         None => None,
     };
 
-    // Templates, then whatever they include.
-    let mut templates: BTreeMap<String, String> = BTreeMap::new();
-    let mut queue: Vec<(String, Option<String>)> = suite
-        .prompts
-        .roles()
-        .into_iter()
-        .map(|(_, p)| (p.to_string(), None))
-        .collect();
-    while let Some((name, parent)) = queue.pop() {
-        let (path, text) = match &parent {
-            None => {
-                if templates.contains_key(&name) {
-                    continue;
-                }
-                let text =
-                    read_named(source, rev, &name, "template", config_text, &mut diags).await;
-                (name.clone(), text)
-            }
-            Some(parent) => {
-                // The same order as the render-time join: a repository path first,
-                // then a path relative to the including template's folder.
-                let candidates = [
-                    normalize(&name),
-                    join_template(&name, parent, &BTreeSet::new()),
-                ];
-                if candidates.iter().any(|c| templates.contains_key(c)) {
-                    continue;
-                }
-                let mut found = None;
-                for c in &candidates {
-                    match read_text(source, rev, c).await {
-                        Ok(Some(t)) => {
-                            found = Some((c.clone(), t));
-                            break;
-                        }
-                        Ok(None) => {}
-                        Err(e) => {
-                            diags.push(Diagnostic::new(
-                                c.clone(),
-                                None,
-                                format!("cannot read: {e:#}"),
-                            ));
-                            break;
-                        }
-                    }
-                }
-                match found {
-                    Some((path, text)) => (path, Some(text)),
-                    None => {
-                        let line = templates.get(parent).and_then(|t| line_of(t, &name));
-                        diags.push(Diagnostic::new(
-                            parent.clone(),
-                            line,
-                            format!(
-                                "included template `{name}` does not exist at {}",
-                                rev.label()
-                            ),
-                        ));
-                        continue;
-                    }
-                }
-            }
-        };
-        if let Some(text) = text {
-            for child in referenced_templates(&text) {
-                queue.push((child, Some(path.clone())));
-            }
-            templates.insert(path, text);
-        }
-    }
+    let templates = load_templates(source, rev, suite, config_text, &mut diags).await;
 
     let attacks = match &suite.injection.attacks {
         Some(path) => {

@@ -64,6 +64,34 @@ impl TestRepo {
     }
 }
 
+/// Runs `promptgate check --format json` on `repo` from `base` to `head` and returns
+/// (exit code, report).
+pub fn check_json(repo: &TestRepo, base: &str, head: &str, extra: &[&str]) -> (i32, Value) {
+    let out = Command::new(env!("CARGO_BIN_EXE_promptgate"))
+        .args(["check", "--format", "json", "--repo"])
+        .arg(repo.path())
+        .args(["--base", base, "--head", head])
+        .args(extra)
+        .output()
+        .expect("run promptgate");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let report: Value = serde_json::from_str(&stdout).unwrap_or_else(|e| {
+        panic!(
+            "not JSON ({e}): {stdout}\nstderr: {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    (out.status.code().unwrap_or(-1), report)
+}
+
+/// The suite called `name` in a JSON report.
+pub fn suite_of<'a>(report: &'a Value, name: &str) -> &'a Value {
+    report["suites"]
+        .as_array()
+        .and_then(|s| s.iter().find(|s| s["name"] == name))
+        .unwrap_or_else(|| panic!("no suite {name} in {report}"))
+}
+
 /// Words of a text hashed into a small vector: similar texts get similar embeddings.
 pub fn bag_of_words(text: &str) -> Vec<f32> {
     let mut v = vec![0f32; 32];

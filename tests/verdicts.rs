@@ -1,0 +1,199 @@
+//! Verdict integrity through the real binary (issue [2/9]): no green verdict the change
+//! did not earn. Shared partials in other folders, a broken head config, gates that
+//! cannot be computed, and datasets a PR weakens.
+
+mod common;
+
+use common::{check_json, fake_openai, generation_calls, suite_of, TestRepo};
+
+const CASES: usize = 3;
+
+fn config(base_url: &str) -> String {
+    format!(
+        "version: 1\nsuites:\n  support:\n    prompts:\n      system: prompts/support/system.j2\n      user: prompts/support/user.j2\n    model: models/m.yaml\n    dataset: evals/support.jsonl\n    metrics:\n      assertions: {{ min: 1.0 }}\n  billing:\n    prompts:\n      user: prompts/billing/user.j2\n    model: models/m.yaml\n    dataset: evals/billing.jsonl\n    metrics:\n      assertions: {{ min: 1.0 }}\n# {base_url}\n"
+    )
+}
+
+fn dataset(prefix: &str) -> String {
+    (0..CASES)
+        .map(|i| {
+            format!(
+                "{{\"id\": \"{prefix}{i}\", \"vars\": {{\"q\": \"question {i}\"}}, \"assert\": [{{\"type\": \"contains\", \"value\": \"question {i}\"}}]}}\n"
+            )
+        })
+        .collect()
+}
+
+/// Two suites; `support` renders a partial from another folder, which includes a
+/// second partial relative to itself.
+fn setup(base_url: &str) -> (TestRepo, String) {
+    let repo = TestRepo::new();
+    repo.write(".promptgate.yml", &config(base_url));
+    repo.write(
+        "prompts/support/system.j2",
+        "{% include \"prompts/shared/tone.j2\" %}",
+    );
+    repo.write(
+        "prompts/shared/tone.j2",
+        "Be kind. {% include \"voice.j2\" %}",
+    );
+    repo.write("prompts/shared/voice.j2", "Speak plainly.");
+    repo.write("prompts/support/user.j2", "{{ q }}");
+    repo.write("prompts/billing/user.j2", "Billing: {{ q }}");
+    repo.write(
+        "models/m.yaml",
+        &format!("provider: openai\nmodel: fake-chat\nbase_url: {base_url}\n"),
+    );
+    repo.write("evals/support.jsonl", &dataset("s"));
+    repo.write("evals/billing.jsonl", &dataset("b"));
+    let base = repo.commit("base");
+    (repo, base)
+}
+
+#[tokio::test]
+async fn a_shared_partial_in_another_folder_affects_the_suite_that_includes_it() {
+    let server = fake_openai().await;
+    let (repo, base) = setup(&format!("{}/v1", server.uri()));
+    repo.write(
+        "prompts/shared/tone.j2",
+        "Be very kind. {% include \"voice.j2\" %}",
+    );
+    let head = repo.commit("edit the shared partial");
+    let (code, report) = check_json(&repo, &base, &head, &[]);
+    assert_eq!(code, 0, "{report}");
+    let support = suite_of(&report, "support");
+    assert_eq!(support["verdict"], "pass", "{support}");
+    assert_eq!(support["cases"]["affected"], CASES, "{support}");
+    assert_eq!(support["triggered_by"][0], "prompts/shared/tone.j2");
+    assert_eq!(suite_of(&report, "billing")["verdict"], "skipped");
+    assert_eq!(generation_calls(&server).await, 2 * CASES);
+}
+
+#[tokio::test]
+async fn a_partial_included_from_a_partial_affects_the_suite() {
+    let server = fake_openai().await;
+    let (repo, base) = setup(&format!("{}/v1", server.uri()));
+    repo.write("prompts/shared/voice.j2", "Speak plainly and briefly.");
+    let head = repo.commit("edit the nested partial");
+    let (code, report) = check_json(&repo, &base, &head, &[]);
+    assert_eq!(code, 0, "{report}");
+    let support = suite_of(&report, "support");
+    assert_eq!(support["cases"]["affected"], CASES, "{support}");
+    assert_eq!(support["triggered_by"][0], "prompts/shared/voice.j2");
+    assert_eq!(generation_calls(&server).await, 2 * CASES);
+}
+
+#[tokio::test]
+async fn a_renamed_partial_is_detected_and_a_dangling_include_is_an_error() {
+    let server = fake_openai().await;
+    let (repo, base) = setup(&format!("{}/v1", server.uri()));
+    // Renamed and its includer updated: same text, so the keys are equal and nothing
+    // needs a model call, but the suite is looked at (and skipped by its keys).
+    repo.git(&["mv", "prompts/shared/voice.j2", "prompts/shared/style.j2"]);
+    repo.write(
+        "prompts/shared/tone.j2",
+        "Be kind. {% include \"style.j2\" %}",
+    );
+    let head = repo.commit("rename the partial");
+    let (code, report) = check_json(&repo, &base, &head, &[]);
+    assert_eq!(code, 0, "{report}");
+    let support = suite_of(&report, "support");
+    let triggered = support["triggered_by"].to_string();
+    assert!(
+        triggered.contains("prompts/shared/voice.j2")
+            && triggered.contains("prompts/shared/style.j2"),
+        "{support}"
+    );
+    assert_eq!(support["verdict"], "skipped", "{support}");
+    assert_eq!(support["cases"]["affected"], 0, "{support}");
+    assert_eq!(generation_calls(&server).await, 0);
+
+    // Renamed without updating the includer: an error naming the includer and line.
+    repo.git(&["checkout", "-q", "-b", "dangling", &base]);
+    repo.git(&["mv", "prompts/shared/voice.j2", "prompts/shared/style.j2"]);
+    let head = repo.commit("rename only");
+    let (code, report) = check_json(&repo, &base, &head, &[]);
+    assert_eq!(code, 2, "{report}");
+    let support = suite_of(&report, "support");
+    assert_eq!(support["verdict"], "error");
+    let errors = support["errors"].to_string();
+    assert!(
+        errors.contains("prompts/shared/tone.j2:1") && errors.contains("voice.j2"),
+        "{errors}"
+    );
+}
+
+#[tokio::test]
+async fn an_unknown_key_in_the_head_config_is_an_error_naming_file_and_line() {
+    let server = fake_openai().await;
+    let (repo, base) = setup(&format!("{}/v1", server.uri()));
+    let text = repo.read(".promptgate.yml").replace(
+        "    dataset: evals/billing.jsonl\n",
+        "    dataset: evals/billing.jsonl\n    sampels: 3\n",
+    );
+    repo.write(".promptgate.yml", &text);
+    repo.write("prompts/billing/user.j2", "Billing question: {{ q }}");
+    let head = repo.commit("typo in the config");
+    let (code, report) = check_json(&repo, &base, &head, &[]);
+    assert_eq!(code, 2, "{report}");
+    assert_eq!(report["verdict"], "error");
+    let errors = report["errors"].to_string();
+    let line = text.lines().position(|l| l.contains("sampels")).unwrap() + 1;
+    assert!(
+        errors.contains(&format!(".promptgate.yml:{line}")) && errors.contains("sampels"),
+        "{errors}"
+    );
+    assert_eq!(report["config_change"]["valid"], false, "{report}");
+    assert_eq!(generation_calls(&server).await, 0, "nothing is evaluated");
+}
+
+#[tokio::test]
+async fn a_head_config_naming_a_missing_file_is_an_error() {
+    let server = fake_openai().await;
+    let (repo, base) = setup(&format!("{}/v1", server.uri()));
+    let text = repo.read(".promptgate.yml").replace(
+        "dataset: evals/billing.jsonl",
+        "dataset: evals/billing-v2.jsonl",
+    );
+    repo.write(".promptgate.yml", &text);
+    let head = repo.commit("point at a dataset that is not there");
+    let (code, report) = check_json(&repo, &base, &head, &[]);
+    assert_eq!(code, 2, "{report}");
+    let errors = report["errors"].to_string();
+    assert!(errors.contains("evals/billing-v2.jsonl"), "{errors}");
+}
+
+#[tokio::test]
+async fn a_gate_that_cannot_be_computed_is_found_by_validate() {
+    let repo = TestRepo::new();
+    repo.write(
+        ".promptgate.yml",
+        "version: 1\nsuites:\n  s:\n    prompts: { user: prompts/u.j2 }\n    model: models/m.yaml\n    dataset: evals/s.jsonl\n    metrics:\n      similarity: { min: 0.8 }\n      faithfulness: { min: 0.8 }\n      latency_p95_ms: { max: 2000 }\n",
+    );
+    repo.write("prompts/u.j2", "{{ q }}");
+    repo.write("models/m.yaml", "provider: replay\nmodel: m\n");
+    repo.write(
+        "evals/s.jsonl",
+        "{\"id\": \"a\", \"vars\": {\"q\": \"x\"}}\n",
+    );
+    repo.commit("base");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_promptgate"))
+        .args(["validate", "--repo"])
+        .arg(repo.path())
+        .output()
+        .expect("run promptgate");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(2), "{text}");
+    for (line, metric, why) in [
+        (8, "similarity", "evaluators.embedding"),
+        (9, "faithfulness", "evaluators.judge"),
+        (10, "latency_p95_ms", "replay"),
+    ] {
+        assert!(
+            text.contains(&format!(
+                ".promptgate.yml:{line}: suite `s`: `{metric}` is gated but cannot be computed"
+            )) && text.contains(why),
+            "{metric}: {text}"
+        );
+    }
+}
