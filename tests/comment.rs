@@ -55,6 +55,7 @@ fn side(output: &str, pairs: &[(&str, f64)]) -> Option<CaseSide> {
         scores: scores(pairs),
         error: None,
         guardrail_intervened: false,
+        expected: None,
     })
 }
 
@@ -72,6 +73,7 @@ fn empty_suite(name: &str, verdict: Verdict) -> SuiteReport {
         verdict,
         triggered_by: Vec::new(),
         cases: CaseCounts::default(),
+        dataset_changes: Vec::new(),
         metrics: Vec::new(),
         failures: Vec::new(),
         injection: None,
@@ -112,6 +114,7 @@ fn realistic() -> Report {
         affected: 14,
         evaluated: 12,
         cached: 2,
+        removed: 0,
     };
     support.metrics = vec![
         row("similarity", Some(0.91), Some(0.84), min(0.82), true, true),
@@ -219,6 +222,7 @@ fn realistic() -> Report {
         affected: 0,
         evaluated: 0,
         cached: 0,
+        removed: 0,
     };
 
     let mut r = report(Verdict::NeedsReview, vec![support, billing]);
@@ -262,6 +266,7 @@ fn config_change_and_run_errors_are_shown() {
             scores: BTreeMap::new(),
             error: Some("timeout after 30 s".to_string()),
             guardrail_intervened: true,
+            expected: None,
         }),
     }];
     let mut r = report(Verdict::Error, vec![suite]);
@@ -306,6 +311,7 @@ fn size_cap_with_thousands_of_failing_cases() {
         affected: n,
         evaluated: n,
         cached: 0,
+        removed: 0,
     };
     s.metrics = vec![
         row("similarity", Some(0.91), Some(0.41), min(0.82), false, true),
@@ -477,6 +483,7 @@ fn backticks_and_pipes_in_outputs_do_not_break_the_markdown() {
         affected: 1,
         evaluated: 1,
         cached: 0,
+        removed: 0,
     };
     s.metrics = vec![row(
         "assertions",

@@ -197,3 +197,103 @@ async fn a_gate_that_cannot_be_computed_is_found_by_validate() {
         );
     }
 }
+
+#[tokio::test]
+async fn deleting_golden_cases_or_their_assertions_needs_review() {
+    let server = fake_openai().await;
+    let (repo, base) = setup(&format!("{}/v1", server.uri()));
+    // s1 is deleted, s2 loses its assertion; a new case is added (never held).
+    repo.write(
+        "evals/support.jsonl",
+        "{\"id\": \"s0\", \"vars\": {\"q\": \"question 0\"}, \"assert\": [{\"type\": \"contains\", \"value\": \"question 0\"}]}\n{\"id\": \"s2\", \"vars\": {\"q\": \"question 2\"}}\n{\"id\": \"s9\", \"vars\": {\"q\": \"question 9\"}, \"assert\": [{\"type\": \"contains\", \"value\": \"9\"}]}\n",
+    );
+    let head = repo.commit("drop the hard cases");
+    let (code, report) = check_json(&repo, &base, &head, &[]);
+    assert_eq!(code, 1, "{report}");
+    assert_eq!(report["verdict"], "needs_review");
+    let support = suite_of(&report, "support");
+    assert_eq!(support["verdict"], "needs_review", "{support}");
+    assert_eq!(support["cases"]["removed"], 1, "{support}");
+    let changes: Vec<(String, String)> = support["dataset_changes"]
+        .as_array()
+        .expect("dataset_changes")
+        .iter()
+        .map(|c| {
+            (
+                c["case"].as_str().unwrap().to_string(),
+                c["change"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        changes,
+        vec![
+            ("s1".to_string(), "removed".to_string()),
+            ("s2".to_string(), "assertions_removed".to_string())
+        ]
+    );
+
+    // The comment says which cases and why the suite is held.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_promptgate"))
+        .args(["check", "--format", "markdown", "--repo"])
+        .arg(repo.path())
+        .args(["--base", &base, "--head", &head])
+        .output()
+        .expect("run promptgate");
+    let md = String::from_utf8_lossy(&out.stdout);
+    assert!(md.contains("held for review"), "{md}");
+    assert!(md.contains("s1: removed at head"), "{md}");
+    assert!(md.contains("1 removed"), "{md}");
+
+    // Only removing a case, with nothing left to evaluate, is held too.
+    repo.git(&["checkout", "-q", "-b", "only-remove", &base]);
+    repo.write(
+        "evals/support.jsonl",
+        &dataset("s")
+            .lines()
+            .take(2)
+            .map(|l| format!("{l}\n"))
+            .collect::<String>(),
+    );
+    let head = repo.commit("remove one case");
+    let (code, report) = check_json(&repo, &base, &head, &[]);
+    assert_eq!(code, 1, "{report}");
+    assert_eq!(suite_of(&report, "support")["verdict"], "needs_review");
+
+    // Adding cases and assertions is never held.
+    repo.git(&["checkout", "-q", "-b", "add", &base]);
+    let more = format!(
+        "{}{{\"id\": \"s7\", \"vars\": {{\"q\": \"question 7\"}}, \"assert\": [{{\"type\": \"contains\", \"value\": \"question 7\"}}, {{\"type\": \"contains\", \"value\": \"7\"}}]}}\n",
+        dataset("s")
+    );
+    repo.write("evals/support.jsonl", &more);
+    let head = repo.commit("add a case");
+    let (code, report) = check_json(&repo, &base, &head, &[]);
+    assert_eq!(code, 0, "{report}");
+    let support = suite_of(&report, "support");
+    assert_eq!(support["verdict"], "pass", "{support}");
+    assert!(support.get("dataset_changes").is_none(), "{support}");
+}
+
+#[tokio::test]
+async fn a_changed_expected_is_shown_base_vs_head_and_not_held() {
+    let server = fake_openai().await;
+    let (repo, base) = setup(&format!("{}/v1", server.uri()));
+    repo.write(
+        "evals/support.jsonl",
+        &dataset("s").replacen("\"vars\"", "\"expected\": \"question 0, new\", \"vars\"", 1),
+    );
+    let head = repo.commit("add an expected output");
+    let (code, report) = check_json(&repo, &base, &head, &[]);
+    assert_eq!(code, 0, "{report}");
+    let support = suite_of(&report, "support");
+    assert_eq!(
+        support["dataset_changes"][0]["change"], "expected_changed",
+        "{support}"
+    );
+    let detail = support["details"]
+        .as_array()
+        .and_then(|d| d.iter().find(|d| d["case"] == "s0"))
+        .unwrap_or_else(|| panic!("no detail for s0: {support}"));
+    assert_eq!(detail["head"]["expected"], "question 0, new", "{detail}");
+}

@@ -25,8 +25,8 @@ use crate::plan::guardrail::{plan_guardrail_tests, PlannedGuardrailTest};
 use crate::plan::injection::{plan_attacks, PlannedAttack};
 use crate::plan::{self, keys, EvaluatorSpecs, PlannedCase, SidePlan};
 use crate::report::{
-    CaseCounts, CaseDetail, CaseSide, ConfigChange, Failure, GuardrailBlock, InjectionBlock,
-    Report, SuiteReport, Tier, Verdict,
+    CaseCounts, CaseDetail, CaseSide, ConfigChange, DatasetChangeKind, Failure, GuardrailBlock,
+    InjectionBlock, Report, SuiteReport, Tier, Verdict,
 };
 use crate::score::{self, assertions, judge, CaseScores, SampleScores};
 use crate::source::{read_text, Rev, Source};
@@ -888,6 +888,7 @@ fn case_side(c: &CaseScores) -> CaseSide {
             .unwrap_or_default(),
         scores,
         error: c.error.clone(),
+        expected: None,
     }
 }
 
@@ -1035,10 +1036,30 @@ fn suite_report(p: &PlannedSuite, r: SuiteResults) -> SuiteReport {
         )
         .chain(guardrail.iter().filter_map(|g| g.as_ref().err().cloned()))
         .collect();
+    let dataset_changes = match p.base_plan() {
+        Some(b) => gate::weakening::dataset_changes(
+            &b.cases.iter().map(|c| &c.case).collect::<Vec<_>>(),
+            &p.head
+                .plan
+                .cases
+                .iter()
+                .map(|c| &c.case)
+                .collect::<Vec<_>>(),
+        ),
+        None => Vec::new(),
+    };
+    let weakened = dataset_changes.iter().any(|c| c.change.weakens());
     let verdict = if chosen.is_empty() && attacks_head.is_empty() && guardrail.is_empty() {
         Verdict::Skipped
     } else {
         gate::suite_verdict(&metrics, !errors.is_empty())
+    };
+    // Removed cases or assertions hold even a suite that would pass (or had nothing
+    // left to evaluate) for a human; a failure or an error stays what it is.
+    let verdict = if weakened {
+        Verdict::combine([verdict, Verdict::NeedsReview])
+    } else {
+        verdict
     };
     let failures: Vec<Failure> = head
         .iter()
@@ -1062,13 +1083,29 @@ fn suite_report(p: &PlannedSuite, r: SuiteResults) -> SuiteReport {
             } else {
                 "pass"
             };
-            CaseDetail {
+            let mut detail = CaseDetail {
                 case: h.id.clone(),
                 status: status.to_string(),
                 flaky: h.flaky(),
                 base: b.map(case_side),
                 head: Some(case_side(h)),
+            };
+            let expected_changed = dataset_changes
+                .iter()
+                .any(|c| c.case == h.id && c.change == DatasetChangeKind::ExpectedChanged);
+            if expected_changed {
+                let expected = |plan: Option<&SidePlan>| {
+                    plan.and_then(|pl| pl.get(&h.id))
+                        .and_then(|c| c.case.expected.clone())
+                };
+                if let Some(side) = detail.base.as_mut() {
+                    side.expected = expected(p.base_plan());
+                }
+                if let Some(side) = detail.head.as_mut() {
+                    side.expected = expected(Some(&p.head.plan));
+                }
             }
+            detail
         })
         .collect();
     let cached = head
@@ -1093,7 +1130,12 @@ fn suite_report(p: &PlannedSuite, r: SuiteResults) -> SuiteReport {
         affected,
         evaluated: chosen.len(),
         cached,
+        removed: dataset_changes
+            .iter()
+            .filter(|c| c.change == DatasetChangeKind::Removed)
+            .count(),
     };
+    report.dataset_changes = dataset_changes;
     report.metrics = metrics;
     report.failures = failures;
     report.injection = injection;

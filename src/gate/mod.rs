@@ -2,6 +2,7 @@
 //! (SPEC §1, §5). Pure arithmetic, no I/O.
 
 pub mod prerequisites;
+pub mod weakening;
 
 use crate::config::{MetricName, SuiteConfig, Threshold};
 use crate::report::{MetricRow, Verdict};

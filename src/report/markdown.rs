@@ -24,7 +24,10 @@ use std::path::{Path, PathBuf};
 use minijinja::{AutoEscape, Environment, UndefinedBehavior};
 use serde::Serialize;
 
-use super::{CaseDetail, CaseSide, Failure, MetricRow, Report, SuiteReport, Tier, Usage, Verdict};
+use super::{
+    CaseDetail, CaseSide, DatasetChangeKind, Failure, MetricRow, Report, SuiteReport, Tier, Usage,
+    Verdict,
+};
 use crate::config::Threshold;
 
 /// Hidden marker the bot uses to find its one sticky comment; always the first line.
@@ -337,6 +340,10 @@ struct SuiteView {
     triggered_by: Vec<String>,
     triggered_by_more: usize,
     cases: CountsView,
+    /// One line per dataset change (`case: what`), and whether any holds the suite.
+    dataset_changes: Vec<String>,
+    dataset_changes_more: usize,
+    dataset_weakened: bool,
     metrics: Vec<MetricView>,
     errors: Vec<String>,
     errors_more: usize,
@@ -361,6 +368,7 @@ struct CountsView {
     affected: usize,
     evaluated: usize,
     cached: usize,
+    removed: usize,
 }
 
 #[derive(Serialize)]
@@ -431,6 +439,8 @@ struct SideView {
     error: Option<String>,
     /// The suite's guardrail intervened on this side's generation.
     guardrail_intervened: bool,
+    /// The case's `expected` at this side, when base and head differ.
+    expected: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -502,6 +512,24 @@ fn suite_view(s: &SuiteReport, budget: &Budget) -> SuiteView {
     let (triggered_by, triggered_by_more) = take_texts(&s.triggered_by, budget.max_items, budget);
     let (errors, errors_more) = take_texts(&s.errors, budget.max_items, budget);
     let (flaky, flaky_more) = take_texts(&s.flaky, budget.max_items, budget);
+    let change_lines: Vec<String> = s
+        .dataset_changes
+        .iter()
+        .map(|c| {
+            let what = match c.change {
+                DatasetChangeKind::Removed => "removed at head",
+                DatasetChangeKind::AssertionsRemoved => "assertions removed",
+                DatasetChangeKind::ExpectedChanged => "expected output changed",
+            };
+            if c.detail.is_empty() {
+                format!("{}: {what}", c.case)
+            } else {
+                format!("{}: {what} ({})", c.case, c.detail)
+            }
+        })
+        .collect();
+    let (dataset_changes, dataset_changes_more) =
+        take_texts(&change_lines, budget.max_items, budget);
     let (flaky, flaky_more) = if budget.compact {
         (Vec::new(), s.flaky.len())
     } else {
@@ -572,7 +600,11 @@ fn suite_view(s: &SuiteReport, budget: &Budget) -> SuiteView {
             affected: s.cases.affected,
             evaluated: s.cases.evaluated,
             cached: s.cases.cached,
+            removed: s.cases.removed,
         },
+        dataset_changes,
+        dataset_changes_more,
+        dataset_weakened: s.dataset_changes.iter().any(|c| c.change.weakens()),
         metrics: s.metrics.iter().map(metric_view).collect(),
         errors,
         errors_more,
@@ -648,6 +680,7 @@ fn side_view(label: &'static str, side: Option<&CaseSide>, budget: &Budget) -> S
             scores: Vec::new(),
             error: None,
             guardrail_intervened: false,
+            expected: None,
         };
     };
     let (output, truncated, output_chars) = excerpt(&side.output, budget.excerpt_chars);
@@ -668,6 +701,7 @@ fn side_view(label: &'static str, side: Option<&CaseSide>, budget: &Budget) -> S
             .collect(),
         error: side.error.as_deref().map(|e| clip(e, budget.text_chars)),
         guardrail_intervened: side.guardrail_intervened,
+        expected: side.expected.as_deref().map(|e| clip(e, budget.text_chars)),
     }
 }
 

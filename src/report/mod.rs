@@ -131,6 +131,37 @@ pub struct CaseCounts {
     pub affected: usize,
     pub evaluated: usize,
     pub cached: usize,
+    /// Cases present at base and missing at head.
+    #[serde(default)]
+    pub removed: usize,
+}
+
+/// What a change did to one golden case (SPEC §5 `dataset_changes`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DatasetChangeKind {
+    /// Present at base, missing at head.
+    Removed,
+    /// The head's `assert` list lacks an assertion the base had (a changed one counts).
+    AssertionsRemoved,
+    /// `expected` differs; shown base-vs-head, not held.
+    ExpectedChanged,
+}
+
+impl DatasetChangeKind {
+    /// A change that can only make the suite easier to pass: it needs a human.
+    pub fn weakens(self) -> bool {
+        !matches!(self, DatasetChangeKind::ExpectedChanged)
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DatasetChange {
+    pub case: String,
+    pub change: DatasetChangeKind,
+    /// What exactly changed, e.g. the assertions that are gone.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub detail: String,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -187,6 +218,9 @@ pub struct CaseSide {
     pub scores: std::collections::BTreeMap<String, f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// The case's `expected` at this side, kept when base and head differ.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expected: Option<String>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -208,6 +242,9 @@ pub struct SuiteReport {
     pub verdict: Verdict,
     pub triggered_by: Vec<String>,
     pub cases: CaseCounts,
+    /// Removed cases, lost assertions and changed `expected` outputs (base → head).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dataset_changes: Vec<DatasetChange>,
     pub metrics: Vec<MetricRow>,
     pub failures: Vec<Failure>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -233,6 +270,7 @@ impl SuiteReport {
             verdict,
             triggered_by: Vec::new(),
             cases: CaseCounts::default(),
+            dataset_changes: Vec::new(),
             metrics: Vec::new(),
             failures: Vec::new(),
             injection: None,
