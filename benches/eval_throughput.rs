@@ -106,6 +106,7 @@ async fn main() {
     let revs = Revisions {
         base: Rev::Commit(base.clone()),
         head: Rev::Commit(head.clone()),
+        policy: None,
         base_label: base,
         head_label: head,
     };

@@ -364,9 +364,24 @@ async fn run_check(args: CheckArgs) -> anyhow::Result<u8> {
             (Rev::WorkTree, label)
         }
     };
+    // A default base equal to the head compares a commit with itself and would pass
+    // with every suite skipped; only uncommitted work on top of it is worth comparing.
+    if args.base.is_none() {
+        let head_sha = head_label.trim_end_matches("+dirty");
+        let dirty_work_tree = head == Rev::WorkTree && head_label.ends_with("+dirty");
+        if head_sha == base_sha && !dirty_work_tree {
+            anyhow::bail!(
+                "the default base is the head itself ({}): HEAD is the tip of the default \
+                 branch, so there is nothing to compare; pass --base (for example \
+                 --base HEAD~1) or check out the branch under test",
+                &base_sha[..base_sha.len().min(12)]
+            );
+        }
+    }
     let revs = Revisions {
         base: Rev::Commit(base_sha.clone()),
         head,
+        policy: None,
         base_label: base_sha,
         head_label,
     };

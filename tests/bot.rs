@@ -537,3 +537,73 @@ async fn the_bot_refuses_a_replay_provider_from_the_pr() {
     assert!(comment.contains("models/m.yaml:1"), "{comment}");
     assert!(comment.contains("provider: replay"), "{comment}");
 }
+
+/// Where main has moved on since the PR branched: GitHub's `base.sha` is main's tip, so
+/// the bot diffs and evaluates against the compare API's merge base (main's own later
+/// edits are not the PR's), and reads policy at the tip.
+#[tokio::test]
+async fn the_bot_evaluates_against_the_merge_base_and_reads_policy_at_the_tip() {
+    const MERGE_BASE: &str = "1111111111111111111111111111111111111111";
+    let (h, m) = world(Echo::default(), HEAD).await;
+    for path in [".promptgate.yml", "models/m.yaml", "evals/b.jsonl"] {
+        let bytes = h.state().files[&(HEAD.to_string(), path.to_string())].clone();
+        h.put_file(MERGE_BASE, path, &bytes);
+    }
+    h.put_file(MERGE_BASE, "prompts/user.j2", b"Explain invoice {{ n }}.");
+    // Main's later commits: other wording, and a policy of two samples per case.
+    h.put_file(
+        BASE,
+        "prompts/user.j2",
+        b"Main's later wording for invoice {{ n }}.",
+    );
+    h.put_file(
+        BASE,
+        ".promptgate.yml",
+        b"version: 1\nsuites:\n  billing:\n    prompts: { user: prompts/user.j2 }\n    model: models/m.yaml\n    dataset: evals/b.jsonl\n    samples: 2\n    metrics:\n      assertions: { min: 1.0 }\n",
+    );
+    h.state()
+        .merge_bases
+        .insert((BASE.to_string(), HEAD.to_string()), MERGE_BASE.to_string());
+    let dir = tempfile::tempdir().unwrap();
+    let svc = start(&h, &db_path(&dir)).await;
+    let opened = fixture("github/webhook.pull_request.opened.octokit.json");
+    assert_eq!(
+        svc.github("pull_request", "d-mb", SECRET, &opened).await,
+        202
+    );
+    let done = final_status(&h, HEAD).await;
+    assert_eq!(done.state, "failure", "{done:?}");
+
+    let bodies: Vec<String> = m
+        .received_requests()
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| String::from_utf8_lossy(&r.body).to_string())
+        .collect();
+    // 2 cases × 2 samples (the tip's policy) × base and head.
+    assert_eq!(bodies.len(), 8, "{bodies:#?}");
+    assert!(
+        bodies.iter().all(|b| !b.contains("later wording")),
+        "{bodies:#?}"
+    );
+    assert!(
+        bodies.iter().any(|b| b.contains("Explain invoice 1.")),
+        "{bodies:#?}"
+    );
+    assert!(
+        h.state()
+            .count("GET", &format!("/repos/{REPO}/compare/{BASE}...{HEAD}"))
+            >= 1
+    );
+    assert_eq!(
+        svc.text("SELECT base_sha FROM runs WHERE id = 1").await,
+        MERGE_BASE
+    );
+    let report = svc.text("SELECT report_json FROM runs WHERE id = 1").await;
+    assert!(
+        report.contains(&format!("\"base\":\"{MERGE_BASE}\"")),
+        "{report}"
+    );
+    svc.stop().await;
+}

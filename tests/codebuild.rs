@@ -92,6 +92,7 @@ fn revs(base: &str, head: &str) -> Revisions {
     Revisions {
         base: Rev::Commit(base.to_string()),
         head: Rev::Commit(head.to_string()),
+        policy: None,
         base_label: base.to_string(),
         head_label: head.to_string(),
     }

@@ -297,3 +297,107 @@ async fn a_changed_expected_is_shown_base_vs_head_and_not_held() {
         .unwrap_or_else(|| panic!("no detail for s0: {support}"));
     assert_eq!(detail["head"]["expected"], "question 0, new", "{detail}");
 }
+
+/// Runs `promptgate check` in `dir` with no `--base`; (exit code, stdout, stderr).
+fn check_default_base(dir: &std::path::Path) -> (i32, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_promptgate"))
+        .args(["check", "--format", "json", "--repo"])
+        .arg(dir)
+        .output()
+        .expect("run promptgate");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).to_string(),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    )
+}
+
+fn git_in(dir: &std::path::Path, args: &[&str]) {
+    let out = std::process::Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(args)
+        .output()
+        .expect("git");
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[tokio::test]
+async fn a_default_base_that_is_the_head_or_cannot_be_resolved_is_an_error() {
+    let server = fake_openai().await;
+    let (repo, _) = setup(&format!("{}/v1", server.uri()));
+    // On the default branch's tip, with a clean tree: nothing to compare.
+    let (code, _, err) = check_default_base(repo.path());
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("the default base is the head itself") && err.contains("--base"),
+        "{err}"
+    );
+
+    // A default branch named `trunk` on the remote, cloned shallow and single-branch
+    // from a feature branch: origin/HEAD is not set and the trunk is not fetched.
+    repo.git(&["branch", "-m", "main", "trunk"]);
+    repo.git(&["checkout", "-q", "-b", "feature"]);
+    repo.write("prompts/billing/user.j2", "Billing, briefly: {{ q }}");
+    repo.commit("feature work");
+    repo.git(&["checkout", "-q", "trunk"]);
+    let clones = tempfile::tempdir().expect("tempdir");
+    let clone = clones.path().join("c");
+    let url = format!("file://{}", repo.path().display());
+    git_in(
+        clones.path(),
+        &[
+            "clone",
+            "-q",
+            "--depth=1",
+            "--single-branch",
+            "--branch",
+            "feature",
+            &url,
+            "c",
+        ],
+    );
+    let (code, out, err) = check_default_base(&clone);
+    assert_eq!(code, 2, "{out}{err}");
+    assert!(
+        err.contains("the default branch is `origin/trunk`") && err.contains("git fetch"),
+        "{err}"
+    );
+
+    // Fetched, but shallow: no merge base in the clone.
+    git_in(
+        &clone,
+        &[
+            "fetch",
+            "-q",
+            "--depth=1",
+            "origin",
+            "trunk:refs/remotes/origin/trunk",
+        ],
+    );
+    let (code, out, err) = check_default_base(&clone);
+    assert_eq!(code, 2, "{out}{err}");
+    assert!(
+        err.contains("no common commit") && err.contains("--deepen"),
+        "{err}"
+    );
+
+    // Deepened: the base is the merge base with origin/trunk, and the run is real.
+    git_in(
+        &clone,
+        &["fetch", "-q", "--deepen=5", "origin", "feature", "trunk"],
+    );
+    let (code, out, err) = check_default_base(&clone);
+    assert_eq!(code, 0, "{out}{err}");
+    let report: serde_json::Value = serde_json::from_str(&out).expect("json");
+    assert_ne!(report["base"], report["head"]);
+    assert_eq!(
+        suite_of(&report, "billing")["cases"]["affected"],
+        CASES,
+        "{report}"
+    );
+}

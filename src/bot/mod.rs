@@ -172,7 +172,13 @@ impl Bot {
         let kind = repo_ref.forge.as_str();
         let row = self
             .runs
-            .open(kind, &repo.full_name, number, &pr.head_sha, &pr.base_sha)
+            .open(
+                kind,
+                &repo.full_name,
+                number,
+                &pr.head_sha,
+                &pr.merge_base_sha,
+            )
             .await?;
         if matches!(row.status.as_str(), "done" | "cancelled") && !request.force {
             tracing::debug!(run = row.id, status = %row.status, "this commit needs no run");
@@ -486,9 +492,10 @@ async fn run_check(
 ) -> Report {
     let source = ForgeSource::new(forge, repo, pr.number);
     let revs = Revisions {
-        base: Rev::Commit(pr.base_sha.clone()),
+        base: Rev::Commit(pr.merge_base_sha.clone()),
         head: Rev::Commit(pr.head_sha.clone()),
-        base_label: pr.base_sha.clone(),
+        policy: Some(Rev::Commit(pr.base_sha.clone())),
+        base_label: pr.merge_base_sha.clone(),
         head_label: pr.head_sha.clone(),
     };
     executor

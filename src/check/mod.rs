@@ -63,8 +63,13 @@ impl Default for CheckOptions {
 
 /// What the caller knows about the two revisions.
 pub struct Revisions {
+    /// What the change is compared against: the merge base of the head with the target
+    /// branch (its diff and the base side of the evaluation).
     pub base: Rev,
     pub head: Rev,
+    /// Where policy (suites, thresholds, evaluators) is read: the target branch's tip,
+    /// which may have moved on since the merge base. `None`: the base.
+    pub policy: Option<Rev>,
     /// Commit ids shown in the report.
     pub base_label: String,
     pub head_label: String,
@@ -168,9 +173,13 @@ async fn plan_into(
     };
     let base_text = read_config(revs.base.clone()).await?;
     let head_text = read_config(revs.head.clone()).await?;
+    let (tip_text, tip_rev) = match &revs.policy {
+        Some(tip) if tip != &revs.base => (read_config(tip.clone()).await?, tip.clone()),
+        _ => (base_text.clone(), revs.base.clone()),
+    };
 
-    let (policy_text, policy_rev) = match (&base_text, &head_text) {
-        (Some(b), _) => (b.clone(), revs.base.clone()),
+    let (policy_text, policy_rev) = match (&tip_text, &head_text) {
+        (Some(b), _) => (b.clone(), tip_rev.clone()),
         (None, Some(h)) => {
             report.notes.push(format!(
                 "{CONFIG_PATH} does not exist at base; this first run uses the head's config."
@@ -308,9 +317,9 @@ async fn endpoint_policy(
     evaluators: &EvaluatorSpecs,
 ) -> Result<EndpointPolicy, String> {
     let mut base_specs = Vec::new();
-    if policy_rev == &revs.base {
+    if policy_rev != &revs.head {
         for suite in config.suites.values() {
-            let text = read_text(source, &revs.base, &suite.model)
+            let text = read_text(source, policy_rev, &suite.model)
                 .await
                 .ok()
                 .flatten();

@@ -320,6 +320,34 @@ impl GitHubForge {
 
     /// `call` (or `send` when `retry` is false) for the repository's client, forgetting
     /// a stale App installation on 401.
+    /// `pull_request.base.sha` is the target's tip when the PR was last updated, not
+    /// where the PR branched; the compare API names the merge base. (`per_page=1`: only
+    /// the merge base is needed, not the commit list.)
+    async fn merge_base(
+        &self,
+        repo: &RepoId,
+        base: &str,
+        head: &str,
+    ) -> Result<String, ForgeError> {
+        #[derive(Deserialize)]
+        struct Sha {
+            sha: String,
+        }
+        #[derive(Deserialize)]
+        struct CompareWire {
+            merge_base_commit: Sha,
+        }
+        let path = format!(
+            "{}/compare/{}...{}?per_page=1",
+            repo_path(repo)?,
+            encode_segment(base),
+            encode_segment(head)
+        );
+        let reply = self.repo_call(repo, Method::GET, &path, None).await?;
+        let compare: CompareWire = decode(&reply, &what(&Method::GET, &path))?;
+        Ok(compare.merge_base_commit.sha)
+    }
+
     async fn repo_call(
         &self,
         repo: &RepoId,
@@ -629,7 +657,11 @@ impl Forge for GitHubForge {
         let path = format!("{}/pulls/{number}", repo_path(repo)?);
         let reply = self.repo_call(repo, Method::GET, &path, None).await?;
         let pull: PullWire = decode(&reply, &what(&Method::GET, &path))?;
-        Ok(pull.into_info(repo))
+        let mut info = pull.into_info(repo);
+        info.merge_base_sha = self
+            .merge_base(repo, &info.base_sha, &info.head_sha)
+            .await?;
+        Ok(info)
     }
 
     async fn pull_requests_for_sha(
@@ -1071,6 +1103,7 @@ impl PullWire {
         PullRequestInfo {
             number: self.number,
             base_ref: self.base.name,
+            merge_base_sha: self.base.sha.clone(),
             base_sha: self.base.sha,
             head_sha: self.head.sha,
             head_repo,

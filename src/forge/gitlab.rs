@@ -538,6 +538,7 @@ impl Forge for GitLabForge {
         Ok(PullRequestInfo {
             number: mr.iid,
             base_ref: mr.target_branch,
+            merge_base_sha: base_sha.clone(),
             base_sha,
             head_sha,
             head_repo,

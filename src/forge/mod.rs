@@ -76,7 +76,12 @@ pub struct PullRequestInfo {
     pub number: u64,
     /// The target branch, e.g. `main`.
     pub base_ref: String,
+    /// The target branch's tip as the forge last saw it: where policy is read.
     pub base_sha: String,
+    /// The merge base of head and target: what the change is diffed and evaluated
+    /// against (GitHub: the compare API's `merge_base_commit`; GitLab:
+    /// `diff_refs.base_sha`), so main's own later edits are not the PR's changes.
+    pub merge_base_sha: String,
     pub head_sha: String,
     /// `owner/name` of the head repository; empty when it was deleted.
     pub head_repo: String,

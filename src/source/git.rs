@@ -45,23 +45,95 @@ impl GitSource {
         Ok(String::from_utf8_lossy(&out).trim().to_string())
     }
 
-    /// The default base: the merge base of HEAD with the default branch
-    /// (`origin/HEAD`, else `main`, else `master`), else HEAD itself.
+    /// The default base: the merge base of HEAD with the default branch. The default
+    /// branch is read, not guessed: `origin/HEAD`, else what the `origin` remote says
+    /// its HEAD is; only a repository with no remote at all falls back to a local
+    /// `init.defaultBranch`, `main` or `master`. Anything that cannot be resolved is an
+    /// error saying how to fix it, never a silent fallback to HEAD (which would compare
+    /// a commit with itself and pass).
     pub async fn default_base(&self) -> anyhow::Result<String> {
-        let mut candidates = Vec::new();
+        let branch = self.default_branch().await?;
+        let tip = self.resolve(&branch).await.map_err(|_| {
+            anyhow::anyhow!(
+                "the default branch is `{branch}` but it is not in this clone (a single-branch \
+                 checkout?); fetch it (`git fetch origin {short}:refs/remotes/origin/{short} --depth=50`) \
+                 or pass --base",
+                short = branch.trim_start_matches("origin/")
+            )
+        })?;
+        match self.git(&["merge-base", &tip, "HEAD"]).await {
+            Ok(out) => Ok(String::from_utf8_lossy(&out).trim().to_string()),
+            Err(_) => bail!(
+                "HEAD and the default branch `{branch}` have no common commit in this clone (a \
+                 shallow checkout?); deepen it (`git fetch --deepen=100`, or `--unshallow`) or \
+                 pass --base"
+            ),
+        }
+    }
+
+    /// The default branch as a revision name (`origin/trunk`, or a local `main`).
+    async fn default_branch(&self) -> anyhow::Result<String> {
         if let Ok(out) = self
-            .git(&["symbolic-ref", "--quiet", "refs/remotes/origin/HEAD"])
+            .git(&[
+                "symbolic-ref",
+                "--quiet",
+                "--short",
+                "refs/remotes/origin/HEAD",
+            ])
             .await
         {
-            candidates.push(String::from_utf8_lossy(&out).trim().to_string());
+            return Ok(String::from_utf8_lossy(&out).trim().to_string());
         }
-        candidates.extend(["main", "master", "origin/main", "origin/master"].map(String::from));
-        for c in candidates {
-            if let Ok(out) = self.git(&["merge-base", &c, "HEAD"]).await {
-                return Ok(String::from_utf8_lossy(&out).trim().to_string());
+        let remotes = lines(&self.git(&["remote"]).await.unwrap_or_default());
+        if remotes.iter().any(|r| r == "origin") {
+            // `ref: refs/heads/trunk\tHEAD` from the remote itself.
+            let out = self
+                .git(&["ls-remote", "--symref", "origin", "HEAD"])
+                .await
+                .map_err(|e| {
+                    anyhow::anyhow!(
+                        "cannot tell the default branch: origin/HEAD is not set and asking the \
+                         remote failed ({e:#}); run `git remote set-head origin --auto` or pass --base"
+                    )
+                })?;
+            let text = String::from_utf8_lossy(&out);
+            if let Some(name) = text
+                .lines()
+                .find_map(|l| l.strip_prefix("ref: refs/heads/"))
+                .and_then(|l| l.split_whitespace().next())
+            {
+                return Ok(format!("origin/{name}"));
+            }
+            bail!(
+                "cannot tell the default branch: origin/HEAD is not set and the remote did not \
+                 name its HEAD; run `git remote set-head origin <branch>` or pass --base"
+            );
+        }
+        if !remotes.is_empty() {
+            bail!(
+                "cannot tell the default branch: there is no `origin` remote (remotes: {}); pass --base",
+                remotes.join(", ")
+            );
+        }
+        let configured = self
+            .git(&["config", "--get", "init.defaultBranch"])
+            .await
+            .ok()
+            .map(|o| String::from_utf8_lossy(&o).trim().to_string())
+            .filter(|b| !b.is_empty());
+        for name in configured
+            .iter()
+            .map(String::as_str)
+            .chain(["main", "master"])
+        {
+            if self.resolve(name).await.is_ok() {
+                return Ok(name.to_string());
             }
         }
-        self.resolve("HEAD").await
+        bail!(
+            "cannot tell the default branch: no remote, and no `main` or `master` branch; \
+             pass --base (for example --base trunk)"
+        )
     }
 
     /// The work tree differs from HEAD (tracked changes or untracked files).

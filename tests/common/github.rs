@@ -112,6 +112,9 @@ pub struct State {
     pub reviews: Vec<Value>,
     /// Check runs as they stand (`id` added).
     pub check_runs: Vec<Value>,
+    /// (base, head) → their merge base, for the compare API; unlisted pairs branched
+    /// from `base` itself (the PR is only ahead).
+    pub merge_bases: BTreeMap<(String, String), String>,
 }
 
 impl State {
@@ -403,6 +406,31 @@ impl FakeGitHub {
                     .collect();
                 // The fake's pages are small so that pagination shows.
                 self.paged(items, st.pr_files_page_size, page, path)
+            }
+            ("GET", ["repos", _, _, "compare", basehead]) => {
+                let Some((base, head)) = basehead.split_once("...") else {
+                    return not_found();
+                };
+                let merge_base = st
+                    .merge_bases
+                    .get(&(base.to_string(), head.to_string()))
+                    .cloned()
+                    .unwrap_or_else(|| base.to_string());
+                let status = if merge_base == base {
+                    "ahead"
+                } else {
+                    "diverged"
+                };
+                json_response(
+                    200,
+                    &json!({
+                        "status": status,
+                        "base_commit": {"sha": base},
+                        "merge_base_commit": {"sha": merge_base},
+                        "commits": [],
+                        "files": []
+                    }),
+                )
             }
             ("GET", ["repos", _, _, "pulls", n]) => {
                 let n: u64 = n.parse().unwrap();
