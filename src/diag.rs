@@ -3,7 +3,7 @@
 use std::fmt;
 
 /// One problem in a repository's config or data files.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, serde::Serialize)]
 pub struct Diagnostic {
     /// Repository-relative path of the file at fault.
     pub file: String,
@@ -44,6 +44,11 @@ impl Diagnostics {
     }
     pub fn extend(&mut self, other: Diagnostics) {
         self.0.extend(other.0);
+    }
+    /// Drops repeats, keeping the first: a file two suites share is reported once.
+    pub fn dedup(&mut self) {
+        let mut seen = std::collections::HashSet::new();
+        self.0.retain(|d| seen.insert(d.clone()));
     }
 }
 

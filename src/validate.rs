@@ -77,5 +77,6 @@ pub async fn validate(source: &dyn Source, rev: &Rev, opts: &CheckOptions) -> Di
             Err(e) => diags.push(Diagnostic::new(path, None, format!("cannot read: {e:#}"))),
         }
     }
+    diags.dedup();
     diags
 }

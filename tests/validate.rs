@@ -95,8 +95,11 @@ fn a_template_that_does_not_render_names_template_line_and_case() {
         out.contains("prompts/user.j2") || out.contains("prompts/partials/q.j2:3"),
         "{out}"
     );
-    assert!(out.contains("case `a` (evals/golden.jsonl:1)"), "{out}");
-    assert!(out.contains("case `b` (evals/golden.jsonl:2)"), "{out}");
+    // One problem for both cases, naming them and the variable.
+    assert!(
+        out.contains("does not render for 2 cases: `a` (evals/golden.jsonl:1), `b` (evals/golden.jsonl:2): undefined variable `questoin`"),
+        "{out}"
+    );
 }
 
 #[test]
@@ -152,4 +155,56 @@ fn a_symlink_leaving_the_repository_is_an_error_naming_it() {
     repo.commit("link in");
     let (code, out) = validate(&repo);
     assert_eq!(code, 0, "{out}");
+}
+
+/// What `check` would trip on later is caught by `validate` now, each problem once.
+#[test]
+fn validate_catches_what_check_would_trip_on_each_problem_once() {
+    let repo = TestRepo::new();
+    repo.write(
+        ".promptgate.yml",
+        "version: 1\nsuites:\n  s:\n    prompts: { user: prompts/u.j2 }\n    model: models/m.yaml\n    dataset: evals/s.jsonl\n    metrics:\n      assertions: { min: 80 }\n  t:\n    prompts: { user: prompts/u.j2 }\n    model: models/m.yaml\n    dataset: evals/e.jsonl\n    metrics:\n      latency_p95_ms: { max: 2000 }\n",
+    );
+    repo.write("prompts/u.j2", "{{ q }} {{ tone }}");
+    repo.write(
+        "models/m.yaml",
+        "provider: openai\nmodel: m\nbase_url: 127.0.0.1:42603/v1\n",
+    );
+    repo.write(
+        "evals/s.jsonl",
+        "{\"id\": \"a\", \"vars\": {\"q\": \"x\"}, \"assert\": [{\"type\": \"contains\", \"value\": \"x\"}]}\n",
+    );
+    repo.write("evals/e.jsonl", "\n");
+    repo.commit("base");
+    let (code, out) = validate(&repo);
+    assert_eq!(code, 2, "{out}");
+    assert!(
+        out.contains(".promptgate.yml:8: suite `s`: `assertions` threshold 80 is outside 0..1"),
+        "{out}"
+    );
+    assert!(
+        out.contains("evals/e.jsonl: the dataset has no cases"),
+        "{out}"
+    );
+    let url = "models/m.yaml:3: base_url `127.0.0.1:42603/v1` is not an http(s) URL";
+    assert_eq!(
+        out.matches(url).count(),
+        1,
+        "shared by two suites, reported once: {out}"
+    );
+
+    // With the manifest fixed, the template's undefined variable is named, once.
+    repo.write(
+        "models/m.yaml",
+        "provider: openai\nmodel: m\nbase_url: http://127.0.0.1:42603/v1\n",
+    );
+    repo.write(
+        "evals/s.jsonl",
+        "{\"id\": \"a\", \"vars\": {\"q\": \"x\"}, \"assert\": [{\"type\": \"contains\", \"value\": \"x\"}]}\n{\"id\": \"b\", \"vars\": {\"q\": \"y\"}, \"assert\": [{\"type\": \"contains\", \"value\": \"y\"}]}\n",
+    );
+    repo.commit("fix the manifest");
+    let (code, out) = validate(&repo);
+    assert_eq!(code, 2, "{out}");
+    assert_eq!(out.matches("undefined variable `tone`").count(), 1, "{out}");
+    assert!(out.contains("does not render for 2 cases"), "{out}");
 }

@@ -128,6 +128,14 @@ impl Dataset {
             }
             cases.push(case);
         }
+        if cases.is_empty() && diags.is_empty() {
+            // A suite with no cases gates nothing: every metric would be vacuous.
+            diags.push(Diagnostic::new(
+                file,
+                None,
+                "the dataset has no cases (one JSON object per line)",
+            ));
+        }
         if diags.is_empty() {
             Ok(Dataset {
                 file: file.to_string(),

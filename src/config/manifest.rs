@@ -138,6 +138,9 @@ impl ModelManifest {
                 "provider `openai` needs `base_url` (for example http://127.0.0.1:11434/v1)",
             ));
         }
+        if let Some(reason) = self.base_url.as_deref().and_then(bad_base_url) {
+            diags.push(Diagnostic::new(file, line_of(text, "base_url"), reason));
+        }
         if let Some(reason) = self.api_key_env.as_deref().and_then(forbidden_key_env) {
             diags.push(Diagnostic::new(file, line_of(text, "api_key_env"), reason));
         }
@@ -166,6 +169,18 @@ impl ModelManifest {
 /// the PR under test, and the key goes to the manifest's `base_url`: naming the bot's own
 /// settings (`PROMPTGATE_*`: forge tokens, webhook secrets) or AWS credentials would let
 /// a PR send them to a server of its choosing.
+/// Why a `base_url` cannot be called: it needs an http(s) scheme and a host
+/// (`127.0.0.1:42603/v1` would otherwise fail only at the first call).
+pub fn bad_base_url(url: &str) -> Option<String> {
+    match reqwest::Url::parse(url) {
+        Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => None,
+        _ => Some(format!(
+            "base_url `{url}` is not an http(s) URL; write it with its scheme, e.g. http://{}",
+            url.split("://").last().unwrap_or(url)
+        )),
+    }
+}
+
 pub fn forbidden_key_env(name: &str) -> Option<String> {
     let upper = name.to_ascii_uppercase();
     ["PROMPTGATE_", "AWS_", "GITHUB_", "GITLAB_", "CI_JOB_"]

@@ -394,6 +394,24 @@ impl RepoConfig {
                 }
             }
             for (metric, t) in &suite.metrics {
+                let range = if metric.is_unit_scale() {
+                    (0.0..=1.0, "0..1")
+                } else {
+                    (0.0..=f64::MAX, "0 or more")
+                };
+                for bound in [t.min, t.max].into_iter().flatten() {
+                    if !range.0.contains(&bound) {
+                        diags.push(Diagnostic::new(
+                            file,
+                            crate::diag::line_in_section(text, name, &format!("{}:", metric.as_str())),
+                            format!(
+                                "suite `{name}`: `{}` threshold {bound} is outside {} (a rate or score, e.g. 0.8 for 80 %)",
+                                metric.as_str(),
+                                range.1
+                            ),
+                        ));
+                    }
+                }
                 if t.min.is_none() && t.max.is_none() {
                     diags.push(Diagnostic::new(
                         file,
@@ -476,6 +494,17 @@ impl RepoConfig {
             }
         }
         for (what, r) in refs {
+            if let Some(reason) = r
+                .base_url
+                .as_deref()
+                .and_then(super::manifest::bad_base_url)
+            {
+                diags.push(Diagnostic::new(
+                    file,
+                    line_of(text, "base_url"),
+                    format!("{what}: {reason}"),
+                ));
+            }
             let inline = r.provider.is_some() || r.model.is_some();
             if r.manifest.is_some() == inline || (inline && r.inline_spec().is_none()) {
                 diags.push(Diagnostic::new(

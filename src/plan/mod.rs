@@ -415,6 +415,26 @@ impl Renderer {
     }
 }
 
+impl Renderer {
+    /// Variables `path` reads that the case does not define: the names behind an
+    /// "undefined value" error, which minijinja does not give.
+    fn missing_vars(
+        &self,
+        path: &str,
+        vars: &serde_json::Map<String, serde_json::Value>,
+    ) -> Vec<String> {
+        let Ok(tmpl) = self.env.get_template(path) else {
+            return Vec::new();
+        };
+        tmpl.undeclared_variables(false)
+            .into_iter()
+            .filter(|v| !vars.contains_key(v) && self.env.globals().all(|(g, _)| g != v.as_str()))
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect()
+    }
+}
+
 fn too_large(path: &str, what: &str, bytes: usize, limit: usize) -> minijinja::Error {
     minijinja::Error::new(
         minijinja::ErrorKind::InvalidOperation,
@@ -430,23 +450,27 @@ pub fn plan_side(
     evaluators: &EvaluatorSpecs,
     samples: u32,
 ) -> Result<SidePlan, Diagnostics> {
-    let mut diags = Diagnostics::default();
     let renderer = Renderer::new(&files.templates)?;
     let spec = files.manifest.spec();
     let mut cases = Vec::with_capacity(files.dataset.cases.len());
+    // One problem, however many cases hit it: (file, line, message) → the cases.
+    let mut failures: BTreeMap<(String, Option<usize>, String), Vec<&Case>> = BTreeMap::new();
     for case in &files.dataset.cases {
         let messages = match renderer.messages(suite, &case.vars) {
             Ok(m) => m,
             Err((path, e)) => {
-                let (file, line, text) = innermost(&path, &e);
-                diags.push(Diagnostic::new(
-                    file,
-                    line,
-                    format!(
-                        "does not render for case `{}` ({}:{}): {text}",
-                        case.id, files.dataset.file, case.line
-                    ),
-                ));
+                let (file, line, mut text) = innermost(&path, &e);
+                if text.starts_with(&minijinja::ErrorKind::UndefinedError.to_string()) {
+                    let missing = renderer.missing_vars(&file, &case.vars);
+                    if !missing.is_empty() {
+                        let names: Vec<String> = missing.iter().map(|m| format!("`{m}`")).collect();
+                        text = format!(
+                            "undefined variable {} (not in the case's `vars`)",
+                            names.join(", ")
+                        );
+                    }
+                }
+                failures.entry((file, line, text)).or_default().push(case);
                 continue;
             }
         };
@@ -460,6 +484,32 @@ pub fn plan_side(
             input_keys,
             score_key,
         });
+    }
+    let mut diags = Diagnostics::default();
+    for ((file, line, text), hit) in failures {
+        let at = |c: &Case| format!("`{}` ({}:{})", c.id, files.dataset.file, c.line);
+        let which = match hit.as_slice() {
+            [one] => format!("case {}", at(one)),
+            many => {
+                let shown: Vec<String> = many.iter().take(3).map(|c| at(c)).collect();
+                let more = many.len().saturating_sub(3);
+                format!(
+                    "{} cases: {}{}",
+                    many.len(),
+                    shown.join(", "),
+                    if more > 0 {
+                        format!(" and {more} more")
+                    } else {
+                        String::new()
+                    }
+                )
+            }
+        };
+        diags.push(Diagnostic::new(
+            file,
+            line,
+            format!("does not render for {which}: {text}"),
+        ));
     }
     if diags.is_empty() {
         Ok(SidePlan {
