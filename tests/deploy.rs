@@ -232,7 +232,10 @@ fn dockerignore_keeps_the_build_inputs_and_drops_the_rest() {
 /// installation permission governs). From GitHub's REST reference ("Permissions
 /// required for GitHub Apps"). Pull-request comments go through the issue-comment API,
 /// which takes `issues` (or `pull_requests`).
-const ROUTE_PERMISSIONS: &[(&str, &str, Option<(&str, &str)>)] = &[
+/// (permission, level), e.g. ("checks", "write").
+type Permission = (&'static str, &'static str);
+
+const ROUTE_PERMISSIONS: &[(&str, &str, Option<Permission>)] = &[
     // The token's own user (token auth only), and the App itself (JWT).
     ("GET", "/user", None),
     ("GET", "/app", None),
@@ -1004,7 +1007,8 @@ fn terraform_policies_are_the_iam_json_policies() {
     };
     // (terraform document, IAM JSON, statements the JSON has that Terraform leaves out
     // on purpose, Sids Terraform may add when their variable is set)
-    let cases: [(&str, &str, &[(&str, &str)], &[&str]); 2] = [
+    type Case<'a> = (&'a str, &'a str, &'a [(&'a str, &'a str)], &'a [&'a str]);
+    let cases: [Case; 2] = [
         (
             "bot",
             "deploy/iam/bot-policy.json",
@@ -1201,4 +1205,95 @@ fn terraform_validate_where_terraform_is_installed() {
         .arg(format!("-chdir={}", work.path().display()))
         .args(["validate", "-no-color"]));
     assert!(out.contains("The configuration is valid"), "{out}");
+}
+
+// ---- docker compose trial --------------------------------------------------------
+
+#[test]
+fn compose_trial_runs_the_bot_on_sqlite_with_a_stand_in_model() {
+    let compose: Yaml = serde_yaml_ng::from_str(&read("deploy/compose.yaml")).unwrap();
+    let bot = &compose["services"]["bot"];
+    assert_eq!(
+        bot["build"]["dockerfile"].as_str(),
+        Some("deploy/Dockerfile")
+    );
+    assert_eq!(bot["build"]["context"].as_str(), Some(".."));
+    assert!(bot["volumes"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .any(|v| v.as_str().is_some_and(|v| v.ends_with(":/data"))));
+    assert!(
+        compose["services"].get("db").is_none(),
+        "no Postgres until promptgate supports it"
+    );
+    let known: BTreeSet<String> = KEYS.iter().map(|k| env_name(k)).collect();
+    for (k, _) in bot["environment"].as_mapping().unwrap() {
+        let k = k.as_str().unwrap();
+        assert!(
+            known.contains(k) || k == "PROMPTGATE_LOG",
+            "{k} is not a setting"
+        );
+    }
+    let model = &compose["services"]["model"];
+    let command: Vec<&str> = model["command"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_str().unwrap())
+        .collect();
+    assert_eq!(command, ["python3", "/srv/model.py", "11434"]);
+    assert_eq!(
+        bot["environment"]["PROMPTGATE_MODEL_ENDPOINTS"].as_str(),
+        Some("http://model:11434/*")
+    );
+    assert!(root().join("webhooks/send-sample.sh").is_file());
+}
+
+/// The stand-in answers chat and embedding requests the way the openai provider
+/// reads them, the same way twice.
+#[test]
+fn compose_stand_in_model_answers_deterministically() {
+    use std::io::{Read, Write};
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    // model.py listens on 0.0.0.0; loopback reaches it.
+    let mut child = Command::new("python3")
+        .arg(root().join("deploy/trial/model.py"))
+        .arg(port.to_string())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("python3");
+    let post = |path: &str, body: &str| -> serde_json::Value {
+        for _ in 0..50 {
+            if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) {
+                write!(
+                    s,
+                    "POST {path} HTTP/1.0\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+                    body.len()
+                )
+                .unwrap();
+                let mut out = String::new();
+                s.read_to_string(&mut out).unwrap();
+                let (_, json) = out.split_once("\r\n\r\n").expect("an HTTP answer");
+                return serde_json::from_str(json).expect("JSON");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        panic!("the stand-in model did not start");
+    };
+    let chat = r#"{"model": "stand-in", "messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "How long is the return window? Thanks."}]}"#;
+    let a = post("/v1/chat/completions", chat);
+    let b = post("/v1/chat/completions", chat);
+    child.kill().ok();
+    child.wait().ok();
+    assert_eq!(a, b);
+    assert_eq!(
+        a["choices"][0]["message"]["content"].as_str(),
+        Some("Answer: How long is the return window?")
+    );
+    assert!(a["usage"]["completion_tokens"].as_u64().unwrap() > 0);
 }
