@@ -83,7 +83,8 @@ fn schema_errors(v: &jsonschema::Validator, instance: &Value) -> Vec<String> {
 /// Every path a config names, with a file the loader and the renderer accept.
 fn files_for(config: &Value) -> Vec<(String, String)> {
     let mut files = Vec::new();
-    let manifest = "provider: openai\nmodel: m\nbase_url: http://127.0.0.1:9/v1\n";
+    // With `pricing`, so a cost gate can be computed (validate refuses one that cannot).
+    let manifest = "provider: openai\nmodel: m\nbase_url: http://127.0.0.1:9/v1\npricing: { input_per_1k_tokens: 0.001, output_per_1k_tokens: 0.002 }\n";
     for (_, suite) in config["suites"].as_object().unwrap() {
         for (_, template) in suite["prompts"].as_object().unwrap() {
             files.push((
