@@ -693,14 +693,8 @@ pub fn comments_path() -> String {
     format!("/repos/{REPO}/issues/{PR}/comments")
 }
 
-/// A fresh RSA key in PEM (PKCS#1) for GitHub App tests; `None` without `openssl`.
-pub fn rsa_key_pem() -> Option<String> {
-    let out = std::process::Command::new("openssl")
-        .args(["genrsa", "-traditional", "2048"])
-        .output()
-        .ok()?;
-    out.status
-        .success()
-        .then(|| String::from_utf8(out.stdout).ok())
-        .flatten()
+/// The GitHub App tests' RSA key (PEM, PKCS#1), made once for these tests and embedded
+/// (as bors embeds its test App key), so no test depends on an `openssl` binary.
+pub fn rsa_key_pem() -> String {
+    include_str!("../fixtures/github-app-test-key.pem").to_string()
 }
