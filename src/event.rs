@@ -77,6 +77,10 @@ pub enum PrAction {
     /// A draft became ready (GitHub `ready_for_review`; GitLab a draft flag or `Draft:`
     /// title prefix removed).
     ReadyForReview,
+    /// The target branch was changed (GitHub `edited` with `changes.base`, GitLab
+    /// `update` with `changes.target_branch`): the same head is re-evaluated against
+    /// the new base, and becomes a release PR if that branch is one.
+    BaseChanged,
 }
 
 impl PrAction {
@@ -86,6 +90,7 @@ impl PrAction {
             PrAction::Synchronize => "synchronize",
             PrAction::Reopened => "reopened",
             PrAction::ReadyForReview => "ready_for_review",
+            PrAction::BaseChanged => "base_changed",
         }
     }
 }

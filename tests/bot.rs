@@ -607,3 +607,68 @@ async fn the_bot_evaluates_against_the_merge_base_and_reads_policy_at_the_tip() 
     );
     svc.stop().await;
 }
+
+/// A PR whose base branch is changed (`edited` with `changes.base`) is evaluated again
+/// at the same head against the new base; a title or body edit is not.
+#[tokio::test]
+async fn a_retargeted_pr_is_re_evaluated_against_its_new_base() {
+    let (h, m) = world(Echo::default(), HEAD).await;
+    let dir = tempfile::tempdir().unwrap();
+    let svc = start(&h, &db_path(&dir)).await;
+    let opened = fixture("github/webhook.pull_request.opened.octokit.json");
+    assert_eq!(
+        svc.github("pull_request", "d-rt-1", SECRET, &opened).await,
+        202
+    );
+    assert_eq!(final_status(&h, HEAD).await.state, "failure");
+    let calls = m.received_requests().await.unwrap().len();
+
+    // The real delivery, as GitHub sends it for a title edit and for a retarget.
+    let mut edited: Value = serde_json::from_slice(&opened).unwrap();
+    edited["action"] = json!("edited");
+    edited["changes"] = json!({"title": {"from": "Old title"}});
+    let body = serde_json::to_vec(&edited).unwrap();
+    assert!((200..300).contains(&svc.github("pull_request", "d-rt-2", SECRET, &body).await));
+    svc.drained().await;
+    assert_eq!(
+        m.received_requests().await.unwrap().len(),
+        calls,
+        "a title edit runs nothing"
+    );
+
+    // Retargeted onto a branch that already has the head's prompt: against it, no case
+    // is affected, so the same head goes from failure to success.
+    const NEW_BASE: &str = "4444444444444444444444444444444444444444";
+    for path in [
+        ".promptgate.yml",
+        "models/m.yaml",
+        "evals/b.jsonl",
+        "prompts/user.j2",
+    ] {
+        let bytes = h.state().files[&(HEAD.to_string(), path.to_string())].clone();
+        h.put_file(NEW_BASE, path, &bytes);
+    }
+    h.state().pulls[0]["base"] =
+        json!({"ref": "develop", "sha": NEW_BASE, "repo": {"full_name": REPO}});
+    edited["changes"] = json!({"base": {"ref": {"from": "master"}, "sha": {"from": BASE}}});
+    let body = serde_json::to_vec(&edited).unwrap();
+    let before = ours(&h).len();
+    assert_eq!(
+        svc.github("pull_request", "d-rt-3", SECRET, &body).await,
+        202
+    );
+    wait_until(|| async { ours(&h).len() >= before + 2 }).await;
+    svc.drained().await;
+    let last = ours(&h).into_iter().last().unwrap();
+    assert_eq!(
+        (last.sha.as_str(), last.state.as_str()),
+        (HEAD, "success"),
+        "{last:?}"
+    );
+    assert_eq!(
+        svc.text("SELECT base_sha FROM runs WHERE id = 1").await,
+        NEW_BASE
+    );
+    assert_eq!(svc.count("SELECT COUNT(*) FROM runs").await, 1);
+    svc.stop().await;
+}

@@ -704,7 +704,10 @@ impl EventHandler for Bot {
                     );
                     return Ok(());
                 }
-                self.evaluate(&e.repo, e.number, false).await
+                // A retarget keeps the head: the run of that commit must be redone
+                // against the new base, so it is forced.
+                let force = e.action == PrAction::BaseChanged;
+                self.evaluate(&e.repo, e.number, force).await
             }
             Event::Rerun(e) => {
                 let forge = self.forge(&e.repo)?;

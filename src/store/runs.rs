@@ -46,7 +46,7 @@ impl Runs {
     ) -> anyhow::Result<RunRow> {
         sqlx::query(
             "INSERT INTO runs (forge, repo, pr, head_sha, base_sha, public_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6) \
-             ON CONFLICT (forge, repo, pr, head_sha) DO NOTHING",
+             ON CONFLICT (forge, repo, pr, head_sha) DO UPDATE SET base_sha = excluded.base_sha",
         )
         .bind(forge)
         .bind(repo)

@@ -115,12 +115,36 @@ struct Branch {
     repo: Option<Repo>,
 }
 
+/// An `edited` delivery whose `changes` name the base (a retarget), not a title or body.
+fn base_changed(body: &[u8]) -> bool {
+    #[derive(Deserialize)]
+    struct Edited {
+        #[serde(default)]
+        changes: Option<EditedChanges>,
+    }
+    #[derive(Deserialize)]
+    struct EditedChanges {
+        #[serde(default)]
+        base: Option<IgnoredAny>,
+    }
+    serde_json::from_slice::<Edited>(body)
+        .ok()
+        .and_then(|e| e.changes)
+        .is_some_and(|c| c.base.is_some())
+}
+
 fn parse_pull_request(body: &[u8]) -> anyhow::Result<Event> {
     let action = match action_of("pull_request", body)?.as_str() {
         "opened" => PrAction::Opened,
         "synchronize" => PrAction::Synchronize,
         "reopened" => PrAction::Reopened,
         "ready_for_review" => PrAction::ReadyForReview,
+        "edited" if base_changed(body) => PrAction::BaseChanged,
+        "edited" => {
+            return Ok(Event::ignored(
+                "GitHub pull_request `edited` without a base change (title or body) does not trigger a run",
+            ))
+        }
         other => {
             return Ok(Event::ignored(format!(
                 "GitHub pull_request action `{other}` does not trigger a run"

@@ -108,6 +108,8 @@ struct MrChanges {
     draft: Option<Change<Option<bool>>>,
     #[serde(default)]
     title: Option<Change<Option<String>>>,
+    #[serde(default)]
+    target_branch: Option<Change<Option<String>>>,
 }
 
 #[derive(Deserialize)]
@@ -142,7 +144,12 @@ fn parse_merge_request(body: &[u8]) -> anyhow::Result<Event> {
                 t.previous.as_deref().is_some_and(is_draft_title)
                     && !t.current.as_deref().is_some_and(is_draft_title)
             });
-            if draft_cleared || draft_prefix_removed {
+            let retargeted = changes
+                .and_then(|c| c.target_branch.as_ref())
+                .is_some_and(|t| t.previous != t.current);
+            if retargeted {
+                PrAction::BaseChanged
+            } else if draft_cleared || draft_prefix_removed {
                 PrAction::ReadyForReview
             } else {
                 return Ok(Event::ignored(format!(
@@ -320,6 +327,29 @@ mod tests {
         assert!(is_bot_username("group_7_bot"));
         assert!(!is_bot_username("project_x_bot"));
         assert!(!is_bot_username("robot"));
+    }
+
+    /// The real title-only update (atlantis fixture) is ignored; the same update with
+    /// `changes.target_branch` (a retarget) re-evaluates.
+    #[test]
+    fn a_target_branch_change_is_a_base_change() {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/gitlab/webhook.merge_request.update.title.atlantis.json"
+        );
+        let body = std::fs::read(path).unwrap();
+        assert!(matches!(
+            parse("Merge Request Hook", &body).unwrap(),
+            Event::Ignored(_)
+        ));
+        let mut v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        v["changes"]["target_branch"] =
+            serde_json::json!({"previous": "main", "current": "release/1.2"});
+        let body = serde_json::to_vec(&v).unwrap();
+        let Event::PullRequest(e) = parse("Merge Request Hook", &body).unwrap() else {
+            panic!("a retarget is a PR event")
+        };
+        assert_eq!(e.action, PrAction::BaseChanged);
     }
 
     #[test]
