@@ -98,6 +98,7 @@ fn report(verdict: Verdict, suites: Vec<SuiteReport>) -> Report {
             input_tokens: 18_432,
             output_tokens: 4_210,
             cost_usd: 0.04213,
+            ..Usage::default()
         },
         duration_ms: 83_400,
         errors: Vec::new(),

@@ -361,10 +361,10 @@ fn schema_refuses_what_the_loader_refuses() {
             ),
         ),
         (
-            "judge pricing",
+            "an unknown pricing key",
             base.replace(
                 "{ manifest: j.yaml }",
-                "{ provider: bedrock, model: x, pricing: { input_per_1k_tokens: 1 } }",
+                "{ provider: bedrock, model: x, pricing: { input_per_1k: 1 } }",
             ),
         ),
         (

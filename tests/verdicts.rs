@@ -401,3 +401,71 @@ async fn a_default_base_that_is_the_head_or_cannot_be_resolved_is_an_error() {
         "{report}"
     );
 }
+
+/// Every call is priced by its kind (judge and embedding evaluators take `pricing`), and
+/// under `--replay` nothing is called or paid: replayed answers are counted apart, with
+/// what a live run would have paid.
+#[tokio::test]
+async fn cost_is_reported_by_kind_and_replay_is_not_spending() {
+    let server = fake_openai().await;
+    let url = format!("{}/v1", server.uri());
+    let repo = TestRepo::new();
+    let price = "pricing: { input_per_1k_tokens: 1.0, output_per_1k_tokens: 2.0 }";
+    repo.write(
+        ".promptgate.yml",
+        &format!(
+            "version: 1\nsuites:\n  s:\n    prompts: {{ user: prompts/u.j2 }}\n    model: models/m.yaml\n    dataset: evals/s.jsonl\n    max_regression: 1.0\n    metrics:\n      similarity: {{ min: 0.1 }}\n      faithfulness: {{ min: 0.1 }}\nevaluators:\n  embedding: {{ provider: openai, model: e, base_url: \"{url}\", {price} }}\n  judge: {{ provider: openai, model: j, base_url: \"{url}\", {price} }}\n"
+        ),
+    );
+    repo.write("prompts/u.j2", "{{ q }}");
+    repo.write(
+        "models/m.yaml",
+        &format!("provider: openai\nmodel: m\nbase_url: {url}\n{price}\n"),
+    );
+    repo.write(
+        "evals/s.jsonl",
+        "{\"id\": \"a\", \"vars\": {\"q\": \"x\"}, \"expected\": \"x\"}\n",
+    );
+    let base = repo.commit("base");
+    repo.write("prompts/u.j2", "Q: {{ q }}");
+    let head = repo.commit("prompt");
+    let (code, report) = check_json(&repo, &base, &head, &["--record"]);
+    assert_eq!(code, 0, "{report}");
+    let usage = &report["usage"];
+    let by_kind = &usage["cost_by_kind"];
+    for kind in ["generation", "judge", "embedding"] {
+        assert!(by_kind[kind].as_f64().unwrap() > 0.0, "{kind}: {usage}");
+    }
+    let total: f64 = ["generation", "judge", "embedding", "attack"]
+        .iter()
+        .map(|k| by_kind[*k].as_f64().unwrap())
+        .sum();
+    assert!(
+        (usage["cost_usd"].as_f64().unwrap() - total).abs() < 1e-12,
+        "{usage}"
+    );
+    assert_eq!(usage["replayed"], 0);
+
+    // Replayed from the recordings, with a cold cache: nothing called, nothing paid.
+    let calls_before = server.received_requests().await.unwrap().len();
+    let cold = repo.path().join("cold-cache.db");
+    let (code, report) = check_json(
+        &repo,
+        &base,
+        &head,
+        &["--replay", "--cache", cold.to_str().unwrap()],
+    );
+    assert_eq!(code, 0, "{report}");
+    let usage = &report["usage"];
+    assert_eq!(
+        server.received_requests().await.unwrap().len(),
+        calls_before
+    );
+    assert_eq!(usage["model_calls"], 0, "{usage}");
+    assert_eq!(usage["cost_usd"], 0.0, "{usage}");
+    assert!(usage["replayed"].as_u64().unwrap() > 0, "{usage}");
+    assert!(
+        usage["replayed_cost_usd"].as_f64().unwrap() > 0.0,
+        "{usage}"
+    );
+}

@@ -4,6 +4,7 @@
 //! file and line or the case.
 
 pub mod security;
+pub mod spend;
 pub mod work;
 
 use std::collections::HashMap;
@@ -31,6 +32,7 @@ use crate::report::{
 use crate::score::{self, assertions, judge, CaseScores, SampleScores};
 use crate::source::{read_text, Rev, Source};
 use security::AttackOutcome;
+use spend::CallKind;
 pub use work::WorkUnit;
 
 /// Longest output excerpt kept in the report's per-case details.
@@ -126,6 +128,7 @@ pub async fn execute(plan: CheckPlan, client: &ModelClient) -> Report {
     report.usage.cache_hits = counters.cache_hits;
     report.usage.input_tokens = counters.input_tokens;
     report.usage.output_tokens = counters.output_tokens;
+    report.usage.replayed = counters.replayed;
     let mut verdicts: Vec<Verdict> = report.suites.iter().map(|s| s.verdict).collect();
     if !report.errors.is_empty() {
         verdicts.push(Verdict::Error);
@@ -377,13 +380,25 @@ async fn evaluate_planned(planned: &[PlannedSuite], client: &ModelClient, report
     client.prefetch(&planned_keys).await;
     let results = join_all(planned.iter().map(|p| evaluate_suite(p, client))).await;
     for (p, results) in planned.iter().zip(results) {
-        report.usage.cost_usd += results
+        let mut spent = spend::Spend::default();
+        for s in results
             .base
             .iter()
             .chain(results.head.iter())
             .flat_map(|c| c.samples.iter())
-            .map(|s| s.paid_usd)
-            .sum::<f64>();
+        {
+            spent.add(&s.spend);
+        }
+        for a in results
+            .attacks_base
+            .iter()
+            .chain(results.attacks_head.iter())
+        {
+            spent.add(&a.spend);
+        }
+        report.usage.cost_by_kind.add(&spent.paid);
+        report.usage.cost_usd = report.usage.cost_by_kind.total();
+        report.usage.replayed_cost_usd += spent.replayed_usd;
         report.suites.push(suite_report(p, results));
     }
     report.suites.sort_by(|a, b| a.name.cmp(&b.name));
@@ -402,15 +417,15 @@ async fn resolve_evaluators(
         _ => config.evaluators.judge.as_ref(),
     };
     let mut diags = Diagnostics::default();
-    let mut resolve = async |r: Option<&ModelRef>| -> Option<ModelSpec> {
+    let mut resolve = async |r: Option<&ModelRef>| -> Option<(ModelSpec, Option<Pricing>)> {
         let r = r?;
         if let Some(spec) = r.inline_spec() {
-            return Some(spec);
+            return Some((spec, r.pricing.clone()));
         }
         let path = r.manifest.as_deref()?;
         match read_text(source, rev, path).await {
             Ok(Some(text)) => match crate::config::ModelManifest::parse(path, &text) {
-                Ok(m) => Some(m.spec()),
+                Ok(m) => Some((m.spec(), m.pricing.clone())),
                 Err(d) => {
                     diags.extend(d);
                     None
@@ -437,10 +452,19 @@ async fn resolve_evaluators(
             }
         }
     };
-    let embedding = resolve(config.evaluators.embedding.as_ref()).await;
-    let judge = resolve(judge_ref).await;
+    let (embedding, embedding_pricing) = resolve(config.evaluators.embedding.as_ref())
+        .await
+        .map_or((None, None), |(s, p)| (Some(s), p));
+    let (judge, judge_pricing) = resolve(judge_ref)
+        .await
+        .map_or((None, None), |(s, p)| (Some(s), p));
     if diags.is_empty() {
-        Ok(EvaluatorSpecs { embedding, judge })
+        Ok(EvaluatorSpecs {
+            embedding,
+            judge,
+            embedding_pricing,
+            judge_pricing,
+        })
     } else {
         Err(diags)
     }
@@ -459,6 +483,8 @@ fn suite_evaluators(suite: &SuiteConfig, all: &EvaluatorSpecs) -> EvaluatorSpecs
         } else {
             None
         },
+        embedding_pricing: all.embedding_pricing.clone(),
+        judge_pricing: all.judge_pricing.clone(),
     }
 }
 
@@ -489,11 +515,13 @@ impl PlannedSuite {
     }
 
     /// The judge attack runs use, when the suite asks for one.
-    fn attack_judge(&self) -> Option<&ModelSpec> {
+    /// The injection judge and its price, when the suite asks for one.
+    fn attack_judge(&self) -> Option<(&ModelSpec, Option<&Pricing>)> {
         self.evaluators
             .judge
             .as_ref()
             .filter(|_| self.suite.injection.judge)
+            .map(|j| (j, self.evaluators.judge_pricing.as_ref()))
     }
 
     /// Head cases to evaluate: those whose input or score key differs from base (or
@@ -694,12 +722,19 @@ async fn evaluate_suite(p: &PlannedSuite, client: &ModelClient) -> SuiteResults 
     });
     let judge = p.attack_judge();
     let attacks = p.evaluated_attacks();
-    let head_attacks = attacks
-        .iter()
-        .map(|(h, _)| security::run_attack(h, &p.head.plan.spec, judge, client));
+    let head_attacks = attacks.iter().map(|(h, _)| {
+        let plan = &p.head.plan;
+        security::run_attack(h, &plan.spec, plan.pricing.as_ref(), judge, client)
+    });
     let base_attacks = attacks.iter().filter_map(|(_, b)| {
-        let (base, run) = (p.base.as_ref()?, (*b)?);
-        Some(security::run_attack(run, &base.plan.spec, judge, client))
+        let (plan, run) = (&p.base.as_ref()?.plan, (*b)?);
+        Some(security::run_attack(
+            run,
+            &plan.spec,
+            plan.pricing.as_ref(),
+            judge,
+            client,
+        ))
     });
     let file = p.head.guardrail_file.clone().unwrap_or_default();
     let guardrail_jobs = p.evaluated_guardrail_tests().into_iter().map(|t| {
@@ -812,9 +847,12 @@ async fn evaluate_sample(
             .map(|pr| pr.cost(out.input_tokens, out.output_tokens)),
         ..Default::default()
     };
-    if !all_cached {
-        sample.paid_usd = sample.cost_usd.unwrap_or(0.0);
-    }
+    sample.spend.charge(
+        CallKind::Generation,
+        ctx.pricing,
+        (out.input_tokens, out.output_tokens),
+        spend::Source::of(gen.cached, client.replays(ctx.spec)),
+    );
     if !case.case.asserts.is_empty() {
         sample.assertions = Some(assertions::evaluate(&case.case.asserts, &out.text));
     }
@@ -836,6 +874,14 @@ async fn evaluate_sample(
             b.map_err(|e| format!("embedding: {e}"))?,
         );
         all_cached &= a.cached && b.cached;
+        for e in [&a, &b] {
+            sample.spend.charge(
+                CallKind::Embedding,
+                ctx.evaluators.embedding_pricing.as_ref(),
+                (e.value.input_tokens, 0),
+                spend::Source::of(e.cached, client.replays(spec)),
+            );
+        }
         sample.similarity = score::cosine(&a.value.vector, &b.value.vector);
     }
     if let Some(spec) = &ctx.evaluators.judge {
@@ -859,6 +905,12 @@ async fn evaluate_sample(
             .await
             .map_err(|e| format!("judge: {e}"))?;
         all_cached &= verdict.cached;
+        sample.spend.charge(
+            CallKind::Judge,
+            ctx.evaluators.judge_pricing.as_ref(),
+            (verdict.value.input_tokens, verdict.value.output_tokens),
+            spend::Source::of(verdict.cached, client.replays(spec)),
+        );
         sample.judge = Some(judge::parse(&verdict.value.text)?);
     }
     Ok((sample, all_cached))

@@ -27,7 +27,8 @@ pub enum WorkUnit {
     /// the work both sides share (the expected answer's embedding) is fetched once.
     Case {
         suite: String,
-        evaluators: EvaluatorSpecs,
+        /// Boxed: with its prices it is the largest field of any variant.
+        evaluators: Box<EvaluatorSpecs>,
         sides: Vec<CaseSideWork>,
     },
     /// One attack run at head and (when planned there) base.
@@ -164,7 +165,16 @@ impl WorkUnit {
             WorkUnit::Attack { judge, runs, .. } => {
                 let jobs = runs
                     .iter()
-                    .map(|r| security::run_attack(&r.run, &r.spec, judge.as_ref(), client));
+                    // A build only fills the cache; the run that reads it books the cost.
+                    .map(|r| {
+                        security::run_attack(
+                            &r.run,
+                            &r.spec,
+                            None,
+                            judge.as_ref().map(|j| (j, None)),
+                            client,
+                        )
+                    });
                 join_all(jobs)
                     .await
                     .into_iter()
@@ -206,11 +216,11 @@ impl PlannedSuite {
             }
             units.push(WorkUnit::Case {
                 suite: self.name.clone(),
-                evaluators: self.evaluators.clone(),
+                evaluators: Box::new(self.evaluators.clone()),
                 sides,
             });
         }
-        let judge = self.attack_judge().cloned();
+        let judge = self.attack_judge().map(|(j, _)| j.clone());
         for (h, b) in self.evaluated_attacks() {
             let mut runs = vec![AttackRunWork {
                 spec: self.head.plan.spec.clone(),

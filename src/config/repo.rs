@@ -247,6 +247,9 @@ pub struct ModelRef {
     pub api_key_env: Option<String>,
     #[serde(default)]
     pub parameters: Parameters,
+    /// Prices of an inline evaluator's calls, like a manifest's (not part of any key).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pricing: Option<crate::config::Pricing>,
 }
 
 impl ModelRef {

@@ -99,10 +99,13 @@ pub struct UsageCounters {
     pub input_tokens: u64,
     pub output_tokens: u64,
     pub retries: u64,
+    /// Answers read from recordings instead of being called.
+    pub replayed: u64,
 }
 
 #[derive(Default)]
 struct Counters {
+    replayed: AtomicU64,
     chat_calls: AtomicU64,
     embed_calls: AtomicU64,
     guardrail_calls: AtomicU64,
@@ -491,7 +494,14 @@ impl ModelClient {
             input_tokens: c.input_tokens.load(Ordering::Relaxed),
             output_tokens: c.output_tokens.load(Ordering::Relaxed),
             retries: c.retries.load(Ordering::Relaxed),
+            replayed: c.replayed.load(Ordering::Relaxed),
         }
+    }
+
+    /// Whether a call to `spec` is answered from recordings (replay mode, or a
+    /// `provider: replay` manifest): such an answer is not a call and costs nothing.
+    pub fn replays(&self, spec: &crate::config::ModelSpec) -> bool {
+        matches!(self.opts.mode, Mode::Replay(_)) || spec.provider == ProviderKind::Replay
     }
 
     /// Calls finished so far (fetched or cached; a call that failed is finished too),
@@ -551,7 +561,13 @@ impl ModelClient {
             )));
         }
         let provider = self.provider_for(job);
+        let replayed = match job {
+            Job::Chat(r) => self.replays(&r.spec),
+            Job::Embed(r) => self.replays(&r.spec),
+            Job::Guardrail(_) => matches!(self.opts.mode, Mode::Replay(_)),
+        };
         match job {
+            _ if replayed => add(&self.counters.replayed, 1),
             Job::Chat(_) => add(&self.counters.chat_calls, 1),
             Job::Embed(_) => add(&self.counters.embed_calls, 1),
             Job::Guardrail(_) => add(&self.counters.guardrail_calls, 1),

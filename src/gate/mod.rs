@@ -140,7 +140,7 @@ mod tests {
             output: String::new(),
             latency_ms: latency,
             cost_usd: Some(0.001),
-            paid_usd: 0.0,
+            spend: Default::default(),
             guardrail_intervened: false,
             assertions: Some(AssertOutcome {
                 pass,

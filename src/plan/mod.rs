@@ -24,6 +24,12 @@ use crate::source::{read_text, Rev, Source};
 pub struct EvaluatorSpecs {
     pub embedding: Option<ModelSpec>,
     pub judge: Option<ModelSpec>,
+    /// Prices of the evaluator calls (`pricing` inline or in the evaluator's manifest);
+    /// not part of any key.
+    #[serde(default)]
+    pub embedding_pricing: Option<Pricing>,
+    #[serde(default)]
+    pub judge_pricing: Option<Pricing>,
 }
 
 impl EvaluatorSpecs {

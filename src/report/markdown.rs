@@ -458,6 +458,8 @@ struct UsageView {
     output_tokens: u64,
     cost: String,
     duration: String,
+    replayed: u64,
+    replayed_cost: String,
 }
 
 impl CommentView {
@@ -714,6 +716,8 @@ fn usage_view(u: &Usage, duration_ms: u64) -> UsageView {
         output_tokens: u.output_tokens,
         cost: fmt_usd(u.cost_usd),
         duration: fmt_duration(duration_ms),
+        replayed: u.replayed,
+        replayed_cost: fmt_usd(u.replayed_cost_usd),
     }
 }
 

@@ -282,6 +282,33 @@ impl SuiteReport {
     }
 }
 
+/// Dollars by kind of call (SPEC §5 `usage.cost_by_kind`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct CostByKind {
+    #[serde(default)]
+    pub generation: f64,
+    #[serde(default)]
+    pub judge: f64,
+    #[serde(default)]
+    pub embedding: f64,
+    /// Injection attacks: the attacked generations and their judge calls.
+    #[serde(default)]
+    pub attack: f64,
+}
+
+impl CostByKind {
+    pub fn total(&self) -> f64 {
+        self.generation + self.judge + self.embedding + self.attack
+    }
+
+    pub fn add(&mut self, other: &CostByKind) {
+        self.generation += other.generation;
+        self.judge += other.judge;
+        self.embedding += other.embedding;
+        self.attack += other.attack;
+    }
+}
+
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct Usage {
     /// Chat calls made (generations and judge calls); cached answers are not counted.
@@ -292,5 +319,14 @@ pub struct Usage {
     pub cache_hits: u64,
     pub input_tokens: u64,
     pub output_tokens: u64,
+    /// What this run paid: the sum of `cost_by_kind` (0 for cached and replayed answers).
     pub cost_usd: f64,
+    #[serde(default)]
+    pub cost_by_kind: CostByKind,
+    /// Answers read from recordings (`--replay`, `provider: replay`): not calls, not paid.
+    #[serde(default)]
+    pub replayed: u64,
+    /// What the replayed answers would have cost a live run, at the manifests' prices.
+    #[serde(default)]
+    pub replayed_cost_usd: f64,
 }

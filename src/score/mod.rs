@@ -48,8 +48,8 @@ pub struct SampleScores {
     /// The guardrail Converse applied intervened on this generation.
     pub guardrail_intervened: bool,
     pub cost_usd: Option<f64>,
-    /// What this run paid for the generation: its cost when fetched, 0 when cached.
-    pub paid_usd: f64,
+    /// What this sample's calls (generation, embeddings, judge) cost this run.
+    pub spend: crate::check::spend::Spend,
     pub assertions: Option<assertions::AssertOutcome>,
     pub similarity: Option<f64>,
     pub judge: Option<judge::JudgeScores>,
