@@ -554,12 +554,8 @@ async fn cancel_and_deadline_stop_the_builds() {
         tokio::spawn(async move { run(&rig.exec, &rig.repo, &rig.base, &rig.head, "9").await })
     };
     // Wait until the builds run, then cancel as `/promptgate cancel` would.
-    for _ in 0..200 {
-        if rig.fake.state.lock().unwrap().builds.len() == 3 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    let started = wait_for(|| rig.fake.state.lock().unwrap().builds.len() == 3).await;
+    assert!(started, "the three shard builds never started");
     assert!(rig.exec.cancel("9").await);
     let report = task.await.unwrap();
     assert_eq!(report.verdict, Verdict::Error);
@@ -594,23 +590,31 @@ async fn aborting_the_run_task_stops_its_builds() {
         let rig = Arc::clone(&rig);
         tokio::spawn(async move { run(&rig.exec, &rig.repo, &rig.base, &rig.head, "11").await })
     };
-    for _ in 0..200 {
-        if rig.fake.state.lock().unwrap().builds.len() == 3 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    // Waits on state, not on time: a loaded machine only makes this slower (the bound
+    // is there so a real hang fails instead of running forever).
+    let started = wait_for(|| rig.fake.state.lock().unwrap().builds.len() == 3).await;
+    assert!(started, "the three shard builds never started");
     // What the bot does to a superseded run today.
     task.abort();
     let _ = task.await;
-    for _ in 0..200 {
-        if rig.fake.state.lock().unwrap().stopped.len() == 3 {
-            break;
+    let stopped = wait_for(|| rig.fake.state.lock().unwrap().stopped.len() == 3).await;
+    assert!(
+        stopped,
+        "stopped: {:?}",
+        rig.fake.state.lock().unwrap().stopped
+    );
+    rig.builds.abort();
+}
+
+/// Polls `cond` until it holds (true) or two minutes pass (false).
+async fn wait_for(cond: impl Fn() -> bool) -> bool {
+    for _ in 0..4800 {
+        if cond() {
+            return true;
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
-    assert_eq!(rig.fake.state.lock().unwrap().stopped.len(), 3);
-    rig.builds.abort();
+    false
 }
 
 #[test]
