@@ -7,6 +7,9 @@
 FROM rust:1.95-bookworm AS build
 WORKDIR /src
 COPY . .
+# No .git in the context: pass the commit for `promptgate --version`
+# (docker build --build-arg PROMPTGATE_COMMIT=$(git rev-parse --short=12 HEAD) ...).
+ARG PROMPTGATE_COMMIT=unknown
 RUN cargo build --release --locked --bin promptgate
 
 FROM debian:bookworm-slim

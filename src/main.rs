@@ -20,7 +20,7 @@ use promptgate::store::Store;
 #[derive(Parser)]
 #[command(
     name = "promptgate",
-    version,
+    version = concat!(env!("CARGO_PKG_VERSION"), " (commit ", env!("PROMPTGATE_COMMIT"), ")"),
     about = "Diff-scoped evaluation gate for LLM prompt, model and guardrail changes"
 )]
 struct Cli {

@@ -203,6 +203,7 @@ fn dockerignore_keeps_the_build_inputs_and_drops_the_rest() {
     for kept in [
         "Cargo.toml",
         "Cargo.lock",
+        "build.rs",
         "src",
         "migrations",
         "comment-templates",

@@ -208,3 +208,25 @@ fn validate_catches_what_check_would_trip_on_each_problem_once() {
     assert_eq!(out.matches("undefined variable `tone`").count(), 1, "{out}");
     assert!(out.contains("does not render for 2 cases"), "{out}");
 }
+
+/// `--version` names the commit the binary was built from (build.rs), so a bug report
+/// or the image says which code runs.
+#[test]
+fn version_names_the_commit() {
+    let out = Command::new(env!("CARGO_BIN_EXE_promptgate"))
+        .arg("--version")
+        .output()
+        .expect("run promptgate");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    let commit = text
+        .split("(commit ")
+        .nth(1)
+        .and_then(|rest| rest.split(')').next())
+        .unwrap_or_default();
+    assert!(
+        commit == "unknown"
+            || (commit.len() == 12 && commit.chars().all(|c| c.is_ascii_hexdigit())),
+        "{text}"
+    );
+}
