@@ -53,6 +53,7 @@ enum Command {
         rev: Option<String>,
     },
     /// Run the webhook service.
+    #[command(after_long_help = promptgate::settings::reference_text())]
     Serve {
         #[arg(long)]
         config: Option<PathBuf>,

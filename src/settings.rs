@@ -44,6 +44,75 @@ pub const KEYS: &[&str] = &[
     "codebuild_deadline_secs",
 ];
 
+/// One row of the settings reference (README → docs/settings.md, `serve --help`).
+pub struct SettingDoc {
+    /// The TOML key; the environment name is [`env_name`] of it.
+    pub key: &'static str,
+    pub default: &'static str,
+    pub meaning: &'static str,
+}
+
+/// Every setting of [`KEYS`], in the same order, with its default and meaning. A test
+/// keeps the two lists equal and docs/settings.md equal to [`reference_markdown`].
+pub const SETTINGS: &[SettingDoc] = &[
+    SettingDoc { key: "listen", default: "127.0.0.1:8080", meaning: "HOST:PORT the service listens on (the image sets 0.0.0.0:8080)" },
+    SettingDoc { key: "database_url", default: "sqlite://promptgate.db", meaning: "the store: sqlite://PATH (one replica); postgres:// is refused until Postgres lands" },
+    SettingDoc { key: "public_url", default: "the listen address", meaning: "base URL of run-page links in statuses and comments" },
+    SettingDoc { key: "github_api_url", default: "https://api.github.com", meaning: "GitHub REST root (GitHub Enterprise: https://HOST/api/v3)" },
+    SettingDoc { key: "github_token", default: "unset", meaning: "a token for GitHub (or use the App settings below)" },
+    SettingDoc { key: "github_app_id", default: "unset", meaning: "GitHub App id; with github_private_key, the bot acts as the App" },
+    SettingDoc { key: "github_private_key", default: "unset", meaning: "the App's private key: PEM text or a path to a PEM file" },
+    SettingDoc { key: "github_webhook_secret", default: "unset (GitHub not served)", meaning: "HMAC secrets of GitHub deliveries, comma-separated for rotation; at least 16 characters" },
+    SettingDoc { key: "gitlab_url", default: "https://gitlab.com", meaning: "GitLab root URL" },
+    SettingDoc { key: "gitlab_token", default: "unset", meaning: "a GitLab token (api scope)" },
+    SettingDoc { key: "gitlab_webhook_secret", default: "unset (GitLab not served)", meaning: "accepted X-Gitlab-Token values, comma-separated; at least 16 characters" },
+    SettingDoc { key: "repo_allowlist", default: "*", meaning: "globs over owner/name (GitLab: the full path); other repositories are ignored" },
+    SettingDoc { key: "model_endpoints", default: "what the base branch names", meaning: "globs of model base URLs a run may call" },
+    SettingDoc { key: "model_keys", default: "what the base branch names", meaning: "ENV=endpoint-glob pairs: which key may go to which endpoint" },
+    SettingDoc { key: "web_secret", default: "derived from the first webhook secret", meaning: "the key run-page links are signed with" },
+    SettingDoc { key: "web_users", default: "none", meaning: "user:BCRYPT-HASH, user:sha256:HEX or user:password entries that may read run pages (HTTP basic auth)" },
+    SettingDoc { key: "web_auth_header", default: "unset", meaning: "header an authenticating proxy sets to the signed-in user (e.g. X-Forwarded-User)" },
+    SettingDoc { key: "executor", default: "local", meaning: "where model calls run: local, or codebuild (shards on AWS CodeBuild)" },
+    SettingDoc { key: "codebuild_project", default: "unset", meaning: "the CodeBuild project (executor codebuild)" },
+    SettingDoc { key: "max_concurrency", default: "8", meaning: "model calls in flight per run (local executor and each shard)" },
+    SettingDoc { key: "codebuild_bucket", default: "unset", meaning: "S3 bucket for shard plans and results (executor codebuild)" },
+    SettingDoc { key: "codebuild_prefix", default: "promptgate", meaning: "key prefix in that bucket; runs live under PREFIX/runs/RUN-ID/" },
+    SettingDoc { key: "max_shards", default: "20", meaning: "most CodeBuild builds one run starts" },
+    SettingDoc { key: "min_cases_per_shard", default: "200", meaning: "fewest cases a shard is given before another build is started" },
+    SettingDoc { key: "codebuild_deadline_secs", default: "3600", meaning: "a whole CodeBuild run, first StartBuild to last result; then its builds are stopped and the run is an error" },
+];
+
+/// The settings reference as a markdown table: setting, environment name, TOML name,
+/// default, meaning.
+pub fn reference_markdown() -> String {
+    let mut out =
+        String::from("| environment | TOML key | default | meaning |\n|---|---|---|---|\n");
+    for s in SETTINGS {
+        out.push_str(&format!(
+            "| `{}` | `{}` | {} | {} |\n",
+            env_name(s.key),
+            s.key,
+            s.default,
+            s.meaning
+        ));
+    }
+    out
+}
+
+/// The settings for `serve --help`: one line each.
+pub fn reference_text() -> String {
+    let mut out = String::from("Settings (environment, or the same key without the prefix in the --config TOML file; the environment wins):\n");
+    for s in SETTINGS {
+        out.push_str(&format!(
+            "  {:<36} {} (default: {})\n",
+            env_name(s.key),
+            s.meaning,
+            s.default
+        ));
+    }
+    out
+}
+
 /// Defaults of the CodeBuild executor's shard sizing, from the makespan simulation in
 /// `src/executor/shard.rs` (README, "CodeBuild executor").
 pub const DEFAULT_MAX_SHARDS: usize = 20;
@@ -665,6 +734,40 @@ mod tests {
         assert!(s.allows_repo("anyone/anything"));
         let err = s.validate().unwrap_err().to_string();
         assert!(err.contains("no forge is configured"), "{err}");
+    }
+
+    #[test]
+    fn the_reference_lists_every_setting_and_docs_settings_md_is_current() {
+        let documented: Vec<&str> = SETTINGS.iter().map(|s| s.key).collect();
+        assert_eq!(documented, KEYS);
+        let page =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/settings.md"))
+                .expect("docs/settings.md");
+        assert!(
+            page.contains(&reference_markdown()),
+            "docs/settings.md is out of date; paste this table:\n{}",
+            reference_markdown()
+        );
+        let d = Settings::default();
+        let defaults = [
+            ("listen", d.listen.clone()),
+            ("database_url", d.database_url.clone()),
+            ("github_api_url", d.github_api_url.clone()),
+            ("gitlab_url", d.gitlab_url.clone()),
+            ("executor", d.executor.as_str().to_string()),
+            ("max_concurrency", d.max_concurrency.to_string()),
+            ("codebuild_prefix", d.codebuild_prefix.clone()),
+            ("max_shards", d.max_shards.to_string()),
+            ("min_cases_per_shard", d.min_cases_per_shard.to_string()),
+            (
+                "codebuild_deadline_secs",
+                d.codebuild_deadline_secs.to_string(),
+            ),
+        ];
+        for (key, value) in defaults {
+            let doc = SETTINGS.iter().find(|s| s.key == key).unwrap();
+            assert_eq!(doc.default, value, "{key}");
+        }
     }
 
     #[test]
