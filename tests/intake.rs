@@ -1680,3 +1680,18 @@ async fn silent_slow_and_idle_connections_are_closed() {
     assert_eq!(bot.get("/healthz").await.0, 200);
     bot.stop().await;
 }
+
+/// Readiness follows the database: with its pool closed (what an unreachable database
+/// looks like to the service) `/readyz` and `/healthz` answer 503, while `/livez` (the
+/// process is up) stays 200, so an orchestrator stops routing without restarting.
+#[tokio::test]
+async fn readyz_is_503_when_the_database_is_unreachable() {
+    let dir = tempfile::tempdir().unwrap();
+    let bot = start_bot(default_settings(), Arc::new(Recorder::default()), &db(&dir)).await;
+    assert_eq!(bot.get("/readyz").await.0, 200);
+    bot.state.store.pool().close().await;
+    let (code, body) = bot.get("/readyz").await;
+    assert_eq!((code, body.as_str()), (503, "database unavailable\n"));
+    assert_eq!(bot.get("/healthz").await.0, 503);
+    assert_eq!(bot.get("/livez").await.0, 200);
+}
