@@ -389,8 +389,19 @@ async fn pull_request_reads_refs_draft_and_forks() {
     assert_eq!(info.base_sha, BASE);
     assert_eq!(info.head_sha, HEAD);
     assert_eq!(info.head_repo, PATH);
+    assert_eq!(info.merge_base_sha, BASE);
     assert!(!info.is_fork);
     assert!(!info.draft);
+
+    // The target moved on: policy at its tip (start_sha), the diff from the merge base.
+    const TIP: &str = "9999999999999999999999999999999999999999";
+    fake.mr_mut(MR, |m| m.start_sha = Some(TIP.into()));
+    let info = forge.pull_request(&repo(), MR).await.unwrap();
+    assert_eq!(
+        (info.base_sha.as_str(), info.merge_base_sha.as_str()),
+        (TIP, BASE)
+    );
+    fake.mr_mut(MR, |m| m.start_sha = None);
 
     // A draft from a fork.
     fake.add_project(77, "mallory/prompts");

@@ -489,6 +489,7 @@ impl Forge for GitLabForge {
         )?;
         let mr: MergeRequestWire = self.get(&endpoint).await?;
         let refs = mr.diff_refs.unwrap_or_default();
+        let target_tip = refs.start_sha.clone().filter(|s| !s.is_empty());
         let head_sha = match mr.sha.or(refs.head_sha) {
             Some(sha) if !sha.is_empty() => sha,
             _ => {
@@ -538,8 +539,9 @@ impl Forge for GitLabForge {
         Ok(PullRequestInfo {
             number: mr.iid,
             base_ref: mr.target_branch,
-            merge_base_sha: base_sha.clone(),
-            base_sha,
+            // Policy at the target's tip (as on GitHub), the diff from the merge base.
+            base_sha: target_tip.unwrap_or_else(|| base_sha.clone()),
+            merge_base_sha: base_sha,
             head_sha,
             head_repo,
             is_fork,
@@ -938,8 +940,12 @@ struct NoteWire {
 
 #[derive(Default, Deserialize)]
 struct DiffRefsWire {
+    /// The merge base of source and target.
     base_sha: Option<String>,
     head_sha: Option<String>,
+    /// The target branch's tip when the diff was computed.
+    #[serde(default)]
+    start_sha: Option<String>,
 }
 
 #[derive(Deserialize)]

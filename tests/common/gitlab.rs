@@ -43,7 +43,10 @@ pub struct MergeRequest {
     pub source_branch: String,
     pub target_branch: String,
     pub sha: String,
+    /// The merge base (`diff_refs.base_sha`).
     pub base_sha: String,
+    /// The target's tip (`diff_refs.start_sha`); `None`: the merge base (not moved on).
+    pub start_sha: Option<String>,
     /// `false` right after creation: GitLab answers `diff_refs: null`.
     pub diff_refs_ready: bool,
     /// `opened`, `closed`, `merged`.
@@ -65,6 +68,7 @@ impl MergeRequest {
             target_branch: "main".into(),
             sha: sha.into(),
             base_sha: base_sha.into(),
+            start_sha: None,
             diff_refs_ready: true,
             state: "opened".into(),
             draft: false,
@@ -282,6 +286,13 @@ impl FakeGitLab {
 
     pub fn add_mr(&self, mr: MergeRequest) {
         self.lock().mrs.push(mr);
+    }
+
+    /// Edits merge request `iid` in place (every project).
+    pub fn mr_mut(&self, iid: u64, edit: impl FnOnce(&mut MergeRequest)) {
+        if let Some(m) = self.lock().mrs.iter_mut().find(|m| m.iid == iid) {
+            edit(m);
+        }
     }
 
     pub fn set_branch(&self, project: u64, branch: &str, sha: &str) {
@@ -1089,7 +1100,7 @@ fn note_json(s: &State, n: &Note) -> Value {
 fn mr_json(s: &State, project: &Project, m: &MergeRequest) -> Value {
     let author = s.user(s.bot_id).map(user_json).unwrap_or(Value::Null);
     let diff_refs = if m.diff_refs_ready {
-        json!({ "base_sha": m.base_sha, "head_sha": m.sha, "start_sha": m.base_sha })
+        json!({ "base_sha": m.base_sha, "head_sha": m.sha, "start_sha": m.start_sha.as_ref().unwrap_or(&m.base_sha) })
     } else {
         Value::Null
     };
