@@ -230,3 +230,24 @@ fn version_names_the_commit() {
         "{text}"
     );
 }
+
+/// A mis-indented key is reported with its likely cause, not only as "missing field".
+#[test]
+fn a_mis_indented_key_is_reported_as_such() {
+    let repo = good_repo();
+    let text = repo.read(".promptgate.yml").replace(
+        "    dataset: evals/golden.jsonl\n",
+        "  dataset: evals/golden.jsonl\n",
+    );
+    repo.write(".promptgate.yml", &text);
+    repo.commit("mis-indent");
+    let (code, out) = validate(&repo);
+    assert_eq!(code, 2, "{out}");
+    let line = text.lines().position(|l| l.contains("dataset:")).unwrap() + 1;
+    assert!(
+        out.contains("missing field `dataset`")
+            && out.contains(&format!("`dataset:` is written at line {line}"))
+            && out.contains("indented wrongly"),
+        "{out}"
+    );
+}

@@ -47,7 +47,40 @@ pub(crate) fn parse_yaml<T: serde::de::DeserializeOwned>(
     if let Some(d) = yaml_too_big(file, text) {
         return Err(Diagnostics(vec![d]));
     }
-    serde_yaml_ng::from_str(text).map_err(|e| Diagnostics(vec![yaml_diag(file, &e)]))
+    serde_yaml_ng::from_str(text).map_err(|e| {
+        let mut d = yaml_diag(file, &e);
+        d.message = explain_indentation(&d.message, text);
+        Diagnostics(vec![d])
+    })
+}
+
+/// Adds the likely cause to the parser's messages that a mis-indented key produces: a
+/// "missing field" whose key is written elsewhere in the file (at the wrong depth), and
+/// "mapping values are not allowed" (a key deeper than the one above it).
+fn explain_indentation(message: &str, text: &str) -> String {
+    if message.starts_with("mapping values are not allowed") {
+        return format!(
+            "{message}: a key is indented deeper than the key above it (or a value holds an unquoted `: `)"
+        );
+    }
+    let Some(field) = message
+        .split("missing field `")
+        .nth(1)
+        .and_then(|rest| rest.split('`').next())
+    else {
+        return message.to_string();
+    };
+    let key = format!("{field}:");
+    match text
+        .lines()
+        .position(|l| l.trim_start().trim_start_matches("- ").starts_with(&key))
+    {
+        Some(i) => format!(
+            "{message}; `{field}:` is written at line {}, so it is probably indented wrongly (it must line up with the other keys of this block)",
+            i + 1
+        ),
+        None => message.to_string(),
+    }
 }
 
 /// The largest YAML file (config, manifest, guardrail) promptgate parses.
