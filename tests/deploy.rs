@@ -1229,26 +1229,33 @@ fn compose_stand_in_model_answers_deterministically() {
     let mut child = Command::new("python3")
         .arg(root().join("deploy/trial/model.py"))
         .arg(port.to_string())
+        .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
         .spawn()
         .expect("python3");
+    // Wait on the model's own "listening" line (it prints it once bound), not on time.
+    let mut ready = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().expect("stdout")),
+        &mut ready,
+    )
+    .expect("the stand-in model's first line");
+    assert!(
+        ready.contains("listening"),
+        "the stand-in model did not start: {ready:?}"
+    );
     let post = |path: &str, body: &str| -> serde_json::Value {
-        for _ in 0..50 {
-            if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) {
-                write!(
-                    s,
-                    "POST {path} HTTP/1.0\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-                    body.len()
-                )
-                .unwrap();
-                let mut out = String::new();
-                s.read_to_string(&mut out).unwrap();
-                let (_, json) = out.split_once("\r\n\r\n").expect("an HTTP answer");
-                return serde_json::from_str(json).expect("JSON");
-            }
-            std::thread::sleep(std::time::Duration::from_millis(100));
-        }
-        panic!("the stand-in model did not start");
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        write!(
+            s,
+            "POST {path} HTTP/1.0\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        let (_, json) = out.split_once("\r\n\r\n").expect("an HTTP answer");
+        serde_json::from_str(json).expect("JSON")
     };
     let chat = r#"{"model": "stand-in", "messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "How long is the return window? Thanks."}]}"#;
     let a = post("/v1/chat/completions", chat);

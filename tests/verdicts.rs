@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{check_json, fake_openai, generation_calls, suite_of, TestRepo};
+use common::{check_json, fake_openai, generation_calls, git_in, suite_of, TestRepo};
 
 const CASES: usize = 3;
 
@@ -310,20 +310,6 @@ fn check_default_base(dir: &std::path::Path) -> (i32, String, String) {
         String::from_utf8_lossy(&out.stdout).to_string(),
         String::from_utf8_lossy(&out.stderr).to_string(),
     )
-}
-
-fn git_in(dir: &std::path::Path, args: &[&str]) {
-    let out = std::process::Command::new("git")
-        .arg("-C")
-        .arg(dir)
-        .args(args)
-        .output()
-        .expect("git");
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 #[tokio::test]

@@ -93,4 +93,7 @@ class Handler(BaseHTTPRequestHandler):
 
 if __name__ == "__main__":
     port = int(sys.argv[1]) if len(sys.argv) > 1 else 11434
-    ThreadingHTTPServer(("0.0.0.0", port), Handler).serve_forever()
+    server = ThreadingHTTPServer(("0.0.0.0", port), Handler)
+    # Bound and listening: say so, for whoever waits on this process (the tests).
+    print(f"model: listening on {port}", flush=True)
+    server.serve_forever()
