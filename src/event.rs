@@ -169,11 +169,43 @@ pub struct RerunEvent {
     pub app_id: Option<u64>,
 }
 
+/// Event names of the deliveries the bot queues for itself start with this; the
+/// intake refuses them (and delivery ids with it) from a forge.
+pub const INTERNAL_PREFIX: &str = "promptgate:";
+
+/// A `/promptgate run` that was accepted: queued as a delivery of its own, so the
+/// worker answering comments never waits on an evaluation (a `cancel` behind it is
+/// answered at once) and a redelivered comment queues it once.
+pub const RUN_COMMAND_EVENT: &str = "promptgate:run";
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunCommandEvent {
+    pub repo: RepoRef,
+    /// PR number / MR iid.
+    pub number: u64,
+    /// Only these suites (all when empty).
+    pub suites: Vec<String>,
+    /// Every case, not only the affected ones.
+    pub full: bool,
+}
+
+impl RunCommandEvent {
+    /// The delivery id prefix shared by every queued run of this PR; `cancel` drops
+    /// those that have not started.
+    pub fn pr_prefix(repo: &RepoRef, number: u64) -> String {
+        format!(
+            "{RUN_COMMAND_EVENT}:{}:{}#{number}:",
+            repo.forge, repo.full_name
+        )
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Event {
     PullRequest(PullRequestEvent),
     Comment(CommentEvent),
     Rerun(RerunEvent),
+    RunCommand(RunCommandEvent),
     /// The forge checking the hook (GitHub `ping`).
     Ping,
     /// Verified and understood, but not something the bot acts on; the reason is logged.
@@ -187,6 +219,7 @@ impl Event {
             Event::PullRequest(e) => Some(&e.repo),
             Event::Comment(e) => Some(&e.repo),
             Event::Rerun(e) => Some(&e.repo),
+            Event::RunCommand(e) => Some(&e.repo),
             Event::Ping | Event::Ignored(_) => None,
         }
     }
@@ -197,6 +230,7 @@ impl Event {
             Event::PullRequest(_) => "pull_request",
             Event::Comment(_) => "comment",
             Event::Rerun(_) => "rerun",
+            Event::RunCommand(_) => "run_command",
             Event::Ping => "ping",
             Event::Ignored(_) => "ignored",
         }

@@ -280,16 +280,9 @@ async fn run_serve(config: Option<PathBuf>) -> anyhow::Result<u8> {
             executor = executor.name(),
             "evaluations run on this executor"
         );
-        let bot = promptgate::bot::Bot::new(
-            forges,
-            state.store.clone(),
-            state.metrics.clone(),
-            public_url,
-            max,
-        )
-        .with_executor(executor)
-        .with_endpoint_rules(state.settings.endpoint_rules())
-        .with_link_signer(state.links.clone());
+        let bot = promptgate::bot::Bot::new(forges, &state, public_url, max)
+            .with_executor(executor)
+            .with_endpoint_rules(state.settings.endpoint_rules());
         Ok(std::sync::Arc::new(bot)
             as std::sync::Arc<
                 dyn promptgate::server::worker::EventHandler,

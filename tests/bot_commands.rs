@@ -11,10 +11,11 @@ use std::sync::Arc;
 
 use common::echo::{model, Echo};
 use common::github::{Harness, PrFile, StatusRec};
-use common::service::{db_path, settings, wait_until, Service};
+use common::service::{db_path, settings, test_options, wait_until, Service};
 use promptgate::audit::{AuditKind, AuditLog};
 use promptgate::event::ForgeKind;
 use promptgate::forge::Forge;
+use promptgate::server::ServeOptions;
 use serde_json::{json, Value};
 use wiremock::MockServer;
 
@@ -58,6 +59,11 @@ fn config(release: bool) -> String {
 
 impl World {
     async fn start(base_ref: &str, head_prompt: &str) -> World {
+        World::start_with(base_ref, head_prompt, test_options()).await
+    }
+
+    /// [`start`](Self::start) with serve options of the test's own (one worker, say).
+    async fn start_with(base_ref: &str, head_prompt: &str, options: ServeOptions) -> World {
         let h = Harness::start().await;
         let echo = Echo::default();
         let model = model(echo.clone()).await;
@@ -69,7 +75,7 @@ impl World {
             .teams
             .insert("acme/ml-leads".into(), vec![TEAM_APPROVER.0.into()]);
         let dir = tempfile::tempdir().unwrap();
-        let svc = start(&h, &db_path(&dir)).await;
+        let svc = start(&h, &db_path(&dir), options).await;
         let w = World {
             h,
             model,
@@ -119,7 +125,19 @@ impl World {
     /// `who` comments `body` on the PR (the real delivery, with text and author set);
     /// waits until the bot has handled it. Returns the comment id.
     async fn comment(&self, who: (&str, u64), body: &str) -> u64 {
-        let id = self.h.user_comment(PR, who.0, body);
+        let id = self.deliver_comment(who, body, None).await;
+        self.svc.drained().await;
+        id
+    }
+
+    /// `who` comments `body` (or, with `id`, that comment is delivered again under a
+    /// new delivery id); returns once the service accepted it, without waiting for
+    /// the queue. Returns the comment id.
+    async fn deliver_comment(&self, who: (&str, u64), body: &str, again: Option<u64>) -> u64 {
+        let id = match again {
+            Some(id) => id,
+            None => self.h.user_comment(PR, who.0, body),
+        };
         let mut payload =
             fixture_json("github/webhook.issue_comment.created.on-pr.pytorch.probot.json")
                 ["payload"]
@@ -135,18 +153,34 @@ impl World {
         payload["issue"]["pull_request"] =
             json!({"url": format!("https://api.github.com/repos/{REPO}/pulls/{PR}")});
         let bytes = serde_json::to_vec(&payload).unwrap();
+        let delivery = match again {
+            Some(_) => format!("c-{id}-again"),
+            None => format!("c-{id}"),
+        };
         let code = self
             .svc
-            .github("issue_comment", &format!("c-{id}"), SECRET, &bytes)
+            .github("issue_comment", &delivery, SECRET, &bytes)
             .await;
         assert_eq!(code, 202);
-        self.svc.drained().await;
         id
+    }
+
+    /// Opens the PR (octokit's `opened` example, retargeted); does not wait.
+    async fn open(&self) {
+        self.pr_event("opened", "open-1").await;
     }
 
     /// A `synchronize` delivery (octokit's example, retargeted at this PR).
     async fn push(&self, delivery: &str) {
-        let mut payload = fixture_json("github/webhook.pull_request.synchronize.octokit.json");
+        self.pr_event("synchronize", delivery).await;
+        self.svc.drained().await;
+    }
+
+    /// Octokit's `pull_request.{action}` example retargeted at this PR, delivered.
+    async fn pr_event(&self, action: &str, delivery: &str) {
+        let mut payload = fixture_json(&format!(
+            "github/webhook.pull_request.{action}.octokit.json"
+        ));
         payload["number"] = json!(PR);
         payload["pull_request"]["number"] = json!(PR);
         payload["repository"]["full_name"] = json!(REPO);
@@ -157,7 +191,6 @@ impl World {
                 .await,
             202
         );
-        self.svc.drained().await;
     }
 
     fn statuses(&self, context: &str, sha: &str) -> Vec<StatusRec> {
@@ -204,13 +237,13 @@ fn fixture_json(rel: &str) -> Value {
     serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap()
 }
 
-async fn start(h: &Harness, db: &Path) -> Service {
+async fn start(h: &Harness, db: &Path, options: ServeOptions) -> Service {
     let forge: Arc<dyn Forge> = Arc::new(h.forge());
     let settings = settings(&[
         ("PROMPTGATE_GITHUB_TOKEN", common::github::TOKEN),
         ("PROMPTGATE_GITHUB_WEBHOOK_SECRET", SECRET),
     ]);
-    Service::with_bot(settings, db, ForgeKind::Github, forge).await
+    Service::bot_with(settings, db, options, ForgeKind::Github, forge).await
 }
 
 #[tokio::test]
@@ -281,15 +314,7 @@ async fn cancel_stops_a_running_evaluation() {
     let w = World::start("main", FAILING).await;
     w.echo.slow.store(true, Ordering::SeqCst);
     // Open the PR: the run starts and waits on the model.
-    let mut payload = fixture_json("github/webhook.pull_request.opened.octokit.json");
-    payload["number"] = json!(PR);
-    payload["pull_request"]["number"] = json!(PR);
-    payload["repository"]["full_name"] = json!(REPO);
-    let bytes = serde_json::to_vec(&payload).unwrap();
-    assert_eq!(
-        w.svc.github("pull_request", "open-1", SECRET, &bytes).await,
-        202
-    );
+    w.open().await;
     wait_until(|| async { w.model_calls().await > 0 }).await;
     w.comment(MAINTAINER, "/promptgate cancel").await;
     let last = w.last("promptgate", HEAD).unwrap();
@@ -679,4 +704,104 @@ async fn an_edit_by_someone_else_runs_nothing_under_the_authors_name() {
         ),
         "{audit:?}"
     );
+}
+
+impl World {
+    /// The maintainer says `cancel` (not waiting on the queue); returns once the
+    /// status says so.
+    async fn cancel_and_wait(&self) {
+        self.deliver_comment(MAINTAINER, "/promptgate cancel", None)
+            .await;
+        wait_until(|| async {
+            self.last("promptgate", HEAD)
+                .is_some_and(|s| s.description.contains("Cancelled by @maya"))
+        })
+        .await;
+    }
+}
+
+/// One evaluation worker, held busy by a model that takes a minute.
+async fn busy_world() -> World {
+    let w = World::start_with(
+        "main",
+        FAILING,
+        ServeOptions {
+            workers: 1,
+            ..test_options()
+        },
+    )
+    .await;
+    w.echo.slow.store(true, Ordering::SeqCst);
+    w.open().await;
+    wait_until(|| async { w.model_calls().await > 0 }).await;
+    w
+}
+
+#[tokio::test]
+async fn help_and_cancel_are_answered_while_every_worker_evaluates() {
+    let w = busy_world().await;
+    // The only evaluation worker waits on the model for a minute; the commands are
+    // answered by the commands worker in the meantime.
+    w.deliver_comment(MAINTAINER, "/promptgate help", None)
+        .await;
+    wait_until(|| async { w.replies().iter().any(|r| r.contains("/promptgate run")) }).await;
+    w.cancel_and_wait().await;
+    assert_eq!(w.last("promptgate", HEAD).unwrap().state, "error");
+    assert!(
+        w.h.state().ours().is_empty(),
+        "the aborted run published nothing"
+    );
+}
+
+#[tokio::test]
+async fn cancel_drops_a_run_that_is_still_queued() {
+    let w = busy_world().await;
+    // Queued behind the busy worker: nothing evaluates it yet.
+    w.deliver_comment(MAINTAINER, "/promptgate run --full", None)
+        .await;
+    let queued =
+        "SELECT COUNT(*) FROM deliveries WHERE event = 'promptgate:run' AND status = 'queued'";
+    wait_until(|| async { w.svc.count(queued).await == 1 }).await;
+    w.cancel_and_wait().await;
+    // The model answers at once from now on: a run that still started would finish.
+    w.echo.slow.store(false, Ordering::SeqCst);
+    w.svc.drained().await;
+    assert_eq!(
+        w.svc
+            .text("SELECT last_error FROM deliveries WHERE event = 'promptgate:run'")
+            .await,
+        "cancelled before it started"
+    );
+    assert_eq!(
+        w.svc.count("SELECT COUNT(*) FROM runs").await,
+        1,
+        "only the cancelled run"
+    );
+    let finals: Vec<String> = w
+        .statuses("promptgate", HEAD)
+        .into_iter()
+        .filter(|s| s.state != "pending")
+        .map(|s| s.description)
+        .collect();
+    assert_eq!(finals.len(), 1, "{finals:?}");
+}
+
+#[tokio::test]
+async fn a_run_comment_delivered_twice_evaluates_once() {
+    let w = World::start("main", FAILING).await;
+    let id = w
+        .deliver_comment(MAINTAINER, "/promptgate run --full", None)
+        .await;
+    w.svc.drained().await;
+    w.deliver_comment(MAINTAINER, "/promptgate run --full", Some(id))
+        .await;
+    w.svc.drained().await;
+    assert_eq!(
+        w.svc
+            .count("SELECT COUNT(*) FROM deliveries WHERE event = 'promptgate:run'")
+            .await,
+        1
+    );
+    assert_eq!(w.svc.count("SELECT COUNT(*) FROM runs").await, 1);
+    assert_eq!(w.model_calls().await, 4);
 }

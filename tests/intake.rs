@@ -570,6 +570,25 @@ async fn oversized_and_incomplete_deliveries_are_refused() {
         bot.post("/webhooks/github", &headers, body).await.status(),
         400
     );
+    // Signed, but named like a run the bot queues for itself: a sender with the secret
+    // still cannot skip the command checks by posting one.
+    let run =
+        br#"{"repo":{"forge":"github","full_name":"o/r"},"number":1,"suites":[],"full":true}"#;
+    assert_eq!(
+        bot.github("promptgate:run", "d-internal", COGNI_SECRET, run)
+            .await,
+        400
+    );
+    assert_eq!(
+        bot.github(
+            "pull_request",
+            "promptgate:run:github:o/r#1:1:x",
+            COGNI_SECRET,
+            run
+        )
+        .await,
+        400
+    );
     assert_eq!(bot.rows().await, 0);
     bot.stop().await;
 }
@@ -1152,8 +1171,8 @@ async fn healthz_and_metrics() {
         bot.state
             .workers_alive
             .load(std::sync::atomic::Ordering::Relaxed),
-        2,
-        "both test workers count as running"
+        3,
+        "both test workers and the commands worker count as running"
     );
 
     let body = fixture("github/webhook.pull_request.opened.octokit.json");

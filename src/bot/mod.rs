@@ -6,8 +6,6 @@
 pub mod release;
 mod slash;
 
-use crate::plan::endpoints::EndpointRules;
-use crate::server::links::LinkSigner;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -17,17 +15,20 @@ use async_trait::async_trait;
 
 use crate::audit::{AuditEntry, AuditKind, AuditLog};
 use crate::check::{CheckOptions, Revisions};
-use crate::event::{Event, ForgeKind, PrAction, RepoRef};
+use crate::event::{Event, ForgeKind, PrAction, RepoRef, RunCommandEvent};
 use crate::executor::{Executor, LocalExecutor, RunRequest as ExecRequest};
 use crate::forge::source::ForgeSource;
 use crate::forge::{CheckRun, Forge, PullRequestInfo, RepoId, StatusState};
+use crate::plan::endpoints::EndpointRules;
 use crate::report::markdown::{render_comment, RenderOptions, COMMENT_MARKER};
 use crate::report::{Report, Tier, Verdict};
+use crate::server::links::LinkSigner;
 use crate::server::metrics::Metrics;
 use crate::server::worker::EventHandler;
+use crate::server::AppState;
 use crate::source::Rev;
+use crate::store::queue::Queue;
 use crate::store::runs::Runs;
-use crate::store::Store;
 
 /// The status context the bot owns on every evaluated commit.
 pub const STATUS_CONTEXT: &str = "promptgate";
@@ -61,6 +62,9 @@ pub struct Bot {
     /// Where evaluations run: in process (the default) or fanned out to CodeBuild.
     executor: Arc<dyn Executor>,
     metrics: Arc<Metrics>,
+    /// Where accepted `/promptgate run` commands are queued, and who to wake for them.
+    queue: Queue,
+    wake: Arc<tokio::sync::Notify>,
     public_url: String,
     /// The run in progress per PR in this process, so a push can cancel it.
     active: Mutex<HashMap<PrKey, (i64, tokio::task::AbortHandle)>>,
@@ -71,26 +75,29 @@ pub struct Bot {
 }
 
 impl Bot {
+    /// The bot of the service `state`: its store, metrics, queue and link signer.
     pub fn new(
         forges: HashMap<ForgeKind, Arc<dyn Forge>>,
-        store: Store,
-        metrics: Arc<Metrics>,
+        state: &AppState,
         public_url: String,
         max_concurrency: usize,
     ) -> Self {
+        let store = &state.store;
         Self {
             runs: Runs::new(store.pool().clone()),
             audit: AuditLog::new(store.pool().clone()),
             executor: Arc::new(LocalExecutor::new(store.clone(), max_concurrency)),
             forges,
-            metrics,
+            metrics: state.metrics.clone(),
+            queue: state.queue.clone(),
+            wake: state.wake.clone(),
             public_url: public_url.trim_end_matches('/').to_string(),
             active: Mutex::new(HashMap::new()),
             endpoint_rules: EndpointRules {
                 refuse_replay: true,
                 ..EndpointRules::default()
             },
-            links: LinkSigner::random(),
+            links: state.links.clone(),
         }
     }
 
@@ -108,12 +115,6 @@ impl Bot {
     /// Runs evaluations on `executor` instead of in this process.
     pub fn with_executor(mut self, executor: Arc<dyn Executor>) -> Self {
         self.executor = executor;
-        self
-    }
-
-    /// Signs run links with the key the run pages check (the server's).
-    pub fn with_link_signer(mut self, signer: LinkSigner) -> Self {
-        self.links = signer;
         self
     }
 
@@ -393,6 +394,14 @@ impl Bot {
             .cancel_pr(repo.forge.as_str(), &repo.full_name, number)
             .await?;
         let key: PrKey = (repo.forge, repo.full_name.clone(), number);
+        // A `/promptgate run` still waiting in the queue is dropped too.
+        let queued = self
+            .queue
+            .discard_queued(
+                &RunCommandEvent::pr_prefix(repo, number),
+                "cancelled before it started",
+            )
+            .await?;
         let removed = self.active.lock().ok().and_then(|mut a| a.remove(&key));
         let aborted = match removed {
             Some((run, handle)) => {
@@ -405,7 +414,7 @@ impl Bot {
             }
             None => 0,
         };
-        Ok(marked.max(aborted))
+        Ok(marked.max(aborted).max(queued))
     }
 
     /// One audit entry per finished run: the verdict and what was evaluated.
@@ -729,6 +738,15 @@ impl EventHandler for Bot {
                 Ok(())
             }
             Event::Comment(e) => self.on_comment(&e).await,
+            Event::RunCommand(e) => {
+                let request = RunRequest {
+                    force: true,
+                    suites: e.suites,
+                    full: e.full,
+                    allow_fork: true,
+                };
+                self.evaluate_with(&e.repo, e.number, &request).await
+            }
             Event::Ping | Event::Ignored(_) => Ok(()),
         }
     }

@@ -6,13 +6,16 @@ use anyhow::Context;
 use serde_json::json;
 
 use super::release::{self, RELEASE_CONTEXT};
-use super::{repo_id, Bot, RunRequest, STATUS_CONTEXT};
+use sha2::{Digest, Sha256};
+
+use super::{repo_id, Bot, STATUS_CONTEXT};
 use crate::audit::{AuditEntry, AuditKind};
 use crate::commands::{self, Command};
-use crate::event::{CommentAction, CommentEvent};
+use crate::event::{CommentAction, CommentEvent, RunCommandEvent, RUN_COMMAND_EVENT};
 use crate::forge::{Forge, Permission, PullRequestInfo, RepoId, StatusState};
 use crate::report::markdown::{untrusted_line, COMMENT_MARKER};
 use crate::report::Verdict;
+use crate::store::queue::Enqueued;
 
 impl Bot {
     /// Handles a PR comment: runs the commands it holds that the author may run, and
@@ -176,13 +179,47 @@ impl Bot {
             )
             .await?;
         }
-        let request = RunRequest {
-            force: true,
+        self.queue_run(e, &command, suites, full).await
+    }
+
+    /// Queues the evaluation a `run` asked for as a delivery of its own, so this
+    /// comment's worker is free for the next command at once. Its id is the comment's
+    /// and the command's, so a redelivered (or retried) comment queues it once, and an
+    /// edit that adds a new `run` queues a new one.
+    async fn queue_run(
+        &self,
+        e: &CommentEvent,
+        command: &Command,
+        suites: &[String],
+        full: bool,
+    ) -> anyhow::Result<()> {
+        let job = RunCommandEvent {
+            repo: e.repo.clone(),
+            number: e.number,
             suites: suites.to_vec(),
             full,
-            allow_fork: true,
         };
-        self.evaluate_with(&e.repo, e.number, &request).await
+        let digest = Sha256::new()
+            .chain_update(e.body.as_bytes())
+            .chain_update([0])
+            .chain_update(command.to_text().as_bytes())
+            .finalize();
+        let id = format!(
+            "{}{}:{}",
+            RunCommandEvent::pr_prefix(&e.repo, e.number),
+            e.comment_id,
+            &hex::encode(digest)[..16]
+        );
+        let body = serde_json::to_vec(&job).context("encoding a queued run")?;
+        let queued = self
+            .queue
+            .enqueue(e.repo.forge.as_str(), &id, RUN_COMMAND_EVENT, &body)
+            .await?;
+        if let Enqueued::New(_) = queued {
+            self.wake.notify_one();
+        }
+        tracing::info!(pr = e.number, delivery = %id, ?queued, "run queued");
+        Ok(())
     }
 
     async fn command_cancel(

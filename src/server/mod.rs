@@ -29,9 +29,9 @@ use sha2::{Digest, Sha256};
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Notify};
 
-use crate::event::ForgeKind;
+use crate::event::{ForgeKind, INTERNAL_PREFIX};
 use crate::settings::Settings;
-use crate::store::queue::{Enqueued, Queue};
+use crate::store::queue::{Enqueued, Lane, Queue};
 use crate::store::Store;
 use crate::webhook::verify::{self, VerifyError};
 
@@ -203,11 +203,17 @@ pub async fn run(
     let worker_queue = state.queue.clone().with_retry_backoff(opts.retry_backoff);
     let mut workers = tokio::task::JoinSet::new();
     let mut owners = Vec::new();
-    for i in 0..opts.workers.max(1) {
+    // `opts.workers` take anything; one more takes only comments, so commands are
+    // answered while every other worker evaluates.
+    let lanes = (0..opts.workers.max(1))
+        .map(|i| (i.to_string(), Lane::Any))
+        .chain([("commands".to_string(), Lane::Commands)]);
+    for (name, lane) in lanes {
         let mut config = worker::WorkerConfig::new(
-            format!("{instance}-{i}"),
+            format!("{instance}-{name}"),
             state.settings.repo_allowlist.clone(),
         );
+        config.lane = lane;
         config.lease = opts.lease;
         config.poll_interval = opts.poll_interval;
         config.shutdown_grace = opts.shutdown_grace;
@@ -377,6 +383,12 @@ async fn intake(st: &AppState, forge: ForgeKind, headers: &HeaderMap, body: Byte
         return plain(
             StatusCode::BAD_REQUEST,
             "event or delivery id header too long\n",
+        );
+    }
+    if event.starts_with(INTERNAL_PREFIX) || delivery_id.starts_with(INTERNAL_PREFIX) {
+        return plain(
+            StatusCode::BAD_REQUEST,
+            "event names and delivery ids starting with \"promptgate:\" are the bot's own\n",
         );
     }
     if forge == ForgeKind::Github

@@ -14,10 +14,10 @@ use async_trait::async_trait;
 use futures::FutureExt;
 use tokio::sync::{watch, Notify};
 
-use crate::event::{Event, ForgeKind};
+use crate::event::{Event, ForgeKind, RUN_COMMAND_EVENT};
 use crate::report::markdown::COMMENT_MARKER;
 use crate::settings::RepoAllowlist;
-use crate::store::queue::{Delivery, Queue};
+use crate::store::queue::{Delivery, Lane, Queue};
 use crate::webhook;
 
 /// What the bot does with an event. Implemented by the run pipeline; the default
@@ -70,6 +70,8 @@ pub struct WorkerConfig {
     pub allowlist: RepoAllowlist,
     /// Notified by the intake after each new delivery.
     pub wake: Option<Arc<Notify>>,
+    /// Which deliveries this worker takes.
+    pub lane: Lane,
 }
 
 impl WorkerConfig {
@@ -81,6 +83,7 @@ impl WorkerConfig {
             shutdown_grace: Duration::from_secs(20),
             allowlist,
             wake: None,
+            lane: Lane::Any,
         }
     }
 }
@@ -112,7 +115,9 @@ pub async fn run_worker(
         if *shutdown.borrow() {
             break;
         }
-        let claimed = queue.claim(&config.owner, config.lease).await;
+        let claimed = queue
+            .claim_in(config.lane, &config.owner, config.lease)
+            .await;
         for delivery in queue.take_quarantined() {
             announce_quarantine(handler.as_ref(), &config, &delivery).await;
         }
@@ -162,8 +167,13 @@ pub async fn run_worker(
     tracing::debug!(owner = %config.owner, "worker stopped");
 }
 
-/// The event a stored delivery holds.
+/// The event a stored delivery holds: a forge's webhook, or a run the bot queued.
 fn parse_delivery(delivery: &Delivery) -> anyhow::Result<Event> {
+    if delivery.event == RUN_COMMAND_EVENT {
+        return serde_json::from_slice(&delivery.body)
+            .map(Event::RunCommand)
+            .map_err(|e| anyhow::anyhow!("a queued run does not parse: {e}"));
+    }
     delivery
         .forge
         .parse::<ForgeKind>()

@@ -90,6 +90,36 @@ struct Job {
     reply: oneshot::Sender<Result<Enqueued, String>>,
 }
 
+/// Which deliveries a worker takes. Every worker takes any delivery; a commands-lane
+/// worker takes only comments, so a `cancel`, an `approve` or a `help` is answered
+/// within seconds while every other worker is busy evaluating.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Lane {
+    #[default]
+    Any,
+    Commands,
+}
+
+impl Lane {
+    /// Event names of the comment deliveries (GitHub, GitLab): the commands lane.
+    const COMMENT_EVENTS: [&'static str; 2] = ["issue_comment", "Note Hook"];
+
+    /// The SQL condition on `event` for this lane (constants only, no input).
+    fn condition(self) -> String {
+        match self {
+            Lane::Any => "1 = 1".to_string(),
+            Lane::Commands => format!(
+                "event IN ({})",
+                Self::COMMENT_EVENTS
+                    .iter()
+                    .map(|e| format!("'{e}'"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Enqueued {
     /// Stored; the row id.
@@ -240,6 +270,16 @@ impl Queue {
     /// Takes the oldest claimable delivery — queued (and past its retry delay), or
     /// running with an expired lease (its worker died) — and leases it to `owner`.
     pub async fn claim(&self, owner: &str, lease: Duration) -> anyhow::Result<Option<Delivery>> {
+        self.claim_in(Lane::Any, owner, lease).await
+    }
+
+    /// [`claim`](Self::claim), limited to the deliveries of `lane`.
+    pub async fn claim_in(
+        &self,
+        lane: Lane,
+        owner: &str,
+        lease: Duration,
+    ) -> anyhow::Result<Option<Delivery>> {
         let now = now_ms();
         // A delivery whose worker keeps dying (a memory bomb kills the process, and the
         // next claim kills it again) is quarantined: attempts are counted when claimed,
@@ -269,10 +309,12 @@ impl Queue {
             "UPDATE deliveries SET status = 'running', lease_owner = ?1, lease_until = ?2, \
              attempts = attempts + 1, updated_at = {NOW_TEXT} \
              WHERE id = (SELECT id FROM deliveries \
-                         WHERE (status = 'queued' AND COALESCE(lease_until, 0) <= ?3) \
-                            OR (status = 'running' AND lease_until < ?3 AND attempts < ?4) \
+                         WHERE ((status = 'queued' AND COALESCE(lease_until, 0) <= ?3) \
+                            OR (status = 'running' AND lease_until < ?3 AND attempts < ?4)) \
+                           AND {lane} \
                          ORDER BY id LIMIT 1) \
-             RETURNING id, forge, delivery_id, event, body, attempts"
+             RETURNING id, forge, delivery_id, event, body, attempts",
+            lane = lane.condition()
         ))
         .bind(owner)
         .bind(now.saturating_add(ms(lease)))
@@ -335,6 +377,23 @@ impl Queue {
         .await
         .context("recording a failed webhook delivery")?;
         Ok(())
+    }
+
+    /// Marks done, with `reason`, the deliveries still queued (not started) whose
+    /// delivery id starts with `prefix`; returns how many. `cancel` uses it for the
+    /// runs a PR's commands queued.
+    pub async fn discard_queued(&self, prefix: &str, reason: &str) -> anyhow::Result<u64> {
+        let done = sqlx::query(&format!(
+            "UPDATE deliveries SET status = 'done', lease_owner = NULL, lease_until = NULL, \
+             last_error = ?1, updated_at = {NOW_TEXT} \
+             WHERE status = 'queued' AND substr(delivery_id, 1, length(?2)) = ?2"
+        ))
+        .bind(reason)
+        .bind(prefix)
+        .execute(&self.pool)
+        .await
+        .context("discarding queued deliveries")?;
+        Ok(done.rows_affected())
     }
 
     /// Returns every lease `owner` holds to the queue (graceful shutdown). The attempt

@@ -66,6 +66,19 @@ impl Service {
     where
         F: FnOnce(&AppState) -> Arc<dyn EventHandler>,
     {
+        Service::start_with(settings, db, test_options(), make_handler).await
+    }
+
+    /// [`start`](Self::start) with serve options of the test's own (say one worker).
+    pub async fn start_with<F>(
+        settings: Settings,
+        db: &Path,
+        options: ServeOptions,
+        make_handler: F,
+    ) -> Self
+    where
+        F: FnOnce(&AppState) -> Arc<dyn EventHandler>,
+    {
         let store = server::open_store(&format!("sqlite://{}", db.display()))
             .await
             .expect("database");
@@ -78,7 +91,7 @@ impl Service {
             state.clone(),
             listener,
             handler,
-            test_options(),
+            options,
             async move {
                 let _ = rx.await;
             },
@@ -230,19 +243,26 @@ impl Service {
         kind: promptgate::event::ForgeKind,
         forge: Arc<dyn promptgate::forge::Forge>,
     ) -> Self {
-        Service::start(settings, db, move |state| {
+        Service::bot_with(settings, db, test_options(), kind, forge).await
+    }
+
+    /// [`with_bot`](Self::with_bot) with serve options of the test's own.
+    pub async fn bot_with(
+        settings: Settings,
+        db: &Path,
+        options: ServeOptions,
+        kind: promptgate::event::ForgeKind,
+        forge: Arc<dyn promptgate::forge::Forge>,
+    ) -> Self {
+        Service::start_with(settings, db, options, move |state| {
             let mut forges = HashMap::new();
             forges.insert(kind, forge);
-            Arc::new(
-                promptgate::bot::Bot::new(
-                    forges,
-                    state.store.clone(),
-                    state.metrics.clone(),
-                    "http://bot.example".into(),
-                    4,
-                )
-                .with_link_signer(state.links.clone()),
-            ) as Arc<dyn EventHandler>
+            Arc::new(promptgate::bot::Bot::new(
+                forges,
+                state,
+                "http://bot.example".into(),
+                4,
+            )) as Arc<dyn EventHandler>
         })
         .await
     }
