@@ -585,6 +585,9 @@ async fn cancel_and_deadline_stop_the_builds() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn aborting_the_run_task_stops_its_builds() {
     let fake = FakeCodeBuild::new(vec!["IN_PROGRESS"; 3], 0, 0);
+    // The third build exists before its StartBuild is answered, so the abort below
+    // lands while that answer is on its way: the build must still be stopped.
+    fake.state.lock().unwrap().start_delay = Duration::from_millis(400);
     let rig = Arc::new(fake_rig(fake, cb_config("pg")).await);
     let task = {
         let rig = Arc::clone(&rig);

@@ -217,7 +217,15 @@ impl CodeBuildExecutor {
             .collect()
     }
 
-    async fn start_build(&self, run: &RunKey, shard: &Shard) -> Result<String, String> {
+    /// Starts `shard`'s build and registers it with `stopper`. The request runs in a
+    /// task of its own, so a run aborted while CodeBuild is answering still learns the
+    /// build's id: the build is then stopped instead of running on unseen.
+    async fn start_build(
+        &self,
+        run: &RunKey,
+        shard: &Shard,
+        stopper: &StopOnDrop,
+    ) -> Result<String, String> {
         let env = |name: &str, value: String| {
             EnvironmentVariable::builder()
                 .name(name)
@@ -228,7 +236,7 @@ impl CodeBuildExecutor {
         };
         let plan_uri = format!("s3://{}/{}", self.cfg.bucket, shard.plan_key);
         let result_uri = format!("s3://{}/{}", self.cfg.bucket, shard.result_key);
-        let out = self
+        let request = self
             .codebuild
             .start_build()
             .project_name(&self.cfg.project)
@@ -237,9 +245,31 @@ impl CodeBuildExecutor {
             .environment_variables_override(env(ENV_PLAN, plan_uri)?)
             .environment_variables_override(env(ENV_RESULT, result_uri)?)
             .environment_variables_override(env(ENV_SHARD_KEY, run.shard_key.to_hex())?)
-            .idempotency_token(format!("{}-{}-{}", run.id, shard.index, shard.attempts + 1))
-            .send()
+            .idempotency_token(format!("{}-{}-{}", run.id, shard.index, shard.attempts + 1));
+        let tracked = Arc::clone(&stopper.tracked);
+        let client = self.codebuild.clone();
+        let sent = tokio::spawn(async move {
+            let out = request.send().await;
+            let id = out
+                .as_ref()
+                .ok()
+                .and_then(|o| o.build_value())
+                .and_then(|b| b.id());
+            if let Some(id) = id {
+                if !Tracked::add(&tracked, id) {
+                    stop_builds(&client, vec![id.to_string()]).await;
+                }
+            }
+            out
+        });
+        let out = sent
             .await
+            .map_err(|e| {
+                format!(
+                    "starting the CodeBuild build for shard {}: {e}",
+                    shard.index
+                )
+            })?
             .map_err(|e| {
                 format!(
                     "cannot start a CodeBuild build for shard {} on project `{}`: {}",
@@ -414,7 +444,7 @@ impl CodeBuildExecutor {
 
         let stopper = StopOnDrop {
             codebuild: self.codebuild.clone(),
-            running: Arc::new(Mutex::new(HashSet::new())),
+            tracked: Arc::default(),
         };
         let result = self
             .watch(req, &run, &mut shards, cancel, merged, &stopper)
@@ -437,9 +467,8 @@ impl CodeBuildExecutor {
     ) -> Result<(), String> {
         let total = shards.len();
         for shard in shards.iter_mut() {
-            let id = self.start_build(run, shard).await?;
+            let id = self.start_build(run, shard, stopper).await?;
             shard.attempts = 1;
-            stopper.add(&id);
             shard.build_id = Some(id);
         }
         let deadline = Instant::now() + self.cfg.deadline;
@@ -540,9 +569,8 @@ impl CodeBuildExecutor {
                 }
                 tracing::warn!(build = %id, shard = shard.index, %failure, logs = %link, "retrying a failed CodeBuild shard once");
                 merged.retried.push(format!("`{id}` {failure}"));
-                let new_id = self.start_build(run, shard).await?;
+                let new_id = self.start_build(run, shard, stopper).await?;
                 shard.attempts += 1;
-                stopper.add(&new_id);
                 shard.build_id = Some(new_id);
             }
         }
@@ -587,26 +615,45 @@ struct Merged {
 /// when told to (error, deadline, cancel).
 struct StopOnDrop {
     codebuild: aws_sdk_codebuild::Client,
-    running: Arc<Mutex<HashSet<String>>>,
+    tracked: Arc<Mutex<Tracked>>,
+}
+
+/// The builds a run has running, shared with its in-flight start requests.
+#[derive(Default)]
+struct Tracked {
+    running: HashSet<String>,
+    /// The run is over: a build that starts now is stopped by whoever started it.
+    closed: bool,
+}
+
+impl Tracked {
+    /// Records a started build; false when the run is already over.
+    fn add(tracked: &Mutex<Tracked>, id: &str) -> bool {
+        match tracked.lock() {
+            Ok(mut t) if !t.closed => {
+                t.running.insert(id.to_string());
+                true
+            }
+            _ => false,
+        }
+    }
 }
 
 impl StopOnDrop {
-    fn add(&self, id: &str) {
-        if let Ok(mut r) = self.running.lock() {
-            r.insert(id.to_string());
-        }
-    }
-
     fn remove(&self, id: &str) {
-        if let Ok(mut r) = self.running.lock() {
-            r.remove(id);
+        if let Ok(mut t) = self.tracked.lock() {
+            t.running.remove(id);
         }
     }
 
+    /// The running builds, taken; from now on a build that starts stops itself.
     fn take(&self) -> Vec<String> {
-        self.running
+        self.tracked
             .lock()
-            .map(|mut r| r.drain().collect())
+            .map(|mut t| {
+                t.closed = true;
+                t.running.drain().collect()
+            })
             .unwrap_or_default()
     }
 

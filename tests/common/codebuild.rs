@@ -279,6 +279,8 @@ pub struct FakeState {
     pub keys: Vec<(String, ShardKey)>,
     pub stopped: Vec<String>,
     pub polls: usize,
+    /// How long a StartBuild takes to answer, after the build exists.
+    pub start_delay: std::time::Duration,
 }
 
 impl FakeCodeBuild {
@@ -368,6 +370,7 @@ impl Respond for FakeCodeBuild {
                     json!({"build": {"id": id, "buildStatus": "IN_PROGRESS", "currentPhase": "QUEUED",
                         "projectName": body["projectName"], "sourceVersion": body["sourceVersion"]}}),
                 )
+                .set_delay(s.start_delay)
             }
             "BatchGetBuilds" => {
                 s.polls += 1;
