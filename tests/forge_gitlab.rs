@@ -7,7 +7,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::gitlab::{Failure, FakeGitLab, MergeRequest, TOKEN};
-use promptgate::event::UserRef;
+use promptgate::event::{ForgeKind, UserRef};
 use promptgate::forge::{
     Forge, ForgeError, ForgeRetryPolicy, GitLabForge, Permission, RepoId, StatusState,
 };
@@ -805,5 +805,5 @@ fn bad_settings_are_refused_at_construction() {
     assert!(GitLabForge::new("https://gitlab.example.com", "").is_err());
     let forge = GitLabForge::new("https://gitlab.example.com/", TOKEN).unwrap();
     assert_eq!(forge.base_url(), "https://gitlab.example.com");
-    assert_eq!(forge.kind(), "gitlab");
+    assert_eq!(forge.kind(), ForgeKind::Gitlab);
 }

@@ -320,7 +320,12 @@ impl Bot {
         let json = serde_json::to_string(report).context("encoding the report")?;
         let approved_by = self
             .runs
-            .get(forge.kind(), &repo.full_name, pr.number, &pr.head_sha)
+            .get(
+                forge.kind().as_str(),
+                &repo.full_name,
+                pr.number,
+                &pr.head_sha,
+            )
             .await?
             .and_then(|r| r.approved_by)
             .map(|(login, _)| login);

@@ -10,7 +10,7 @@ use sha1::Digest as _;
 use crate::config::guardrail::GuardrailConfig;
 use crate::config::manifest::ModelManifest;
 use crate::config::repo::RepoConfig;
-use crate::event::UserRef;
+use crate::event::{ForgeKind, UserRef};
 use crate::forge::{Forge, ForgeError, RepoId};
 use crate::report::Report;
 
@@ -58,7 +58,7 @@ pub async fn is_approver(
         let entry = entry.trim();
         if let Some(group) = entry.strip_prefix('@') {
             // GitHub teams are `org/team`; a bare `@name` on GitHub is a user.
-            if forge.kind() == "github" && !group.contains('/') {
+            if forge.kind() == ForgeKind::Github && !group.contains('/') {
                 if forge.user_id(repo, group).await? == Some(user.id) {
                     return Ok(true);
                 }

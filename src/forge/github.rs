@@ -26,7 +26,7 @@ use super::{
     truncate_chars, CheckRun, CommentRef, Forge, ForgeError, Permission, PullRequestInfo, RepoId,
     StatusState, COMMENT_BODY_LIMIT, STATUS_DESCRIPTION_LIMIT,
 };
-use crate::event::UserRef;
+use crate::event::{ForgeKind, UserRef};
 
 /// The public GitHub API.
 pub const DEFAULT_API_URL: &str = "https://api.github.com";
@@ -645,8 +645,8 @@ impl GitHubForge {
 
 #[async_trait]
 impl Forge for GitHubForge {
-    fn kind(&self) -> &'static str {
-        "github"
+    fn kind(&self) -> ForgeKind {
+        ForgeKind::Github
     }
 
     async fn pull_request(

@@ -42,7 +42,7 @@ use super::{
     truncate_chars, CommentRef, Forge, ForgeError, Permission, PullRequestInfo, RepoId,
     StatusState, STATUS_DESCRIPTION_LIMIT,
 };
-use crate::event::UserRef;
+use crate::event::{ForgeKind, UserRef};
 
 /// gitlab.com.
 pub const DEFAULT_URL: &str = "https://gitlab.com";
@@ -471,8 +471,8 @@ impl GitLabForge {
 
 #[async_trait]
 impl Forge for GitLabForge {
-    fn kind(&self) -> &'static str {
-        "gitlab"
+    fn kind(&self) -> ForgeKind {
+        ForgeKind::Gitlab
     }
 
     async fn pull_request(

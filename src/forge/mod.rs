@@ -18,7 +18,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use regex::Regex;
 
-use crate::event::UserRef;
+use crate::event::{ForgeKind, UserRef};
 
 pub use github::{GitHubAuth, GitHubForge};
 pub use gitlab::GitLabForge;
@@ -166,8 +166,8 @@ pub const COMMENT_BODY_LIMIT: usize = 65_536;
 
 #[async_trait]
 pub trait Forge: Send + Sync {
-    /// `github` or `gitlab`.
-    fn kind(&self) -> &'static str;
+    /// Which forge this is; the same value the store and the statuses name it by.
+    fn kind(&self) -> ForgeKind;
 
     async fn pull_request(&self, repo: &RepoId, number: u64)
         -> Result<PullRequestInfo, ForgeError>;
