@@ -101,7 +101,7 @@ pub fn reference_markdown() -> String {
 
 /// The settings for `serve --help`: one line each.
 pub fn reference_text() -> String {
-    let mut out = String::from("Settings (environment, or the same key without the prefix in the --config TOML file; the environment wins):\n");
+    let mut out = String::from("Settings (environment, or the same key without the prefix in the --config TOML file; the environment wins; NAME_FILE=PATH reads NAME from a file):\n");
     for s in SETTINGS {
         out.push_str(&format!(
             "  {:<36} {} (default: {})\n",
@@ -395,12 +395,34 @@ impl Settings {
         }
         for key in KEYS {
             let var = env_name(key);
-            if let Some(value) = env(&var) {
-                if value.trim().is_empty() {
-                    // An empty variable counts as unset, like most twelve-factor services.
-                    continue;
+            let direct = env(&var).filter(|v| !v.trim().is_empty());
+            // An empty variable counts as unset, like most twelve-factor services.
+            let file_var = format!("{var}{FILE_SUFFIX}");
+            let from_file = env(&file_var).filter(|v| !v.trim().is_empty());
+            match (direct, from_file) {
+                (Some(_), Some(_)) => bail!(
+                    "{var} and {file_var} are both set; keep one (the file is for secrets \
+                     mounted by Docker or Kubernetes)"
+                ),
+                (Some(value), None) => {
+                    raw.insert(key, Raw { value, origin: var });
                 }
-                raw.insert(key, Raw { value, origin: var });
+                (None, Some(path)) => {
+                    let path = path.trim();
+                    let value = std::fs::read_to_string(path)
+                        .with_context(|| format!("{file_var}: reading {path}"))?;
+                    if value.trim().is_empty() {
+                        bail!("{file_var}: {path} is empty");
+                    }
+                    raw.insert(
+                        key,
+                        Raw {
+                            value,
+                            origin: format!("{file_var} ({path})"),
+                        },
+                    );
+                }
+                (None, None) => {}
             }
         }
 
@@ -680,6 +702,10 @@ fn positive(r: &Raw) -> anyhow::Result<usize> {
     }
 }
 
+/// `PROMPTGATE_X_FILE=/run/secrets/x` reads setting `x` from that file (Docker and
+/// Kubernetes mount secrets as files, so they stay out of `docker inspect` and `ps e`).
+pub const FILE_SUFFIX: &str = "_FILE";
+
 /// `github_webhook_secret` → `PROMPTGATE_GITHUB_WEBHOOK_SECRET`.
 pub fn env_name(key: &str) -> String {
     format!("{ENV_PREFIX}{}", key.to_ascii_uppercase())
@@ -734,6 +760,70 @@ mod tests {
         assert!(s.allows_repo("anyone/anything"));
         let err = s.validate().unwrap_err().to_string();
         assert!(err.contains("no forge is configured"), "{err}");
+    }
+
+    #[test]
+    fn a_setting_is_read_from_its_file_variable() {
+        let dir = tempfile::tempdir().unwrap();
+        let hook = dir.path().join("hook");
+        std::fs::write(&hook, "0123456789abcdef-from-file\n").unwrap();
+        let token = dir.path().join("token");
+        std::fs::write(&token, "ghp_from_file\n").unwrap();
+        let hook_path = hook.display().to_string();
+        let token_path = token.display().to_string();
+        let s = Settings::load(
+            None,
+            env(&[
+                ("PROMPTGATE_GITHUB_WEBHOOK_SECRET_FILE", &hook_path),
+                ("PROMPTGATE_GITHUB_TOKEN_FILE", &token_path),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(
+            s.github_webhook_secret
+                .iter()
+                .map(|x| x.0.as_str())
+                .collect::<Vec<_>>(),
+            ["0123456789abcdef-from-file"]
+        );
+        assert_eq!(
+            s.github_token.as_ref().map(|t| t.0.as_str()),
+            Some("ghp_from_file")
+        );
+        s.validate().unwrap();
+
+        let both = Settings::load(
+            None,
+            env(&[
+                ("PROMPTGATE_GITHUB_TOKEN", "t"),
+                ("PROMPTGATE_GITHUB_TOKEN_FILE", &token_path),
+            ]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            both.contains("PROMPTGATE_GITHUB_TOKEN and PROMPTGATE_GITHUB_TOKEN_FILE"),
+            "{both}"
+        );
+        let missing = format!(
+            "{:#}",
+            Settings::load(
+                None,
+                env(&[("PROMPTGATE_GITLAB_TOKEN_FILE", "/nonexistent/token")]),
+            )
+            .unwrap_err()
+        );
+        assert!(
+            missing.contains("PROMPTGATE_GITLAB_TOKEN_FILE: reading /nonexistent/token"),
+            "{missing}"
+        );
+        let empty = dir.path().join("empty");
+        std::fs::write(&empty, "\n").unwrap();
+        let empty_path = empty.display().to_string();
+        let err = Settings::load(None, env(&[("PROMPTGATE_WEB_SECRET_FILE", &empty_path)]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("is empty"), "{err}");
     }
 
     #[test]
