@@ -1201,7 +1201,14 @@ async fn healthz_and_metrics() {
     bot.state
         .metrics
         .record_run(promptgate::report::Verdict::Fail, Duration::from_secs(42));
-    bot.state.metrics.add_model_calls(17);
+    bot.state.metrics.record_usage(&promptgate::report::Usage {
+        model_calls: 17,
+        cache_hits: 5,
+        input_tokens: 900,
+        output_tokens: 300,
+        cost_usd: 0.0042,
+        ..Default::default()
+    });
 
     let (status, text) = bot.get("/metrics").await;
     assert_eq!(status, 200);
@@ -1219,6 +1226,14 @@ async fn healthz_and_metrics() {
         "promptgate_run_duration_seconds_bucket{le=\"60\"} 1",
         "promptgate_run_duration_seconds_count 1",
         "# TYPE promptgate_run_duration_seconds histogram",
+        "promptgate_cache_hits_total 5",
+        "promptgate_input_tokens_total 900",
+        "promptgate_output_tokens_total 300",
+        "promptgate_cost_nano_usd_total 4200000",
+        "promptgate_deliveries_failed 0",
+        "promptgate_runs_in_flight 0",
+        "# TYPE promptgate_queue_oldest_age_seconds gauge",
+        "# TYPE promptgate_build_info gauge",
     ] {
         assert!(
             text.lines().any(|l| l == line),

@@ -274,7 +274,12 @@ impl Bot {
                 pr.clone(),
             );
             let run_id = row.id;
-            tokio::spawn(async move { run_check(forge, repo, executor, run_id, pr, options).await })
+            // Counted until the evaluation ends, however it ends (an abort drops it).
+            let in_flight = self.metrics.run_in_flight();
+            tokio::spawn(async move {
+                let _in_flight = in_flight;
+                run_check(forge, repo, executor, run_id, pr, options).await
+            })
         };
         if let Ok(mut active) = self.active.lock() {
             active.insert(key.clone(), (row.id, task.abort_handle()));
@@ -296,7 +301,7 @@ impl Bot {
             }
             Err(e) => anyhow::bail!("run {} crashed: {e}", row.id),
         };
-        self.metrics.add_model_calls(report.usage.model_calls);
+        self.metrics.record_usage(&report.usage);
         self.publish(&forge, &repo, &pr, row.id, &report, is_release)
             .await?;
         self.audit_run(repo_ref, &pr, &report, request).await;

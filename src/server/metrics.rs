@@ -6,10 +6,11 @@
 
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::event::ForgeKind;
-use crate::report::Verdict;
+use crate::report::{Usage, Verdict};
 
 /// Upper bounds (seconds) of the run duration histogram buckets.
 pub const RUN_DURATION_BUCKETS: [f64; 11] = [
@@ -60,10 +61,26 @@ pub struct Metrics {
     deduped: PerForge,
     runs: [AtomicU64; 5],
     model_calls: AtomicU64,
+    embedding_calls: AtomicU64,
+    cache_hits: AtomicU64,
+    input_tokens: AtomicU64,
+    output_tokens: AtomicU64,
+    /// What runs paid, in nano-USD (a counter of whole numbers; rendered in USD).
+    cost_nano_usd: AtomicU64,
+    runs_in_flight: AtomicU64,
     /// Non-cumulative counts per bucket; the last slot is +Inf.
     duration_buckets: [AtomicU64; RUN_DURATION_BUCKETS.len() + 1],
     duration_sum_micros: AtomicU64,
     duration_count: AtomicU64,
+}
+
+/// A run in flight; see [`Metrics::run_in_flight`].
+pub struct InFlight(Arc<Metrics>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.runs_in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl std::fmt::Debug for Metrics {
@@ -77,6 +94,9 @@ impl std::fmt::Debug for Metrics {
 pub struct QueueGauges {
     pub depth: u64,
     pub quarantined: u64,
+    /// Deliveries failed for good (retries spent, undecodable, quarantined).
+    pub failed: u64,
+    pub oldest_queued_age_secs: f64,
 }
 
 impl Metrics {
@@ -114,9 +134,30 @@ impl Metrics {
         self.duration_count.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Model calls made (cache hits excluded), e.g. `report.usage.model_calls`.
-    pub fn add_model_calls(&self, n: u64) {
-        self.model_calls.fetch_add(n, Ordering::Relaxed);
+    /// What a finished run used: calls made, cache hits, tokens and what it paid.
+    pub fn record_usage(&self, usage: &Usage) {
+        self.model_calls
+            .fetch_add(usage.model_calls, Ordering::Relaxed);
+        self.embedding_calls
+            .fetch_add(usage.embedding_calls, Ordering::Relaxed);
+        self.cache_hits
+            .fetch_add(usage.cache_hits, Ordering::Relaxed);
+        self.input_tokens
+            .fetch_add(usage.input_tokens, Ordering::Relaxed);
+        self.output_tokens
+            .fetch_add(usage.output_tokens, Ordering::Relaxed);
+        // Rounded to whole nano-dollars; a negative or NaN cost adds nothing.
+        let nano = (usage.cost_usd * 1e9).round();
+        if nano.is_finite() && nano > 0.0 {
+            self.cost_nano_usd.fetch_add(nano as u64, Ordering::Relaxed);
+        }
+    }
+
+    /// Counts a run as in flight until the guard is dropped (finished, failed or
+    /// aborted by a push or a cancel).
+    pub fn run_in_flight(self: &Arc<Self>) -> InFlight {
+        self.runs_in_flight.fetch_add(1, Ordering::Relaxed);
+        InFlight(Arc::clone(self))
     }
 
     pub fn received(&self, forge: ForgeKind) -> u64 {
@@ -133,7 +174,13 @@ impl Metrics {
 
     /// The exposition text; `queue` is `None` when the database could not be read.
     pub fn render(&self, queue: Option<QueueGauges>) -> String {
-        let mut out = String::with_capacity(2048);
+        let mut out = String::with_capacity(4096);
+        let _ = writeln!(
+            out,
+            "# HELP promptgate_build_info The running build: version and commit.\n# TYPE promptgate_build_info gauge\npromptgate_build_info{{version=\"{}\",commit=\"{}\"}} 1",
+            env!("CARGO_PKG_VERSION"),
+            env!("PROMPTGATE_COMMIT")
+        );
         let per_forge = |out: &mut String, name: &str, help: &str, c: &PerForge| {
             let _ = writeln!(out, "# HELP {name} {help}");
             let _ = writeln!(out, "# TYPE {name} counter");
@@ -172,6 +219,55 @@ impl Metrics {
             );
             let _ = writeln!(out, "# TYPE promptgate_deliveries_quarantined gauge");
             let _ = writeln!(out, "promptgate_deliveries_quarantined {}", q.quarantined);
+            let _ = writeln!(
+                out,
+                "# HELP promptgate_deliveries_failed Deliveries failed for good (retries spent, undecodable or quarantined).\n# TYPE promptgate_deliveries_failed gauge\npromptgate_deliveries_failed {}",
+                q.failed
+            );
+            let _ = writeln!(
+                out,
+                "# HELP promptgate_queue_oldest_age_seconds How long the oldest queued delivery has waited (0 when none waits).\n# TYPE promptgate_queue_oldest_age_seconds gauge\npromptgate_queue_oldest_age_seconds {:.3}",
+                q.oldest_queued_age_secs
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP promptgate_runs_in_flight Evaluations running in this process.\n# TYPE promptgate_runs_in_flight gauge\npromptgate_runs_in_flight {}",
+            self.runs_in_flight.load(Ordering::Relaxed)
+        );
+        let counters: [(&str, &str, &AtomicU64); 5] = [
+            (
+                "promptgate_embedding_calls_total",
+                "Embedding calls made by runs (cache hits excluded).",
+                &self.embedding_calls,
+            ),
+            (
+                "promptgate_cache_hits_total",
+                "Model answers and scores read from the result cache.",
+                &self.cache_hits,
+            ),
+            (
+                "promptgate_input_tokens_total",
+                "Prompt tokens of the calls runs made.",
+                &self.input_tokens,
+            ),
+            (
+                "promptgate_output_tokens_total",
+                "Completion tokens of the calls runs made.",
+                &self.output_tokens,
+            ),
+            (
+                "promptgate_cost_nano_usd_total",
+                "What runs paid for model calls, in billionths of a US dollar.",
+                &self.cost_nano_usd,
+            ),
+        ];
+        for (name, help, value) in counters {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
+                value.load(Ordering::Relaxed)
+            );
         }
         let _ = writeln!(
             out,
@@ -230,11 +326,32 @@ mod tests {
         m.record_run(Verdict::Pass, Duration::from_secs(3));
         m.record_run(Verdict::Fail, Duration::from_secs(90));
         m.record_run(Verdict::Fail, Duration::from_secs(7200));
-        m.add_model_calls(12);
+        let m = Arc::new(m);
+        m.record_usage(&Usage {
+            model_calls: 12,
+            cache_hits: 3,
+            input_tokens: 100,
+            output_tokens: 40,
+            cost_usd: 0.000328,
+            ..Usage::default()
+        });
+        let flying = m.run_in_flight();
         let t = m.render(Some(QueueGauges {
             depth: 4,
             quarantined: 1,
+            failed: 2,
+            oldest_queued_age_secs: 12.5,
         }));
+        assert!(t.contains("promptgate_runs_in_flight 1\n"), "{t}");
+        drop(flying);
+        assert!(m.render(None).contains("promptgate_runs_in_flight 0\n"));
+        assert!(t.contains("promptgate_cache_hits_total 3\n"));
+        assert!(t.contains("promptgate_input_tokens_total 100\n"));
+        assert!(t.contains("promptgate_output_tokens_total 40\n"));
+        assert!(t.contains("promptgate_cost_nano_usd_total 328000\n"));
+        assert!(t.contains("promptgate_deliveries_failed 2\n"));
+        assert!(t.contains("promptgate_queue_oldest_age_seconds 12.500\n"));
+        assert!(t.contains("promptgate_build_info{version=\""));
         assert!(t.contains("promptgate_deliveries_quarantined 1\n"));
         assert!(t.contains("promptgate_deliveries_received_total{forge=\"github\"} 2\n"));
         assert!(t.contains("promptgate_deliveries_rejected_total{forge=\"gitlab\"} 1\n"));

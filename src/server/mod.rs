@@ -461,9 +461,12 @@ async fn healthz(State(st): State<AppState>) -> Response {
 
 async fn metrics_text(State(st): State<AppState>) -> Response {
     let gauges = async {
+        let counts = st.queue.counts().await?;
         Ok::<_, anyhow::Error>(metrics::QueueGauges {
-            depth: st.queue.depth().await?,
+            depth: counts.queued + counts.running,
             quarantined: st.queue.quarantined().await?,
+            failed: counts.failed,
+            oldest_queued_age_secs: st.queue.oldest_queued_age_secs().await?,
         })
     };
     let queue = match gauges.await {

@@ -435,6 +435,19 @@ impl Queue {
         Ok(n.max(0) as u64)
     }
 
+    /// Seconds the oldest queued delivery has waited since it was received (0 when
+    /// nothing waits): the number to alert on when workers stop taking work.
+    pub async fn oldest_queued_age_secs(&self) -> anyhow::Result<f64> {
+        let age: Option<f64> = sqlx::query_scalar(
+            "SELECT (julianday('now') - julianday(MIN(received_at))) * 86400.0 \
+             FROM deliveries WHERE status = 'queued'",
+        )
+        .fetch_one(&self.pool)
+        .await
+        .context("measuring the oldest queued delivery")?;
+        Ok(age.unwrap_or(0.0).max(0.0))
+    }
+
     /// Rows per status.
     pub async fn counts(&self) -> anyhow::Result<QueueCounts> {
         let rows = sqlx::query("SELECT status, COUNT(*) AS n FROM deliveries GROUP BY status")
@@ -570,6 +583,44 @@ mod tests {
         assert!(error.starts_with("quarantined: claimed 3 times"), "{error}");
         assert_eq!(q.quarantined().await.unwrap(), 1);
         assert_eq!(q.counts().await.unwrap().failed, 1);
+    }
+
+    #[tokio::test]
+    async fn the_oldest_queued_delivery_has_an_age_and_a_lane_takes_only_comments() {
+        let (_d, q) = queue().await;
+        assert_eq!(q.oldest_queued_age_secs().await.unwrap(), 0.0);
+        q.enqueue("github", "pr", "pull_request", b"{}")
+            .await
+            .unwrap();
+        q.enqueue("github", "c", "issue_comment", b"{}")
+            .await
+            .unwrap();
+        sqlx::query(
+            "UPDATE deliveries SET received_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now', '-120 seconds') \
+             WHERE delivery_id = 'pr'",
+        )
+        .execute(&q.pool)
+        .await
+        .unwrap();
+        let age = q.oldest_queued_age_secs().await.unwrap();
+        assert!((119.0..130.0).contains(&age), "{age}");
+        // The older pull_request waits; the commands lane takes the comment.
+        let d = q
+            .claim_in(Lane::Commands, "cmd", LEASE)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(d.event, "issue_comment");
+        assert!(q
+            .claim_in(Lane::Commands, "cmd", LEASE)
+            .await
+            .unwrap()
+            .is_none());
+        assert_eq!(
+            q.claim("any", LEASE).await.unwrap().unwrap().event,
+            "pull_request"
+        );
+        assert_eq!(q.oldest_queued_age_secs().await.unwrap(), 0.0);
     }
 
     #[tokio::test]
