@@ -28,7 +28,7 @@ use crate::server::worker::EventHandler;
 use crate::server::AppState;
 use crate::source::Rev;
 use crate::store::queue::Queue;
-use crate::store::runs::Runs;
+use crate::store::runs::{RunStatus, Runs};
 
 /// The status context the bot owns on every evaluated commit.
 pub const STATUS_CONTEXT: &str = "promptgate";
@@ -181,7 +181,7 @@ impl Bot {
                 &pr.merge_base_sha,
             )
             .await?;
-        if matches!(row.status.as_str(), "done" | "cancelled") && !request.force {
+        if row.status.is_settled() && !request.force {
             tracing::debug!(run = row.id, status = %row.status, "this commit needs no run");
             return Ok(());
         }
@@ -211,7 +211,7 @@ impl Bot {
             // Dropping the task already stops remote builds; this is the explicit call.
             self.executor.cancel(&old.to_string()).await;
         }
-        self.runs.set_status(row.id, "running").await?;
+        self.runs.set_status(row.id, RunStatus::Running).await?;
         let tier = if is_release { Tier::Release } else { Tier::Pr };
         self.runs
             .set_tier(row.id, if is_release { "release" } else { "pr" })
@@ -296,7 +296,7 @@ impl Bot {
         let report = match outcome {
             Ok(report) => report,
             Err(e) if e.is_cancelled() => {
-                self.runs.set_status(row.id, "cancelled").await?;
+                self.runs.set_status(row.id, RunStatus::Cancelled).await?;
                 return Ok(());
             }
             Err(e) => anyhow::bail!("run {} crashed: {e}", row.id),
@@ -336,7 +336,7 @@ impl Bot {
             .map(|(login, _)| login);
         let verdict = report.verdict.as_str();
         self.runs
-            .finish(run_id, "running", verdict, &json, None)
+            .finish(run_id, RunStatus::Running, verdict, &json, None)
             .await?;
         let body = render_comment(
             report,
@@ -380,13 +380,13 @@ impl Bot {
                 )
                 .await;
                 self.runs
-                    .finish(run_id, "done", verdict, &json, Some(&comment.id))
+                    .finish(run_id, RunStatus::Done, verdict, &json, Some(&comment.id))
                     .await?;
                 Ok(())
             }
             Err(e) => {
                 tracing::error!(run = run_id, error = %e, "could not write the result to the forge; the run will be retried");
-                self.runs.set_status(run_id, "error").await?;
+                self.runs.set_status(run_id, RunStatus::Error).await?;
                 Err(anyhow::anyhow!("run {run_id}: forge write failed: {e}"))
             }
         }

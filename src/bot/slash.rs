@@ -16,6 +16,7 @@ use crate::forge::{Forge, Permission, PullRequestInfo, RepoId, StatusState};
 use crate::report::markdown::{untrusted_line, COMMENT_MARKER};
 use crate::report::Verdict;
 use crate::store::queue::Enqueued;
+use crate::store::runs::RunStatus;
 
 impl Bot {
     /// Handles a PR comment: runs the commands it holds that the author may run, and
@@ -297,7 +298,7 @@ impl Bot {
             .get(kind, &repo.full_name, e.number, &pr.head_sha)
             .await?;
         let short = &super::short_sha(&pr.head_sha);
-        let finished = run.as_ref().filter(|r| r.status == "done");
+        let finished = run.as_ref().filter(|r| r.status == RunStatus::Done);
         let verdict = finished
             .and_then(|r| r.verdict.as_deref())
             .and_then(Verdict::from_word);

@@ -2,13 +2,75 @@
 //! a second event for the same commit makes no second run, and a restart finds the run
 //! it has to finish.
 
+use std::fmt;
+use std::str::FromStr;
+
 use anyhow::Context;
 use sqlx::{Row, SqlitePool};
+
+/// Where a run is in its life: `queued` when opened, `running` while evaluated, then
+/// `done` (the forge has its answer), `cancelled` (superseded or `/promptgate cancel`)
+/// or `error` (the answer could not be published).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RunStatus {
+    Queued,
+    Running,
+    Done,
+    Cancelled,
+    Error,
+}
+
+impl RunStatus {
+    pub const ALL: [RunStatus; 5] = [
+        RunStatus::Queued,
+        RunStatus::Running,
+        RunStatus::Done,
+        RunStatus::Cancelled,
+        RunStatus::Error,
+    ];
+
+    /// The value stored in `runs.status`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Queued => "queued",
+            RunStatus::Running => "running",
+            RunStatus::Done => "done",
+            RunStatus::Cancelled => "cancelled",
+            RunStatus::Error => "error",
+        }
+    }
+
+    /// Finished one way or another: nothing more happens to the run unless asked.
+    pub fn is_settled(self) -> bool {
+        matches!(self, RunStatus::Done | RunStatus::Cancelled)
+    }
+}
+
+impl fmt::Display for RunStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for RunStatus {
+    type Err = anyhow::Error;
+
+    fn from_str(s: &str) -> anyhow::Result<Self> {
+        RunStatus::ALL
+            .into_iter()
+            .find(|st| st.as_str() == s)
+            .with_context(|| format!("unknown run status {s:?} in the runs table"))
+    }
+}
+
+fn status_of(row: &sqlx::sqlite::SqliteRow) -> anyhow::Result<RunStatus> {
+    row.try_get::<String, _>("status")?.parse()
+}
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RunRow {
     pub id: i64,
-    pub status: String,
+    pub status: RunStatus,
     /// The random id of the run's page (`/runs/{public_id}`).
     pub public_id: String,
 }
@@ -17,7 +79,7 @@ pub struct RunRow {
 #[derive(Clone, Debug, PartialEq)]
 pub struct RunState {
     pub id: i64,
-    pub status: String,
+    pub status: RunStatus,
     pub verdict: Option<String>,
     pub tier: Option<String>,
     pub report_json: Option<String>,
@@ -69,7 +131,7 @@ impl Runs {
         .context("reading the run")?;
         Ok(RunRow {
             id: row.try_get("id")?,
-            status: row.try_get("status")?,
+            status: status_of(&row)?,
             public_id: row
                 .try_get::<Option<String>, _>("public_id")?
                 .unwrap_or_default(),
@@ -89,12 +151,12 @@ impl Runs {
             .with_context(|| format!("run {id} has no public id"))
     }
 
-    pub async fn set_status(&self, id: i64, status: &str) -> anyhow::Result<()> {
+    pub async fn set_status(&self, id: i64, status: RunStatus) -> anyhow::Result<()> {
         sqlx::query(
             "UPDATE runs SET status = ?2, updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') WHERE id = ?1",
         )
         .bind(id)
-        .bind(status)
+        .bind(status.as_str())
         .execute(&self.pool)
         .await
         .context("updating the run")?;
@@ -105,7 +167,7 @@ impl Runs {
     pub async fn finish(
         &self,
         id: i64,
-        status: &str,
+        status: RunStatus,
         verdict: &str,
         report_json: &str,
         comment_id: Option<&str>,
@@ -115,7 +177,7 @@ impl Runs {
              updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') WHERE id = ?1",
         )
         .bind(id)
-        .bind(status)
+        .bind(status.as_str())
         .bind(verdict)
         .bind(report_json)
         .bind(comment_id)
@@ -151,7 +213,7 @@ impl Runs {
         let approved_by_id: Option<i64> = row.try_get("approved_by_id")?;
         Ok(Some(RunState {
             id: row.try_get("id")?,
-            status: row.try_get("status")?,
+            status: status_of(&row)?,
             verdict: row.try_get("verdict")?,
             tier: row.try_get("tier")?,
             report_json: row.try_get("report_json")?,
@@ -220,5 +282,19 @@ impl Runs {
         .await
         .context("superseding older runs")?;
         Ok(done.rows_affected())
+    }
+}
+
+#[cfg(test)]
+mod status_tests {
+    use super::RunStatus;
+
+    #[test]
+    fn every_status_reads_back_and_an_unknown_one_is_an_error() {
+        for s in RunStatus::ALL {
+            assert_eq!(s.as_str().parse::<RunStatus>().unwrap(), s);
+        }
+        let err = "finished".parse::<RunStatus>().unwrap_err().to_string();
+        assert!(err.contains("unknown run status \"finished\""), "{err}");
     }
 }
