@@ -213,9 +213,7 @@ impl Bot {
         }
         self.runs.set_status(row.id, RunStatus::Running).await?;
         let tier = if is_release { Tier::Release } else { Tier::Pr };
-        self.runs
-            .set_tier(row.id, if is_release { "release" } else { "pr" })
-            .await?;
+        self.runs.set_tier(row.id, tier).await?;
         let run_url = self.run_url(row.id).await?;
         forge
             .set_status(

@@ -14,7 +14,7 @@ use crate::commands::{self, Command};
 use crate::event::{CommentAction, CommentEvent, RunCommandEvent, RUN_COMMAND_EVENT};
 use crate::forge::{Forge, Permission, PullRequestInfo, RepoId, StatusState};
 use crate::report::markdown::{untrusted_line, COMMENT_MARKER};
-use crate::report::Verdict;
+use crate::report::{Tier, Verdict};
 use crate::store::queue::Enqueued;
 use crate::store::runs::RunStatus;
 
@@ -303,7 +303,7 @@ impl Bot {
             .and_then(|r| r.verdict.as_deref())
             .and_then(Verdict::from_word);
         let acceptable = if is_release {
-            finished.is_some_and(|r| r.tier.as_deref() == Some("release"))
+            finished.is_some_and(|r| r.tier == Some(Tier::Release))
                 && matches!(verdict, Some(Verdict::Pass | Verdict::Skipped))
         } else {
             verdict == Some(Verdict::NeedsReview)

@@ -74,6 +74,28 @@ pub enum Tier {
     Release,
 }
 
+impl Tier {
+    /// The JSON and `runs.tier` spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Tier::Pr => "pr",
+            Tier::Release => "release",
+        }
+    }
+}
+
+impl std::str::FromStr for Tier {
+    type Err = anyhow::Error;
+
+    fn from_str(s: &str) -> anyhow::Result<Self> {
+        match s {
+            "pr" => Ok(Tier::Pr),
+            "release" => Ok(Tier::Release),
+            other => anyhow::bail!("unknown tier {other:?} (expected pr or release)"),
+        }
+    }
+}
+
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Report {
     pub verdict: Verdict,

@@ -8,6 +8,8 @@ use std::str::FromStr;
 use anyhow::Context;
 use sqlx::{Row, SqlitePool};
 
+use crate::report::Tier;
+
 /// Where a run is in its life: `queued` when opened, `running` while evaluated, then
 /// `done` (the forge has its answer), `cancelled` (superseded or `/promptgate cancel`)
 /// or `error` (the answer could not be published).
@@ -81,7 +83,7 @@ pub struct RunState {
     pub id: i64,
     pub status: RunStatus,
     pub verdict: Option<String>,
-    pub tier: Option<String>,
+    pub tier: Option<Tier>,
     pub report_json: Option<String>,
     /// (login, numeric id) of who approved this commit.
     pub approved_by: Option<(String, i64)>,
@@ -215,17 +217,20 @@ impl Runs {
             id: row.try_get("id")?,
             status: status_of(&row)?,
             verdict: row.try_get("verdict")?,
-            tier: row.try_get("tier")?,
+            tier: row
+                .try_get::<Option<String>, _>("tier")?
+                .map(|t| t.parse())
+                .transpose()?,
             report_json: row.try_get("report_json")?,
             approved_by: approved_by.zip(approved_by_id),
         }))
     }
 
     /// Records the tier the run evaluates at.
-    pub async fn set_tier(&self, id: i64, tier: &str) -> anyhow::Result<()> {
+    pub async fn set_tier(&self, id: i64, tier: Tier) -> anyhow::Result<()> {
         sqlx::query("UPDATE runs SET tier = ?2 WHERE id = ?1")
             .bind(id)
-            .bind(tier)
+            .bind(tier.as_str())
             .execute(&self.pool)
             .await
             .context("updating the run's tier")?;
