@@ -235,7 +235,12 @@ impl Metrics {
             "# HELP promptgate_runs_in_flight Evaluations running in this process.\n# TYPE promptgate_runs_in_flight gauge\npromptgate_runs_in_flight {}",
             self.runs_in_flight.load(Ordering::Relaxed)
         );
-        let counters: [(&str, &str, &AtomicU64); 5] = [
+        let counters: [(&str, &str, &AtomicU64); 6] = [
+            (
+                "promptgate_model_calls_total",
+                "Model calls made by runs (cache hits excluded).",
+                &self.model_calls,
+            ),
             (
                 "promptgate_embedding_calls_total",
                 "Embedding calls made by runs (cache hits excluded).",
@@ -282,16 +287,6 @@ impl Metrics {
                 self.runs[verdict_index(v)].load(Ordering::Relaxed)
             );
         }
-        let _ = writeln!(
-            out,
-            "# HELP promptgate_model_calls_total Model calls made by runs (cache hits excluded)."
-        );
-        let _ = writeln!(out, "# TYPE promptgate_model_calls_total counter");
-        let _ = writeln!(
-            out,
-            "promptgate_model_calls_total {}",
-            self.model_calls.load(Ordering::Relaxed)
-        );
         let name = "promptgate_run_duration_seconds";
         let _ = writeln!(out, "# HELP {name} Wall time of a run.");
         let _ = writeln!(out, "# TYPE {name} histogram");

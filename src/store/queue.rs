@@ -101,16 +101,13 @@ pub enum Lane {
 }
 
 impl Lane {
-    /// Event names of the comment deliveries (GitHub, GitLab): the commands lane.
-    const COMMENT_EVENTS: [&'static str; 2] = ["issue_comment", "Note Hook"];
-
     /// The SQL condition on `event` for this lane (constants only, no input).
     fn condition(self) -> String {
         match self {
             Lane::Any => "1 = 1".to_string(),
             Lane::Commands => format!(
                 "event IN ({})",
-                Self::COMMENT_EVENTS
+                crate::webhook::COMMENT_EVENTS
                     .iter()
                     .map(|e| format!("'{e}'"))
                     .collect::<Vec<_>>()

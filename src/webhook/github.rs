@@ -12,6 +12,9 @@ use crate::event::{
     UserRef,
 };
 
+/// The comment event (`parse` spells its arms out, which tests/deploy.rs reads).
+pub const ISSUE_COMMENT: &str = "issue_comment";
+
 /// Parses one GitHub delivery. `event` is the `X-GitHub-Event` header.
 pub fn parse(event: &str, body: &[u8]) -> anyhow::Result<Event> {
     match event {

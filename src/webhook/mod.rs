@@ -11,6 +11,9 @@ pub mod verify;
 
 use crate::event::{Event, ForgeKind};
 
+/// The event names of comment deliveries (GitHub, GitLab): what may hold commands.
+pub const COMMENT_EVENTS: [&str; 2] = [github::ISSUE_COMMENT, gitlab::NOTE_HOOK];
+
 /// Parses a verified delivery body of `forge` with the event header `event`.
 /// A body that does not parse is an error (the delivery is marked failed with it).
 pub fn parse(forge: ForgeKind, event: &str, body: &[u8]) -> anyhow::Result<Event> {
