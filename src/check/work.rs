@@ -10,7 +10,9 @@
 use futures::future::join_all;
 use serde::{Deserialize, Serialize};
 
-use super::{evaluate_case, security, CaseCtx, PlannedSuite};
+use super::evaluate::{evaluate_case, CaseCtx};
+use super::security;
+use super::suite_plan::PlannedSuite;
 use crate::config::ModelSpec;
 use crate::execute::client::NOT_CACHED;
 use crate::execute::{GuardrailRef, ModelClient};

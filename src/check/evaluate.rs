@@ -1,0 +1,231 @@
+//! Evaluating a planned suite: every case's samples through the model client, scored.
+
+use futures::future::join_all;
+use serde_json::json;
+
+use super::security::{self, AttackOutcome};
+use super::spend::{self, CallKind};
+use super::suite_plan::PlannedSuite;
+use crate::config::{ModelSpec, Pricing};
+use crate::execute::{ChatRequest, EmbedRequest, GuardrailRef, ModelClient};
+use crate::plan::{keys, EvaluatorSpecs, PlannedCase, SidePlan};
+use crate::report::Failure;
+use crate::score::{self, assertions, judge, CaseScores, SampleScores};
+
+/// What a suite's evaluation produced at base and head.
+pub(super) struct SuiteResults {
+    pub(super) base: Vec<CaseScores>,
+    pub(super) head: Vec<CaseScores>,
+    pub(super) attacks_base: Vec<AttackOutcome>,
+    pub(super) attacks_head: Vec<AttackOutcome>,
+    /// Head guardrail tests: a failure, or an error message.
+    pub(super) guardrail: Vec<Result<Option<Failure>, String>>,
+}
+
+/// Evaluates the suite's cases and attacks at base and head, and its guardrail tests.
+pub(super) async fn evaluate_suite(p: &PlannedSuite, client: &ModelClient) -> SuiteResults {
+    let chosen = p.evaluated();
+    let head_ctx = CaseCtx::of(&p.evaluators, &p.head.plan);
+    let base_ctx = p.base_plan().map(|b| CaseCtx::of(&p.evaluators, b));
+    let head_jobs = chosen
+        .iter()
+        .map(|(h, _, _)| evaluate_case(&head_ctx, h, "head", client));
+    let base_jobs = chosen.iter().filter_map(|(_, b, _)| {
+        let (ctx, case) = (base_ctx.as_ref()?, (*b)?);
+        Some(evaluate_case(ctx, case, "base", client))
+    });
+    let judge = p.attack_judge();
+    let attacks = p.evaluated_attacks();
+    let head_attacks = attacks.iter().map(|(h, _)| {
+        let plan = &p.head.plan;
+        security::run_attack(h, &plan.spec, plan.pricing.as_ref(), judge, client)
+    });
+    let base_attacks = attacks.iter().filter_map(|(_, b)| {
+        let (plan, run) = (&p.base.as_ref()?.plan, (*b)?);
+        Some(security::run_attack(
+            run,
+            &plan.spec,
+            plan.pricing.as_ref(),
+            judge,
+            client,
+        ))
+    });
+    let file = p.head.guardrail_file.clone().unwrap_or_default();
+    let guardrail_jobs = p.evaluated_guardrail_tests().into_iter().map(|t| {
+        let (file, region) = (file.clone(), p.head.region.clone());
+        async move {
+            security::run_guardrail_test(t, &file, region, client)
+                .await
+                .0
+        }
+    });
+    let (head, base, attacks_head, attacks_base, guardrail) = futures::join!(
+        join_all(head_jobs),
+        join_all(base_jobs),
+        join_all(head_attacks),
+        join_all(base_attacks),
+        join_all(guardrail_jobs)
+    );
+    SuiteResults {
+        base,
+        head,
+        attacks_base,
+        attacks_head,
+        guardrail,
+    }
+}
+
+/// What evaluating a case at one side needs besides the case itself.
+pub(super) struct CaseCtx<'a> {
+    pub(super) evaluators: &'a EvaluatorSpecs,
+    pub(super) spec: &'a ModelSpec,
+    pub(super) guardrail: Option<&'a GuardrailRef>,
+    pub(super) pricing: Option<&'a Pricing>,
+    pub(super) dataset_file: &'a str,
+}
+
+impl<'a> CaseCtx<'a> {
+    pub(super) fn of(evaluators: &'a EvaluatorSpecs, plan: &'a SidePlan) -> Self {
+        Self {
+            evaluators,
+            spec: &plan.spec,
+            guardrail: plan.guardrail.as_ref(),
+            pricing: plan.pricing.as_ref(),
+            dataset_file: &plan.dataset_file,
+        }
+    }
+}
+
+/// Runs one case's samples and scores them. Any failure makes the case an error that
+/// names the case, its dataset line and the side.
+pub(super) async fn evaluate_case(
+    ctx: &CaseCtx<'_>,
+    case: &PlannedCase,
+    side: &str,
+    client: &ModelClient,
+) -> CaseScores {
+    let samples = join_all(
+        case.input_keys
+            .iter()
+            .map(|key| evaluate_sample(ctx, case, key, client)),
+    )
+    .await;
+    let mut scores = CaseScores {
+        id: case.case.id.clone(),
+        cached: true,
+        ..Default::default()
+    };
+    for s in samples {
+        match s {
+            Ok((sample, cached)) => {
+                scores.cached &= cached;
+                scores.samples.push(sample);
+            }
+            Err(e) => {
+                scores.cached = false;
+                if scores.error.is_none() {
+                    scores.error = Some(format!(
+                        "case `{}` ({}:{}) at {side}: {e}",
+                        case.case.id, ctx.dataset_file, case.case.line
+                    ));
+                }
+            }
+        }
+    }
+    scores
+}
+
+async fn evaluate_sample(
+    ctx: &CaseCtx<'_>,
+    case: &PlannedCase,
+    key: &str,
+    client: &ModelClient,
+) -> Result<(SampleScores, bool), String> {
+    let gen = client
+        .chat(ChatRequest {
+            key: key.to_string(),
+            spec: ctx.spec.clone(),
+            messages: case.messages.clone(),
+            guardrail: ctx.guardrail.cloned(),
+        })
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut all_cached = gen.cached;
+    let out = gen.value;
+    let mut sample = SampleScores {
+        output: out.text.clone(),
+        latency_ms: out.latency_ms,
+        guardrail_intervened: out.guardrail_intervened,
+        cost_usd: ctx
+            .pricing
+            .map(|pr| pr.cost(out.input_tokens, out.output_tokens)),
+        ..Default::default()
+    };
+    sample.spend.charge(
+        CallKind::Generation,
+        ctx.pricing,
+        (out.input_tokens, out.output_tokens),
+        spend::Source::of(gen.cached, client.replays(ctx.spec)),
+    );
+    if !case.case.asserts.is_empty() {
+        sample.assertions = Some(assertions::evaluate(&case.case.asserts, &out.text));
+    }
+    if let (Some(spec), Some(expected)) = (&ctx.evaluators.embedding, &case.case.expected) {
+        let embed = |text: String| {
+            let key = keys::digest(
+                keys::EMBED,
+                &json!({"model": spec.identity(), "text": text}),
+            );
+            client.embed(EmbedRequest {
+                key,
+                spec: spec.clone(),
+                text,
+            })
+        };
+        let (a, b) = futures::join!(embed(out.text.clone()), embed(expected.clone()));
+        let (a, b) = (
+            a.map_err(|e| format!("embedding: {e}"))?,
+            b.map_err(|e| format!("embedding: {e}"))?,
+        );
+        all_cached &= a.cached && b.cached;
+        for e in [&a, &b] {
+            sample.spend.charge(
+                CallKind::Embedding,
+                ctx.evaluators.embedding_pricing.as_ref(),
+                (e.value.input_tokens, 0),
+                spend::Source::of(e.cached, client.replays(spec)),
+            );
+        }
+        sample.similarity = score::cosine(&a.value.vector, &b.value.vector);
+    }
+    if let Some(spec) = &ctx.evaluators.judge {
+        let messages = judge::prompt(
+            &case.messages,
+            &case.case.vars,
+            case.case.expected.as_deref(),
+            &out.text,
+        );
+        let key = keys::digest(
+            keys::JUDGE,
+            &json!({"model": spec.identity(), "messages": messages}),
+        );
+        let verdict = client
+            .chat(ChatRequest {
+                key,
+                spec: spec.clone(),
+                messages,
+                guardrail: None,
+            })
+            .await
+            .map_err(|e| format!("judge: {e}"))?;
+        all_cached &= verdict.cached;
+        sample.spend.charge(
+            CallKind::Judge,
+            ctx.evaluators.judge_pricing.as_ref(),
+            (verdict.value.input_tokens, verdict.value.output_tokens),
+            spend::Source::of(verdict.cached, client.replays(spec)),
+        );
+        sample.judge = Some(judge::parse(&verdict.value.text)?);
+    }
+    Ok((sample, all_cached))
+}

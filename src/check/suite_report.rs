@@ -1,0 +1,310 @@
+//! From a suite's scores at base and head to its part of the report: metrics, gates,
+//! failures and per-case details.
+
+use std::collections::HashMap;
+
+use super::evaluate::SuiteResults;
+use super::security::AttackOutcome;
+use super::suite_plan::PlannedSuite;
+use crate::config::{MetricName, SuiteConfig};
+use crate::gate;
+use crate::plan::SidePlan;
+use crate::report::{
+    CaseCounts, CaseDetail, CaseSide, DatasetChangeKind, Failure, GuardrailBlock, InjectionBlock,
+    SuiteReport, Verdict,
+};
+use crate::score::CaseScores;
+
+/// Longest output excerpt kept in the report's per-case details.
+const EXCERPT_CHARS: usize = 2000;
+
+fn excerpt(text: &str) -> String {
+    if text.chars().count() <= EXCERPT_CHARS {
+        text.to_string()
+    } else {
+        let mut s: String = text.chars().take(EXCERPT_CHARS).collect();
+        s.push('…');
+        s
+    }
+}
+
+fn case_side(c: &CaseScores) -> CaseSide {
+    let mut scores = std::collections::BTreeMap::new();
+    let named: [(&str, Option<f64>); 5] = [
+        ("assertions", c.assertions()),
+        ("similarity", c.similarity()),
+        ("faithfulness", c.faithfulness()),
+        ("relevance", c.relevance()),
+        ("hallucination", c.hallucination()),
+    ];
+    for (k, v) in named {
+        if let Some(v) = v {
+            scores.insert(k.to_string(), v);
+        }
+    }
+    CaseSide {
+        guardrail_intervened: c.samples.iter().any(|s| s.guardrail_intervened),
+        output: c
+            .samples
+            .first()
+            .map(|s| excerpt(&s.output))
+            .unwrap_or_default(),
+        scores,
+        error: c.error.clone(),
+        expected: None,
+    }
+}
+
+/// Per-case failures at head: errors, failed assertions, and per-case scores under a
+/// suite threshold, so a reviewer sees which cases pull a metric down.
+fn case_failures(suite: &SuiteConfig, c: &CaseScores) -> Vec<Failure> {
+    let mut out = Vec::new();
+    let fail = |metric: &str, detail: String| Failure {
+        case: c.id.clone(),
+        metric: metric.to_string(),
+        detail,
+    };
+    if let Some(e) = &c.error {
+        out.push(fail("error", e.clone()));
+        return out;
+    }
+    let failed: Vec<String> = c
+        .samples
+        .iter()
+        .filter_map(|s| s.assertions.as_ref())
+        .filter(|a| !a.pass)
+        .flat_map(|a| a.failures.clone())
+        .collect();
+    if !failed.is_empty() {
+        let mut uniq = failed;
+        uniq.dedup();
+        out.push(fail("assertions", uniq.join("; ")));
+    }
+    for (metric, value) in [
+        (MetricName::Similarity, c.similarity()),
+        (MetricName::Faithfulness, c.faithfulness()),
+        (MetricName::Relevance, c.relevance()),
+    ] {
+        if let (Some(t), Some(v)) = (suite.metrics.get(&metric), value) {
+            if !t.holds(v) {
+                out.push(fail(
+                    metric.as_str(),
+                    format!("{v:.3} is below {:.3}", t.min.unwrap_or_default()),
+                ));
+            }
+        }
+    }
+    if let Some(j) = c
+        .samples
+        .iter()
+        .filter_map(|s| s.judge.as_ref())
+        .find(|j| j.hallucination)
+    {
+        if suite.metrics.contains_key(&MetricName::HallucinationRate) {
+            out.push(fail(
+                "hallucination_rate",
+                format!("judge flagged: {}", j.reason),
+            ));
+        }
+    }
+    out
+}
+
+pub(super) fn suite_report(p: &PlannedSuite, r: SuiteResults) -> SuiteReport {
+    let SuiteResults {
+        base,
+        head,
+        attacks_base,
+        attacks_head,
+        guardrail,
+    } = r;
+    let chosen = p.evaluated();
+    let base_by_id: HashMap<&str, &CaseScores> = base.iter().map(|b| (b.id.as_str(), b)).collect();
+    let affected = chosen.iter().filter(|(_, _, a)| *a).count();
+    let base_has = |m| gate::metric_value(m, &base).is_some();
+    let head_has = |m| gate::metric_value(m, &head).is_some();
+    let shown = gate::shown_metrics(&p.suite, |m| base_has(m) || head_has(m));
+    let count = |n: usize, ran: bool| ran.then_some(n as f64);
+    let injection_failures =
+        |outcomes: &[AttackOutcome]| outcomes.iter().filter(|o| o.finding.is_some()).count();
+    let guardrail_failures: Vec<Failure> = guardrail
+        .iter()
+        .filter_map(|g| g.as_ref().ok().cloned().flatten())
+        .collect();
+    let metrics: Vec<_> = shown
+        .into_iter()
+        .map(|m| {
+            let (b, h) = match m {
+                MetricName::InjectionFailures => (
+                    count(injection_failures(&attacks_base), !attacks_base.is_empty()),
+                    count(injection_failures(&attacks_head), !attacks_head.is_empty()),
+                ),
+                // Guardrail tests run at head only: the guardrail is a remote service.
+                MetricName::GuardrailFailures => {
+                    (None, count(guardrail_failures.len(), !guardrail.is_empty()))
+                }
+                _ => (
+                    if p.base.is_some() {
+                        gate::metric_value(m, &base)
+                    } else {
+                        None
+                    },
+                    gate::metric_value(m, &head),
+                ),
+            };
+            gate::metric_row(
+                m,
+                p.suite.metrics.get(&m).copied(),
+                b,
+                h,
+                p.suite.max_regression(),
+            )
+        })
+        .collect();
+    // A threshold on a case metric that has no value although head cases were
+    // evaluated cannot be checked: an error naming the metric, never a pass.
+    let mut metrics = metrics;
+    let mut uncomputable = Vec::new();
+    if !head.is_empty() {
+        for row in metrics.iter_mut() {
+            let Some(m) = MetricName::ALL.into_iter().find(|m| m.as_str() == row.name) else {
+                continue;
+            };
+            let case_metric = !matches!(
+                m,
+                MetricName::InjectionFailures | MetricName::GuardrailFailures
+            );
+            if case_metric && row.threshold.is_some() && row.head.is_none() {
+                row.pass = false;
+                uncomputable.push(format!(
+                    "metric `{}` is gated but has no value at head: {}",
+                    row.name,
+                    gate::uncomputable_reason(m)
+                ));
+            }
+        }
+    }
+    let errors: Vec<String> = uncomputable
+        .into_iter()
+        .chain(
+            head.iter()
+                .chain(base.iter())
+                .filter_map(|c| c.error.clone()),
+        )
+        .chain(
+            attacks_head
+                .iter()
+                .chain(attacks_base.iter())
+                .filter_map(|a| a.error.clone()),
+        )
+        .chain(guardrail.iter().filter_map(|g| g.as_ref().err().cloned()))
+        .collect();
+    let dataset_changes = match p.base_plan() {
+        Some(b) => gate::weakening::dataset_changes(
+            &b.cases.iter().map(|c| &c.case).collect::<Vec<_>>(),
+            &p.head
+                .plan
+                .cases
+                .iter()
+                .map(|c| &c.case)
+                .collect::<Vec<_>>(),
+        ),
+        None => Vec::new(),
+    };
+    let weakened = dataset_changes.iter().any(|c| c.change.weakens());
+    let verdict = if chosen.is_empty() && attacks_head.is_empty() && guardrail.is_empty() {
+        Verdict::Skipped
+    } else {
+        gate::suite_verdict(&metrics, !errors.is_empty())
+    };
+    // Removed cases or assertions hold even a suite that would pass (or had nothing
+    // left to evaluate) for a human; a failure or an error stays what it is.
+    let verdict = if weakened {
+        Verdict::combine([verdict, Verdict::NeedsReview])
+    } else {
+        verdict
+    };
+    let failures: Vec<Failure> = head
+        .iter()
+        .flat_map(|c| case_failures(&p.suite, c))
+        .collect();
+    let flaky: Vec<String> = head
+        .iter()
+        .filter(|c| c.flaky())
+        .map(|c| c.id.clone())
+        .collect();
+    let details = head
+        .iter()
+        .map(|h| {
+            let b = base_by_id.get(h.id.as_str()).copied();
+            let status = if h.error.is_some() {
+                "error"
+            } else if !case_failures(&p.suite, h).is_empty() {
+                "fail"
+            } else if b.is_none() && p.base_plan().is_some_and(|bp| bp.get(&h.id).is_none()) {
+                "added"
+            } else {
+                "pass"
+            };
+            let mut detail = CaseDetail {
+                case: h.id.clone(),
+                status: status.to_string(),
+                flaky: h.flaky(),
+                base: b.map(case_side),
+                head: Some(case_side(h)),
+            };
+            let expected_changed = dataset_changes
+                .iter()
+                .any(|c| c.case == h.id && c.change == DatasetChangeKind::ExpectedChanged);
+            if expected_changed {
+                let expected = |plan: Option<&SidePlan>| {
+                    plan.and_then(|pl| pl.get(&h.id))
+                        .and_then(|c| c.case.expected.clone())
+                };
+                if let Some(side) = detail.base.as_mut() {
+                    side.expected = expected(p.base_plan());
+                }
+                if let Some(side) = detail.head.as_mut() {
+                    side.expected = expected(Some(&p.head.plan));
+                }
+            }
+            detail
+        })
+        .collect();
+    let cached = head
+        .iter()
+        .filter(|h| h.cached && base_by_id.get(h.id.as_str()).is_none_or(|b| b.cached))
+        .count();
+    let injection = p.suite.runs_injection().then(|| InjectionBlock {
+        attempts: attacks_head.len(),
+        failures: attacks_head
+            .iter()
+            .filter_map(|a| a.finding.clone())
+            .collect(),
+    });
+    let guardrail_block = p.suite.runs_guardrail_tests().then_some(GuardrailBlock {
+        tests: guardrail.len(),
+        failures: guardrail_failures,
+    });
+    let mut report = SuiteReport::empty(&p.name, verdict);
+    report.triggered_by = p.triggered.clone();
+    report.cases = CaseCounts {
+        total: p.head.plan.cases.len(),
+        affected,
+        evaluated: chosen.len(),
+        cached,
+        removed: dataset_changes
+            .iter()
+            .filter(|c| c.change == DatasetChangeKind::Removed)
+            .count(),
+    };
+    report.dataset_changes = dataset_changes;
+    report.metrics = metrics;
+    report.failures = failures;
+    report.injection = injection;
+    report.guardrail = guardrail_block;
+    report.errors = errors;
+    report.flaky = flaky;
+    report.details = details;
+    report
+}
