@@ -44,6 +44,9 @@ enum TierArg {
 enum Command {
     /// Evaluate the change from --base to --head and print the PR comment or the report.
     Check(Box<CheckArgs>),
+    /// Evaluate every suite at a revision (default: the default branch) into the result
+    /// cache, so a later `check` only evaluates what its change affects.
+    Baseline(Box<BaselineArgs>),
     /// Check the config, datasets, manifests and templates; report every problem.
     Validate {
         #[arg(long, default_value = ".")]
@@ -113,6 +116,19 @@ struct CheckArgs {
     /// Write the output here instead of stdout.
     #[arg(long)]
     out: Option<PathBuf>,
+    /// `release` runs every case with the release judge and samples.
+    #[arg(long, value_enum, default_value = "pr")]
+    tier: TierArg,
+    #[command(flatten)]
+    run: RunArgs,
+    /// Folder of comment templates that override the built-in ones.
+    #[arg(long, env = "PROMPTGATE_TEMPLATES")]
+    templates: Option<PathBuf>,
+}
+
+/// How the CLI reaches models and the result cache (`check` and `baseline`).
+#[derive(clap::Args)]
+struct RunArgs {
     /// Store every model response fetched under the recordings folder.
     #[arg(long, conflicts_with = "replay")]
     record: bool,
@@ -129,9 +145,6 @@ struct CheckArgs {
     /// Also allow sending the key in ENV to endpoints matching GLOB (repeatable).
     #[arg(long = "allow-key", value_name = "ENV=GLOB")]
     allow_keys: Vec<String>,
-    /// `release` runs every case with the release judge and samples.
-    #[arg(long, value_enum, default_value = "pr")]
-    tier: TierArg,
     /// Result cache (default: promptgate/cache.db inside the repository's .git folder).
     #[arg(long, env = "PROMPTGATE_CACHE")]
     cache: Option<PathBuf>,
@@ -141,9 +154,23 @@ struct CheckArgs {
     /// Per-call timeout in seconds.
     #[arg(long, default_value_t = 60)]
     timeout: u64,
-    /// Folder of comment templates that override the built-in ones.
-    #[arg(long, env = "PROMPTGATE_TEMPLATES")]
-    templates: Option<PathBuf>,
+}
+
+#[derive(clap::Args)]
+struct BaselineArgs {
+    #[arg(long, default_value = ".")]
+    repo: PathBuf,
+    /// The revision to cache (default: the tip of the default branch).
+    #[arg(long)]
+    rev: Option<String>,
+    /// Only this suite (repeatable).
+    #[arg(long = "suite", value_name = "NAME")]
+    suites: Vec<String>,
+    /// `json` prints the report of the baseline run.
+    #[arg(long, value_enum, default_value = "markdown")]
+    format: Format,
+    #[command(flatten)]
+    run: RunArgs,
 }
 
 fn main() -> ExitCode {
@@ -168,6 +195,7 @@ fn main() -> ExitCode {
     let code = runtime.block_on(async {
         match cli.command {
             Command::Check(args) => run_check(*args).await,
+            Command::Baseline(args) => run_baseline(*args).await,
             Command::Validate { repo, rev } => run_validate(repo, rev).await,
             Command::Serve { config } => run_serve(config).await,
             Command::Audit { command } => match command {
@@ -379,32 +407,7 @@ async fn run_check(args: CheckArgs) -> anyhow::Result<u8> {
         base_label: base_sha,
         head_label,
     };
-    let cache_path = match args.cache {
-        Some(p) => p,
-        None => source.git_dir().await?.join("promptgate").join("cache.db"),
-    };
-    let store = Store::open_sqlite(&cache_path).await?;
-    let recordings = args
-        .recordings
-        .clone()
-        .unwrap_or_else(|| source.root().join(".promptgate").join("recordings"));
-    let mode = if args.replay {
-        Mode::Replay(recordings.clone())
-    } else if args.record {
-        Mode::Record(recordings.clone())
-    } else {
-        Mode::Live
-    };
-    let client = Arc::new(ModelClient::new(
-        store,
-        ClientOptions {
-            max_in_flight: args.max_concurrency.max(1),
-            timeout: Duration::from_secs(args.timeout.max(1)),
-            mode,
-            recordings_dir: Some(recordings.clone()),
-            ..ClientOptions::default()
-        },
-    ));
+    let (client, recordings) = cli_client(&source, &args.run).await?;
     let opts = CheckOptions {
         suites: args.suites,
         full: args.full,
@@ -412,11 +415,7 @@ async fn run_check(args: CheckArgs) -> anyhow::Result<u8> {
             TierArg::Pr => Tier::Pr,
             TierArg::Release => Tier::Release,
         },
-        endpoints: promptgate::plan::endpoints::EndpointRules {
-            extra_endpoints: args.allow_endpoints,
-            extra_keys: args.allow_keys,
-            ..promptgate::plan::endpoints::EndpointRules::from_env()
-        },
+        endpoints: args.run.endpoint_rules(),
         // The CLI's cache lives in the repository's own .git folder.
         namespace: None,
     };
@@ -437,7 +436,7 @@ async fn run_check(args: CheckArgs) -> anyhow::Result<u8> {
         })
     });
     let mut report = check::run(&source, &revs, &opts, &client).await;
-    if args.replay {
+    if args.run.replay {
         if let Some(note) = replayed_recordings_changed(&source, &revs, &recordings).await? {
             report.notes.push(note);
         }
@@ -478,4 +477,90 @@ async fn run_check(args: CheckArgs) -> anyhow::Result<u8> {
         eprintln!("promptgate: error: {e}");
     }
     Ok(report.verdict.exit_code() as u8)
+}
+
+/// The model client of a CLI run: the result cache (in the repository's .git folder by
+/// default), live, recording or replaying, and its limits. Also the recordings folder.
+async fn cli_client(
+    source: &GitSource,
+    args: &RunArgs,
+) -> anyhow::Result<(Arc<ModelClient>, PathBuf)> {
+    let cache_path = match args.cache.clone() {
+        Some(p) => p,
+        None => source.git_dir().await?.join("promptgate").join("cache.db"),
+    };
+    let store = Store::open_sqlite(&cache_path).await?;
+    let recordings = args
+        .recordings
+        .clone()
+        .unwrap_or_else(|| source.root().join(".promptgate").join("recordings"));
+    let mode = if args.replay {
+        Mode::Replay(recordings.clone())
+    } else if args.record {
+        Mode::Record(recordings.clone())
+    } else {
+        Mode::Live
+    };
+    let client = Arc::new(ModelClient::new(
+        store,
+        ClientOptions {
+            max_in_flight: args.max_concurrency.max(1),
+            timeout: Duration::from_secs(args.timeout.max(1)),
+            mode,
+            recordings_dir: Some(recordings.clone()),
+            ..ClientOptions::default()
+        },
+    ));
+    Ok((client, recordings))
+}
+
+impl RunArgs {
+    fn endpoint_rules(&self) -> promptgate::plan::endpoints::EndpointRules {
+        promptgate::plan::endpoints::EndpointRules {
+            extra_endpoints: self.allow_endpoints.clone(),
+            extra_keys: self.allow_keys.clone(),
+            ..promptgate::plan::endpoints::EndpointRules::from_env()
+        }
+    }
+}
+
+/// `promptgate baseline`: what the bot does on a push to the default branch, for CI
+/// systems without the bot. Exit 0 once every result is cached (whatever the gates say
+/// about the default branch: that is for PRs to compare against), 2 on an error.
+async fn run_baseline(args: BaselineArgs) -> anyhow::Result<u8> {
+    let source = GitSource::open(&args.repo).await?;
+    let sha = match &args.rev {
+        Some(r) => source.resolve(r).await?,
+        None => source.default_tip().await?,
+    };
+    let (client, _) = cli_client(&source, &args.run).await?;
+    let opts = CheckOptions {
+        suites: args.suites,
+        full: true,
+        tier: Tier::Pr,
+        endpoints: args.run.endpoint_rules(),
+        namespace: None,
+    };
+    let report = check::baseline(&source, Rev::Commit(sha.clone()), &sha, &opts, &client).await;
+    let text = match args.format {
+        Format::Json => serde_json::to_string_pretty(&report).context("encoding the report")?,
+        Format::Markdown => check::baseline_summary(&report),
+    };
+    let mut out = std::io::stdout().lock();
+    out.write_all(text.as_bytes())?;
+    if !text.ends_with('\n') {
+        out.write_all(b"\n")?;
+    }
+    for e in report
+        .errors
+        .iter()
+        .chain(report.suites.iter().flat_map(|s| &s.errors))
+    {
+        eprintln!("promptgate: error: {e}");
+    }
+    Ok(if report.verdict == Verdict::Error {
+        2
+    } else {
+        0
+    })
 }

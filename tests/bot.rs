@@ -637,7 +637,8 @@ async fn a_retargeted_pr_is_re_evaluated_against_its_new_base() {
     );
 
     // Retargeted onto a branch that already has the head's prompt: against it, no case
-    // is affected, so the same head goes from failure to success.
+    // is affected, so the same head goes from failure (worse than base) to
+    // needs_review (the whole suite fails its gate, but base fails it as well).
     const NEW_BASE: &str = "4444444444444444444444444444444444444444";
     for path in [
         ".promptgate.yml",
@@ -662,7 +663,12 @@ async fn a_retargeted_pr_is_re_evaluated_against_its_new_base() {
     let last = ours(&h).into_iter().last().unwrap();
     assert_eq!(
         (last.sha.as_str(), last.state.as_str()),
-        (HEAD, "success"),
+        (HEAD, "failure"),
+        "{last:?}"
+    );
+    assert!(
+        last.description
+            .starts_with("needs_review — billing: assertions fails on base too"),
         "{last:?}"
     );
     assert_eq!(

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use promptgate::config::Threshold;
+use promptgate::config::{MetricName, Threshold};
 use promptgate::report::markdown::*;
 use promptgate::report::{
     CaseCounts, CaseDetail, CaseSide, ConfigChange, Failure, GuardrailBlock, InjectionBlock,
@@ -31,18 +31,15 @@ fn row(
     pass: bool,
     regression: bool,
 ) -> MetricRow {
-    MetricRow {
-        name: name.to_string(),
-        base,
-        head,
-        delta: match (base, head) {
-            (Some(b), Some(h)) => Some(h - b),
-            _ => None,
-        },
-        threshold,
-        pass,
-        regression,
-    }
+    let name = MetricName::ALL
+        .into_iter()
+        .find(|m| m.as_str() == name)
+        .expect("a metric name");
+    let mut row = MetricRow::new(name, base, head);
+    row.threshold = threshold;
+    row.pass = pass;
+    row.regression = regression;
+    row
 }
 
 fn scores(pairs: &[(&str, f64)]) -> BTreeMap<String, f64> {
@@ -74,6 +71,7 @@ fn empty_suite(name: &str, verdict: Verdict) -> SuiteReport {
         triggered_by: Vec::new(),
         cases: CaseCounts::default(),
         dataset_changes: Vec::new(),
+        flips: Default::default(),
         metrics: Vec::new(),
         failures: Vec::new(),
         injection: None,

@@ -1245,7 +1245,7 @@ async fn healthz_and_metrics() {
 
 #[tokio::test]
 async fn the_run_page() {
-    use promptgate::config::Threshold;
+    use promptgate::config::{MetricName, Threshold};
     use promptgate::report::{Failure, MetricRow, Report, SuiteReport, Tier, Verdict};
 
     let dir = tempfile::tempdir().unwrap();
@@ -1261,18 +1261,13 @@ async fn the_run_page() {
     let mut report = Report::new("cf4f801".into(), "eeb67d6".into(), Tier::Pr);
     report.verdict = Verdict::Fail;
     let mut suite = SuiteReport::empty("support-answers", Verdict::Fail);
-    suite.metrics.push(MetricRow {
-        name: "correctness".into(),
-        base: Some(0.9),
-        head: Some(0.85),
-        delta: Some(-0.05),
-        threshold: Some(Threshold {
-            min: Some(0.88),
-            max: None,
-        }),
-        pass: false,
-        regression: false,
+    let mut row = MetricRow::new(MetricName::Faithfulness, Some(0.9), Some(0.85));
+    row.threshold = Some(Threshold {
+        min: Some(0.88),
+        max: None,
     });
+    row.pass = false;
+    suite.metrics.push(row);
     suite.failures.push(Failure {
         case: "refund-policy".into(),
         metric: "contains".into(),
@@ -1297,7 +1292,7 @@ async fn the_run_page() {
         "derekg1729/test-repo",
         "https://github.com/derekg1729/test-repo/pull/315",
         "support-answers",
-        "correctness",
+        "faithfulness",
         "0.900",
         "0.850",
         "-0.050",

@@ -139,7 +139,12 @@ async fn one_dataset_line_runs_one_case() {
     let support = suite(&report, "support");
     assert_eq!(support["cases"]["total"], SUPPORT_CASES);
     assert_eq!(support["cases"]["affected"], 1, "{support}");
-    assert_eq!(generation_calls(&server).await, 2);
+    // Cold cache: every base case (the whole-suite gates) and the affected head case.
+    assert_eq!(generation_calls(&server).await, SUPPORT_CASES + 1);
+    assert_eq!(
+        report["usage"]["baseline_calls"].as_u64(),
+        Some(SUPPORT_CASES as u64)
+    );
     assert_eq!(suite(&report, "billing")["verdict"], "skipped");
 }
 
@@ -154,9 +159,10 @@ async fn expected_only_change_reuses_the_generation() {
     repo.write("evals/support.jsonl", &text);
     let head = repo.commit("expected changed");
     let (_, report) = check(&repo, &base, &head, &[]);
-    // The score key changed, the input key did not: one generation serves both sides.
+    // The score key changed, the input key did not: one generation serves both sides,
+    // and the other base cases are generated once for the whole-suite gates.
     assert_eq!(suite(&report, "support")["cases"]["affected"], 1);
-    assert_eq!(generation_calls(&server).await, 1);
+    assert_eq!(generation_calls(&server).await, SUPPORT_CASES);
 }
 
 #[tokio::test]
@@ -492,5 +498,149 @@ async fn answers_cached_from_another_endpoint_are_not_served() {
     assert!(
         generation_calls(&real).await > before,
         "the real model was asked"
+    );
+}
+
+/// `promptgate baseline` in the repository, as a CI job on the default branch runs it.
+fn baseline(repo: &TestRepo, rev: &str) -> (i32, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_promptgate"))
+        .args(["baseline", "--repo"])
+        .arg(repo.path())
+        .args(["--rev", rev])
+        .output()
+        .expect("run promptgate");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code().unwrap_or(-1), text)
+}
+
+/// SPEC §3's call counts: with the default branch's results cached by `baseline`, a PR
+/// pays for its affected head cases only, and its gates are over the whole suite.
+#[tokio::test]
+async fn a_warm_baseline_makes_a_pr_pay_for_its_affected_cases_only() {
+    let server = fake_openai().await;
+    let (repo, base) = setup(&format!("{}/v1", server.uri()));
+    let (code, out) = baseline(&repo, &base);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("suite `support`") && out.contains("suite `billing`"),
+        "{out}"
+    );
+    // Base and head are the same revision: every case once.
+    assert_eq!(
+        generation_calls(&server).await,
+        SUPPORT_CASES + BILLING_CASES
+    );
+    // A second baseline of the same revision is free.
+    let (code, _) = baseline(&repo, &base);
+    assert_eq!(code, 0);
+    assert_eq!(
+        generation_calls(&server).await,
+        SUPPORT_CASES + BILLING_CASES
+    );
+
+    // One dataset line edited: one head case evaluated, nothing else.
+    let text = repo
+        .read("evals/support.jsonl")
+        .replace("refund question 3\"}", "refund question 3, in euros\"}");
+    repo.write("evals/support.jsonl", &text);
+    let head = repo.commit("one case");
+    let (code, report) = check(&repo, &base, &head, &[]);
+    assert_eq!(code, 0, "{report}");
+    assert_eq!(
+        generation_calls(&server).await,
+        SUPPORT_CASES + BILLING_CASES + 1
+    );
+    assert_eq!(report["usage"]["model_calls"], 1, "{report}");
+    assert_eq!(report["usage"]["baseline_calls"], 0, "{report}");
+    let support = suite(&report, "support");
+    assert_eq!(support["cases"]["affected"], 1);
+    assert_eq!(support["cases"]["evaluated"], 1);
+    // Whole-suite values: the edited case still passes `contains "question 3"`, so all
+    // six cases pass at both sides, and the interval of a zero change is a point.
+    let assertions = support["metrics"]
+        .as_array()
+        .and_then(|m| m.iter().find(|r| r["name"] == "assertions"))
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(
+        (assertions["base"].as_f64(), assertions["head"].as_f64()),
+        (Some(1.0), Some(1.0))
+    );
+    assert_eq!(
+        assertions["delta_ci"],
+        serde_json::json!([0.0, 0.0]),
+        "{assertions}"
+    );
+    assert_eq!(support["flips"]["unchanged"], SUPPORT_CASES, "{support}");
+
+    // A re-run: nothing.
+    let (_, again) = check(&repo, &base, &head, &[]);
+    assert_eq!(again["usage"]["model_calls"], 0);
+    assert_eq!(
+        generation_calls(&server).await,
+        SUPPORT_CASES + BILLING_CASES + 1
+    );
+}
+
+/// One case's assertion broken at head: the whole suite's value falls by 1/N, the
+/// interval holds the delta, and exactly that case is listed as regressed.
+#[tokio::test]
+async fn a_broken_case_is_a_flip_and_the_delta_is_over_the_whole_suite() {
+    let server = fake_openai().await;
+    let (repo, base) = setup(&format!("{}/v1", server.uri()));
+    // The fake echoes the question: `contains "question 2"` no longer holds.
+    let text = repo.read("evals/support.jsonl").replace(
+        "\"question\": \"refund question 2\"",
+        "\"question\": \"refund q2\"",
+    );
+    repo.write("evals/support.jsonl", &text);
+    let head = repo.commit("break s2");
+    let (code, report) = check(&repo, &base, &head, &["--suite", "support"]);
+    let support = suite(&report, "support");
+    assert_eq!(support["cases"]["affected"], 1, "{support}");
+    assert_eq!(
+        support["flips"]["regressed"],
+        serde_json::json!(["s2"]),
+        "{support}"
+    );
+    assert_eq!(support["flips"]["fixed"], serde_json::json!([]));
+    let row = support["metrics"]
+        .as_array()
+        .and_then(|m| m.iter().find(|r| r["name"] == "assertions"))
+        .cloned()
+        .unwrap_or_default();
+    let n = SUPPORT_CASES as f64;
+    assert!(
+        (row["head"].as_f64().unwrap() - (n - 1.0) / n).abs() < 1e-9,
+        "{row}"
+    );
+    let delta = row["delta"].as_f64().unwrap();
+    assert!((delta + 1.0 / n).abs() < 1e-9, "{row}");
+    let ci = row["delta_ci"].as_array().cloned().unwrap_or_default();
+    let (low, high) = (ci[0].as_f64().unwrap(), ci[1].as_f64().unwrap());
+    assert!(low < delta && delta < high, "{row}");
+    // The head fails `assertions ≥ 1.0` and base passed it: a failure.
+    assert_eq!(support["verdict"], "fail", "{support}");
+    assert_eq!(code, 1);
+    // The regressed case leads the details, with both outputs.
+    assert_eq!(support["details"][0]["case"], "s2", "{support}");
+    assert!(support["details"][0]["base"]["output"].is_string());
+
+    // The markdown comment says the same.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_promptgate"))
+        .args(["check", "--repo"])
+        .arg(repo.path())
+        .args(["--base", &base, "--head", &head, "--suite", "support"])
+        .output()
+        .unwrap();
+    let md = String::from_utf8_lossy(&out.stdout);
+    assert!(md.contains("**1 regressed** (`s2`)"), "{md}");
+    assert!(
+        md.contains(&format!("{:.3} [", -1.0 / n).replace('-', "−")),
+        "{md}"
     );
 }

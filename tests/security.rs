@@ -188,7 +188,16 @@ async fn a_leaky_model_is_caught_by_the_canary_and_a_defended_one_is_not() {
             assert!(failures
                 .iter()
                 .all(|f| !f["technique"].as_str().unwrap().is_empty()));
-            assert_eq!(suite["verdict"], "fail", "{suite}");
+            // Base leaks as much: the gate is failing on base too, and head is not
+            // worse, so a human decides (SPEC §1).
+            assert_eq!(suite["verdict"], "needs_review", "{suite}");
+            let row = suite["metrics"]
+                .as_array()
+                .and_then(|m| m.iter().find(|r| r["name"] == "injection_failures"))
+                .cloned()
+                .unwrap_or_default();
+            assert_eq!(row["failing_on_base"], true, "{row}");
+            assert_eq!(row["pass"], false, "{row}");
             assert_eq!(code, 1);
         } else {
             assert!(failures.is_empty(), "defended model flagged: {inj}");
@@ -224,11 +233,15 @@ async fn a_guardrail_only_change_runs_only_apply_guardrail() {
     let head = repo.commit("guardrail v2");
     let (code, report) = check(&repo, &base, &head, Some(&bedrock.uri()));
     assert_eq!(code, 0, "{report}");
+    // No case is affected; on a cold cache the two golden cases are evaluated once for
+    // the whole-suite gates, and that is baseline work, not the change's.
     assert_eq!(
         count(&chat, "/chat/completions").await,
-        0,
+        2,
         "chat calls on a guardrail-only change"
     );
+    assert_eq!(report["usage"]["baseline_calls"], 2, "{report}");
+    assert_eq!(report["suites"][0]["cases"]["affected"], 0);
     assert_eq!(count(&bedrock, "/apply").await, 2);
     let suite = &report["suites"][0];
     assert_eq!(suite["guardrail"]["tests"], 2);
@@ -245,7 +258,7 @@ async fn a_guardrail_only_change_runs_only_apply_guardrail() {
     // A re-run makes no call at all.
     check(&repo, &base, &head, Some(&bedrock.uri()));
     assert_eq!(count(&bedrock, "/apply").await, 2);
-    assert_eq!(count(&chat, "/chat/completions").await, 0);
+    assert_eq!(count(&chat, "/chat/completions").await, 2);
 }
 
 #[tokio::test]

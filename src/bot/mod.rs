@@ -575,28 +575,33 @@ pub fn short_sha(sha: &str) -> String {
 /// The final commit status: `needs_review` is a failure that says so (SPEC §7).
 pub fn final_status(report: &Report) -> (StatusState, String) {
     let evaluated: usize = report.suites.iter().map(|s| s.cases.evaluated).sum();
+    // The first suite with this verdict, and the rows that gave it.
     let first_failing = |v: Verdict| {
         report
             .suites
             .iter()
             .find(|s| s.verdict == v)
             .map(|s| {
-                let metrics: Vec<&str> = s
+                let metrics: Vec<String> = s
                     .metrics
                     .iter()
-                    .filter(|m| {
-                        if v == Verdict::NeedsReview {
-                            m.regression
-                        } else {
-                            !m.pass
+                    .filter(|m| m.verdict() == v)
+                    .map(|m| match (v, m.regression, m.failing_on_base) {
+                        (Verdict::NeedsReview, true, _) => format!("{} regressed", m.name),
+                        (Verdict::NeedsReview, _, true) => {
+                            format!("{} fails on base too", m.name)
                         }
+                        _ => m.name.to_string(),
                     })
-                    .map(|m| m.name.as_str())
                     .collect();
-                if metrics.is_empty() {
-                    s.name.clone()
-                } else {
+                if !metrics.is_empty() {
                     format!("{}: {}", s.name, metrics.join(", "))
+                } else if v == Verdict::NeedsReview
+                    && s.dataset_changes.iter().any(|c| c.change.weakens())
+                {
+                    format!("{}: cases or assertions removed", s.name)
+                } else {
+                    s.name.clone()
                 }
             })
             .unwrap_or_default()
@@ -617,7 +622,7 @@ pub fn final_status(report: &Report) -> (StatusState, String) {
         Verdict::NeedsReview => (
             StatusState::Failure,
             format!(
-                "needs_review — {} regressed beyond max_regression; /promptgate approve to accept",
+                "needs_review — {}; /promptgate approve to accept",
                 first_failing(Verdict::NeedsReview)
             ),
         ),

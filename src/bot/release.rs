@@ -163,7 +163,7 @@ pub async fn release_notes(
                     .iter()
                     .map(|m| {
                         let head = m.head.map(|v| format!("{v:.4}")).unwrap_or("—".into());
-                        (m.name.clone(), head)
+                        (m.name.as_str().to_string(), head)
                     })
                     .collect()
             })

@@ -14,8 +14,12 @@ use crate::score::{self, assertions, judge, CaseScores, SampleScores};
 
 /// What a suite's evaluation produced at base and head.
 pub(super) struct SuiteResults {
+    /// Every base case (those shared with head are head's results).
     pub(super) base: Vec<CaseScores>,
+    /// Every head case, in the order of [`PlannedSuite::case_jobs`].
     pub(super) head: Vec<CaseScores>,
+    /// Chat calls made for base and for the cases the change does not affect.
+    pub(super) baseline_calls: u64,
     pub(super) attacks_base: Vec<AttackOutcome>,
     pub(super) attacks_head: Vec<AttackOutcome>,
     /// Head guardrail tests: a failure, or an error message.
@@ -23,16 +27,19 @@ pub(super) struct SuiteResults {
 }
 
 /// Evaluates the suite's cases and attacks at base and head, and its guardrail tests.
+/// Every case of both sides is scored (gates are whole-suite properties); a case the
+/// change does not affect is evaluated once and its result serves both sides.
 pub(super) async fn evaluate_suite(p: &PlannedSuite, client: &ModelClient) -> SuiteResults {
-    let chosen = p.evaluated();
+    let jobs = p.case_jobs();
+    let base_only = p.base_only_cases();
     let head_ctx = CaseCtx::of(&p.evaluators, &p.head.plan);
     let base_ctx = p.base_plan().map(|b| CaseCtx::of(&p.evaluators, b));
-    let head_jobs = chosen
+    let head_jobs = jobs
         .iter()
-        .map(|(h, _, _)| evaluate_case(&head_ctx, h, "head", client));
-    let base_jobs = chosen.iter().filter_map(|(_, b, _)| {
-        let (ctx, case) = (base_ctx.as_ref()?, (*b)?);
-        Some(evaluate_case(ctx, case, "base", client))
+        .map(|j| evaluate_case(&head_ctx, j.head, "head", client));
+    let base_jobs = base_only.iter().filter_map(|b| {
+        let ctx = base_ctx.as_ref()?;
+        Some(evaluate_case(ctx, b, "base", client))
     });
     let judge = p.attack_judge();
     let attacks = p.evaluated_attacks();
@@ -59,16 +66,26 @@ pub(super) async fn evaluate_suite(p: &PlannedSuite, client: &ModelClient) -> Su
                 .0
         }
     });
-    let (head, base, attacks_head, attacks_base, guardrail) = futures::join!(
+    let (head, mut base, attacks_head, attacks_base, guardrail) = futures::join!(
         join_all(head_jobs),
         join_all(base_jobs),
         join_all(head_attacks),
         join_all(base_attacks),
         join_all(guardrail_jobs)
     );
+    let unaffected = jobs.iter().zip(&head).filter(|(j, _)| !j.affected);
+    let baseline_calls = base.iter().map(CaseScores::calls).sum::<u64>()
+        + unaffected.map(|(_, h)| h.calls()).sum::<u64>();
+    base.extend(
+        jobs.iter()
+            .zip(&head)
+            .filter(|(j, _)| j.shared)
+            .map(|(_, h)| h.clone()),
+    );
     SuiteResults {
         base,
         head,
+        baseline_calls,
         attacks_base,
         attacks_head,
         guardrail,
@@ -161,11 +178,13 @@ async fn evaluate_sample(
             .map(|pr| pr.cost(out.input_tokens, out.output_tokens)),
         ..Default::default()
     };
+    let source = spend::Source::of(gen.cached, client.replays(ctx.spec));
+    sample.calls += u64::from(source == spend::Source::Called);
     sample.spend.charge(
         CallKind::Generation,
         ctx.pricing,
         (out.input_tokens, out.output_tokens),
-        spend::Source::of(gen.cached, client.replays(ctx.spec)),
+        source,
     );
     if !case.case.asserts.is_empty() {
         sample.assertions = Some(assertions::evaluate(&case.case.asserts, &out.text));
@@ -219,11 +238,13 @@ async fn evaluate_sample(
             .await
             .map_err(|e| format!("judge: {e}"))?;
         all_cached &= verdict.cached;
+        let source = spend::Source::of(verdict.cached, client.replays(spec));
+        sample.calls += u64::from(source == spend::Source::Called);
         sample.spend.charge(
             CallKind::Judge,
             ctx.evaluators.judge_pricing.as_ref(),
             (verdict.value.input_tokens, verdict.value.output_tokens),
-            spend::Source::of(verdict.cached, client.replays(spec)),
+            source,
         );
         sample.judge = Some(judge::parse(&verdict.value.text)?);
     }

@@ -79,6 +79,53 @@ pub async fn run(
     execute(plan(source, revs, opts).await, client).await
 }
 
+/// Evaluates every suite at one revision into the result cache: what the bot does on a
+/// push to the default branch and `promptgate baseline` does from the CLI. Base and
+/// head are the revision, so every case is evaluated once, and only what the cache
+/// lacks (what the push changed, or everything on a cold cache) costs a call. A PR
+/// compared against that revision then pays for its affected cases only (SPEC §3).
+pub async fn baseline(
+    source: &dyn Source,
+    rev: Rev,
+    label: &str,
+    opts: &CheckOptions,
+    client: &ModelClient,
+) -> Report {
+    let revs = Revisions {
+        base: rev.clone(),
+        head: rev,
+        policy: None,
+        base_label: label.to_string(),
+        head_label: label.to_string(),
+    };
+    let opts = CheckOptions {
+        full: true,
+        ..opts.clone()
+    };
+    run(source, &revs, &opts, client).await
+}
+
+/// One line per suite of a baseline run: what is cached now, and what it cost.
+pub fn baseline_summary(report: &Report) -> String {
+    let mut out = format!(
+        "promptgate baseline at {}: {} model calls, {} cache hits\n",
+        report.head, report.usage.model_calls, report.usage.cache_hits
+    );
+    for s in &report.suites {
+        out.push_str(&format!(
+            "  suite `{}`: {} cases cached ({} were already), verdict at this revision: {}\n",
+            s.name,
+            s.cases.total,
+            s.cases.cached,
+            s.verdict.as_str()
+        ));
+    }
+    for e in &report.errors {
+        out.push_str(&format!("  error: {e}\n"));
+    }
+    out
+}
+
 /// A planned run: the suites to evaluate and the report so far (skipped and invalid
 /// suites, notes, planning errors). Split from [`execute`] so an executor can fan the
 /// model calls out (see [`CheckPlan::work`]) before the report is computed.
@@ -173,6 +220,8 @@ async fn plan_into(
         _ => (base_text.clone(), revs.base.clone()),
     };
 
+    // Policy from the head (base has no config) trusts nothing the PR wrote.
+    let policy_is_heads = tip_text.is_none();
     let (policy_text, policy_rev) = match (&tip_text, &head_text) {
         (Some(b), _) => (b.clone(), tip_rev.clone()),
         (None, Some(h)) => {
@@ -240,7 +289,14 @@ async fn plan_into(
             Err(d) => return Err(d.to_string()),
         };
 
-    let endpoints = endpoint_policy(source, revs, opts, &config, &policy_rev, &evaluators).await?;
+    let endpoints = endpoint_policy(
+        source,
+        opts,
+        &config,
+        (!policy_is_heads).then_some(&policy_rev),
+        &evaluators,
+    )
+    .await?;
 
     // Plan every suite first, then run all their calls together under one limit.
     for (name, suite) in &config.suites {
@@ -292,6 +348,7 @@ async fn plan_into(
                     head,
                     evaluators,
                     full,
+                    samples,
                 });
             }
             Err(d) => report.suites.push(errored(name, triggered, &d)),
@@ -305,14 +362,13 @@ async fn plan_into(
 /// head's (base has none), nothing of the PR's is trusted: only the operator's lists.
 async fn endpoint_policy(
     source: &dyn Source,
-    revs: &Revisions,
     opts: &CheckOptions,
     config: &RepoConfig,
-    policy_rev: &Rev,
+    trusted_rev: Option<&Rev>,
     evaluators: &EvaluatorSpecs,
 ) -> Result<EndpointPolicy, String> {
     let mut base_specs = Vec::new();
-    if policy_rev != &revs.head {
+    if let Some(policy_rev) = trusted_rev {
         for suite in config.suites.values() {
             let text = read_text(source, policy_rev, &suite.model)
                 .await
@@ -391,6 +447,7 @@ async fn evaluate_planned(planned: &[PlannedSuite], client: &ModelClient, report
         report.usage.cost_by_kind.add(&spent.paid);
         report.usage.cost_usd = report.usage.cost_by_kind.total();
         report.usage.replayed_cost_usd += spent.replayed_usd;
+        report.usage.baseline_calls += results.baseline_calls;
         report.suites.push(suite_report(p, results));
     }
     report.suites.sort_by(|a, b| a.name.cmp(&b.name));

@@ -22,6 +22,16 @@ pub(super) struct SideWork {
     pub(super) region: Option<String>,
 }
 
+/// One head case, what it is compared with, and whether the change reaches it.
+pub(super) struct CaseJob<'a> {
+    pub(super) head: &'a PlannedCase,
+    pub(super) base: Option<&'a PlannedCase>,
+    /// Its input or score key differs from base's, or it is new at head.
+    pub(super) affected: bool,
+    /// Same keys and prices at both sides: base's result is head's, evaluated once.
+    pub(super) shared: bool,
+}
+
 pub(super) struct PlannedSuite {
     pub(super) name: String,
     pub(super) suite: SuiteConfig,
@@ -31,6 +41,8 @@ pub(super) struct PlannedSuite {
     pub(super) head: SideWork,
     pub(super) evaluators: EvaluatorSpecs,
     pub(super) full: bool,
+    /// Generations per case at this tier.
+    pub(super) samples: u32,
 }
 
 impl PlannedSuite {
@@ -48,21 +60,49 @@ impl PlannedSuite {
             .map(|j| (j, self.evaluators.judge_pricing.as_ref()))
     }
 
-    /// Head cases to evaluate: those whose input or score key differs from base (or
-    /// that are new), or every case with `--full`.
-    pub(super) fn evaluated(&self) -> Vec<(&PlannedCase, Option<&PlannedCase>, bool)> {
+    /// Every head case with its base counterpart. Whole-suite metrics need them all;
+    /// only the affected ones differ between the sides (SPEC §1, §3).
+    pub(super) fn case_jobs(&self) -> Vec<CaseJob<'_>> {
+        let base = self.base_plan();
+        let same_prices = base.is_some_and(|b| b.pricing == self.head.plan.pricing);
         self.head
             .plan
             .cases
             .iter()
-            .filter_map(|h| {
-                let b = self.base_plan().and_then(|b| b.get(&h.case.id));
+            .map(|h| {
+                let b = base.and_then(|b| b.get(&h.case.id));
                 let affected = match b {
                     Some(b) => b.input_keys != h.input_keys || b.score_key != h.score_key,
                     None => true,
                 };
-                (affected || self.full).then_some((h, b, affected))
+                CaseJob {
+                    head: h,
+                    base: b,
+                    affected,
+                    shared: b.is_some() && !affected && same_prices,
+                }
             })
+            .collect()
+    }
+
+    /// Base cases evaluated on their own: the affected ones, unaffected ones whose
+    /// prices differ (no extra call: their answers are head's, from the cache), and
+    /// [`Self::removed_cases`].
+    pub(super) fn base_only_cases(&self) -> Vec<&PlannedCase> {
+        let jobs = self.case_jobs();
+        let paired = jobs.iter().filter(|j| !j.shared).filter_map(|j| j.base);
+        paired.chain(self.removed_cases()).collect()
+    }
+
+    /// Base cases missing at head: base's whole-suite value is over all of its cases.
+    pub(super) fn removed_cases(&self) -> Vec<&PlannedCase> {
+        let Some(base) = self.base_plan() else {
+            return Vec::new();
+        };
+        let head = &self.head.plan;
+        base.cases
+            .iter()
+            .filter(|c| head.get(&c.case.id).is_none())
             .collect()
     }
 
@@ -104,9 +144,11 @@ impl PlannedSuite {
     /// Every key this suite will look up, for one prefetch from the cache.
     pub(super) fn planned_keys(&self) -> Vec<String> {
         let mut keys: Vec<String> = Vec::new();
-        for (h, b, _) in self.evaluated() {
-            keys.extend(h.input_keys.iter().cloned());
-            keys.extend(b.into_iter().flat_map(|b| b.input_keys.iter().cloned()));
+        for job in self.case_jobs() {
+            keys.extend(job.head.input_keys.iter().cloned());
+        }
+        for b in self.base_only_cases() {
+            keys.extend(b.input_keys.iter().cloned());
         }
         for (h, b) in self.evaluated_attacks() {
             keys.push(h.key.clone());

@@ -1,17 +1,17 @@
 //! From a suite's scores at base and head to its part of the report: metrics, gates,
 //! failures and per-case details.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use super::evaluate::SuiteResults;
 use super::security::AttackOutcome;
-use super::suite_plan::PlannedSuite;
+use super::suite_plan::{CaseJob, PlannedSuite};
 use crate::config::{MetricName, SuiteConfig};
-use crate::gate;
+use crate::gate::{self, flips::CaseOutcome};
 use crate::plan::SidePlan;
 use crate::report::{
-    CaseCounts, CaseDetail, CaseSide, DatasetChangeKind, Failure, GuardrailBlock, InjectionBlock,
-    SuiteReport, Verdict,
+    CaseCounts, CaseDetail, CaseSide, DatasetChangeKind, Failure, Flips, GuardrailBlock,
+    Inconclusive, InjectionBlock, MetricRow, SuiteReport, Verdict,
 };
 use crate::score::CaseScores;
 
@@ -117,74 +117,40 @@ pub(super) fn suite_report(p: &PlannedSuite, r: SuiteResults) -> SuiteReport {
         attacks_base,
         attacks_head,
         guardrail,
+        ..
     } = r;
-    let chosen = p.evaluated();
+    let jobs = p.case_jobs();
     let base_by_id: HashMap<&str, &CaseScores> = base.iter().map(|b| (b.id.as_str(), b)).collect();
-    let affected = chosen.iter().filter(|(_, _, a)| *a).count();
-    let base_has = |m| gate::metric_value(m, &base).is_some();
-    let head_has = |m| gate::metric_value(m, &head).is_some();
-    let shown = gate::shown_metrics(&p.suite, |m| base_has(m) || head_has(m));
-    let count = |n: usize, ran: bool| ran.then_some(n as f64);
-    let injection_failures =
-        |outcomes: &[AttackOutcome]| outcomes.iter().filter(|o| o.finding.is_some()).count();
-    let guardrail_failures: Vec<Failure> = guardrail
+    let flaky_ids: HashSet<&str> = head
         .iter()
-        .filter_map(|g| g.as_ref().ok().cloned().flatten())
+        .filter(|c| gate::flaky(&p.suite, c))
+        .map(|c| c.id.as_str())
         .collect();
-    let metrics: Vec<_> = shown
-        .into_iter()
-        .map(|m| {
-            let (b, h) = match m {
-                MetricName::InjectionFailures => (
-                    count(injection_failures(&attacks_base), !attacks_base.is_empty()),
-                    count(injection_failures(&attacks_head), !attacks_head.is_empty()),
-                ),
-                // Guardrail tests run at head only: the guardrail is a remote service.
-                MetricName::GuardrailFailures => {
-                    (None, count(guardrail_failures.len(), !guardrail.is_empty()))
-                }
-                _ => (
-                    if p.base.is_some() {
-                        gate::metric_value(m, &base)
-                    } else {
-                        None
-                    },
-                    gate::metric_value(m, &head),
-                ),
-            };
-            gate::metric_row(
-                m,
-                p.suite.metrics.get(&m).copied(),
-                b,
-                h,
-                p.suite.max_regression(),
-            )
-        })
-        .collect();
+    let mut metrics = metric_rows(p, &base, &head, &attacks_base, &attacks_head, &guardrail);
+    for row in metrics.iter_mut() {
+        paired_stats(p, row, &head, &base_by_id, &flaky_ids);
+    }
     // A threshold on a case metric that has no value although head cases were
     // evaluated cannot be checked: an error naming the metric, never a pass.
-    let mut metrics = metrics;
     let mut uncomputable = Vec::new();
     if !head.is_empty() {
         for row in metrics.iter_mut() {
-            let Some(m) = MetricName::ALL.into_iter().find(|m| m.as_str() == row.name) else {
-                continue;
-            };
             let case_metric = !matches!(
-                m,
+                row.name,
                 MetricName::InjectionFailures | MetricName::GuardrailFailures
             );
             if case_metric && row.threshold.is_some() && row.head.is_none() {
                 row.pass = false;
+                row.failing_on_base = false;
                 uncomputable.push(format!(
                     "metric `{}` is gated but has no value at head: {}",
                     row.name,
-                    gate::uncomputable_reason(m)
+                    gate::uncomputable_reason(row.name)
                 ));
             }
         }
     }
-    let errors: Vec<String> = uncomputable
+    let mut errors: Vec<String> = uncomputable
         .into_iter()
         .chain(
             head.iter()
@@ -199,6 +165,9 @@ pub(super) fn suite_report(p: &PlannedSuite, r: SuiteResults) -> SuiteReport {
         )
         .chain(guardrail.iter().filter_map(|g| g.as_ref().err().cloned()))
         .collect();
+    // A case shared by both sides carries its one error twice.
+    let mut seen = HashSet::new();
+    errors.retain(|e| seen.insert(e.clone()));
     let dataset_changes = match p.base_plan() {
         Some(b) => gate::weakening::dataset_changes(
             &b.cases.iter().map(|c| &c.case).collect::<Vec<_>>(),
@@ -212,7 +181,7 @@ pub(super) fn suite_report(p: &PlannedSuite, r: SuiteResults) -> SuiteReport {
         None => Vec::new(),
     };
     let weakened = dataset_changes.iter().any(|c| c.change.weakens());
-    let verdict = if chosen.is_empty() && attacks_head.is_empty() && guardrail.is_empty() {
+    let verdict = if head.is_empty() && attacks_head.is_empty() && guardrail.is_empty() {
         Verdict::Skipped
     } else {
         gate::suite_verdict(&metrics, !errors.is_empty())
@@ -224,56 +193,55 @@ pub(super) fn suite_report(p: &PlannedSuite, r: SuiteResults) -> SuiteReport {
     } else {
         verdict
     };
+    let outcome = |c: &CaseScores| {
+        if c.error.is_some() {
+            CaseOutcome::Error
+        } else if case_failures(&p.suite, c).is_empty() {
+            CaseOutcome::Pass
+        } else {
+            CaseOutcome::Fail
+        }
+    };
+    let flips = match p.base_plan() {
+        Some(_) => gate::flips::flips(
+            &base
+                .iter()
+                .map(|c| (c.id.as_str(), outcome(c)))
+                .collect::<Vec<_>>(),
+            &head
+                .iter()
+                .map(|c| (c.id.as_str(), outcome(c)))
+                .collect::<Vec<_>>(),
+        ),
+        None => Flips {
+            new: head.len(),
+            ..Flips::default()
+        },
+    };
     let failures: Vec<Failure> = head
         .iter()
         .flat_map(|c| case_failures(&p.suite, c))
         .collect();
-    let flaky: Vec<String> = head
+    let regressed: HashSet<&str> = flips.regressed.iter().map(String::as_str).collect();
+    let shown: Vec<(&CaseJob, &CaseScores)> = jobs
         .iter()
-        .filter(|c| c.flaky())
-        .map(|c| c.id.clone())
+        .zip(&head)
+        .filter(|(j, _)| j.affected || p.full)
         .collect();
-    let details = head
+    let mut details: Vec<CaseDetail> = shown
         .iter()
-        .map(|h| {
+        .map(|(_, h)| {
             let b = base_by_id.get(h.id.as_str()).copied();
-            let status = if h.error.is_some() {
-                "error"
-            } else if !case_failures(&p.suite, h).is_empty() {
-                "fail"
-            } else if b.is_none() && p.base_plan().is_some_and(|bp| bp.get(&h.id).is_none()) {
-                "added"
-            } else {
-                "pass"
-            };
-            let mut detail = CaseDetail {
-                case: h.id.clone(),
-                status: status.to_string(),
-                flaky: h.flaky(),
-                base: b.map(case_side),
-                head: Some(case_side(h)),
-            };
-            let expected_changed = dataset_changes
-                .iter()
-                .any(|c| c.case == h.id && c.change == DatasetChangeKind::ExpectedChanged);
-            if expected_changed {
-                let expected = |plan: Option<&SidePlan>| {
-                    plan.and_then(|pl| pl.get(&h.id))
-                        .and_then(|c| c.case.expected.clone())
-                };
-                if let Some(side) = detail.base.as_mut() {
-                    side.expected = expected(p.base_plan());
-                }
-                if let Some(side) = detail.head.as_mut() {
-                    side.expected = expected(Some(&p.head.plan));
-                }
-            }
-            detail
+            case_detail(p, h, b, &dataset_changes, flaky_ids.contains(h.id.as_str()))
         })
         .collect();
-    let cached = head
+    // The regressed cases lead: they are what a reviewer must look at first.
+    details.sort_by_key(|d| !regressed.contains(d.case.as_str()));
+    let cached = shown
         .iter()
-        .filter(|h| h.cached && base_by_id.get(h.id.as_str()).is_none_or(|b| b.cached))
+        .filter(|(j, h)| {
+            h.cached && (j.shared || base_by_id.get(h.id.as_str()).is_none_or(|b| b.cached))
+        })
         .count();
     let injection = p.suite.runs_injection().then(|| InjectionBlock {
         attempts: attacks_head.len(),
@@ -282,6 +250,7 @@ pub(super) fn suite_report(p: &PlannedSuite, r: SuiteResults) -> SuiteReport {
             .filter_map(|a| a.finding.clone())
             .collect(),
     });
+    let guardrail_failures = guardrail_failures(&guardrail);
     let guardrail_block = p.suite.runs_guardrail_tests().then_some(GuardrailBlock {
         tests: guardrail.len(),
         failures: guardrail_failures,
@@ -290,8 +259,8 @@ pub(super) fn suite_report(p: &PlannedSuite, r: SuiteResults) -> SuiteReport {
     report.triggered_by = p.triggered.clone();
     report.cases = CaseCounts {
         total: p.head.plan.cases.len(),
-        affected,
-        evaluated: chosen.len(),
+        affected: jobs.iter().filter(|j| j.affected).count(),
+        evaluated: shown.len(),
         cached,
         removed: dataset_changes
             .iter()
@@ -299,12 +268,156 @@ pub(super) fn suite_report(p: &PlannedSuite, r: SuiteResults) -> SuiteReport {
             .count(),
     };
     report.dataset_changes = dataset_changes;
+    report.flips = flips;
     report.metrics = metrics;
     report.failures = failures;
     report.injection = injection;
     report.guardrail = guardrail_block;
     report.errors = errors;
-    report.flaky = flaky;
+    report.flaky = head
+        .iter()
+        .filter(|c| flaky_ids.contains(c.id.as_str()))
+        .map(|c| c.id.clone())
+        .collect();
     report.details = details;
     report
+}
+
+fn guardrail_failures(guardrail: &[Result<Option<Failure>, String>]) -> Vec<Failure> {
+    guardrail
+        .iter()
+        .filter_map(|g| g.as_ref().ok().cloned().flatten())
+        .collect()
+}
+
+/// The table rows: the whole suite's value at base and head for every shown metric.
+fn metric_rows(
+    p: &PlannedSuite,
+    base: &[CaseScores],
+    head: &[CaseScores],
+    attacks_base: &[AttackOutcome],
+    attacks_head: &[AttackOutcome],
+    guardrail: &[Result<Option<Failure>, String>],
+) -> Vec<MetricRow> {
+    let base_has = |m| gate::metric_value(m, base).is_some();
+    let head_has = |m| gate::metric_value(m, head).is_some();
+    let shown = gate::shown_metrics(&p.suite, |m| base_has(m) || head_has(m));
+    let count = |n: usize, ran: bool| ran.then_some(n as f64);
+    let injection_failures =
+        |outcomes: &[AttackOutcome]| outcomes.iter().filter(|o| o.finding.is_some()).count();
+    shown
+        .into_iter()
+        .map(|m| {
+            let (b, h) = match m {
+                MetricName::InjectionFailures => (
+                    count(injection_failures(attacks_base), !attacks_base.is_empty()),
+                    count(injection_failures(attacks_head), !attacks_head.is_empty()),
+                ),
+                // Guardrail tests run at head only: the guardrail is a remote service.
+                MetricName::GuardrailFailures => (
+                    None,
+                    count(guardrail_failures(guardrail).len(), !guardrail.is_empty()),
+                ),
+                _ => (
+                    p.base.as_ref().and_then(|_| gate::metric_value(m, base)),
+                    gate::metric_value(m, head),
+                ),
+            };
+            gate::metric_row(
+                m,
+                p.suite.metrics.get(&m).copied(),
+                b,
+                h,
+                p.suite.max_regression(),
+            )
+        })
+        .collect()
+}
+
+/// Fills a 0..1 row's confidence interval, its inconclusive mark and the flaky cases'
+/// share of the delta, from the per-case paired differences (see [`gate::paired`]).
+fn paired_stats(
+    p: &PlannedSuite,
+    row: &mut MetricRow,
+    head: &[CaseScores],
+    base_by_id: &HashMap<&str, &CaseScores>,
+    flaky_ids: &HashSet<&str>,
+) {
+    let Some(delta) = row.delta.filter(|_| row.name.is_unit_scale()) else {
+        return;
+    };
+    let mut diffs = Vec::new();
+    let mut flaky_sum = 0.0;
+    for h in head.iter().filter(|h| h.error.is_none()) {
+        let Some(b) = base_by_id.get(h.id.as_str()).filter(|b| b.error.is_none()) else {
+            continue;
+        };
+        if let (Some(hv), Some(bv)) = (gate::case_value(row.name, h), gate::case_value(row.name, b))
+        {
+            diffs.push(hv - bv);
+            if flaky_ids.contains(h.id.as_str()) {
+                flaky_sum += hv - bv;
+            }
+        }
+    }
+    let Some(paired) = gate::paired::Paired::of(&diffs) else {
+        return;
+    };
+    row.delta_ci = Some(paired.ci95(delta));
+    let limit = if row.name.higher_is_better() {
+        -p.suite.max_regression()
+    } else {
+        p.suite.max_regression()
+    };
+    if paired.straddles(delta, limit) {
+        row.inconclusive = Some(Inconclusive {
+            limit,
+            samples_needed: paired.samples_to_settle(delta, limit, p.samples),
+        });
+    }
+    if !flaky_ids.is_empty() {
+        row.flaky_delta = Some(flaky_sum / paired.n as f64);
+    }
+}
+
+/// One case's collapsed base/head details.
+fn case_detail(
+    p: &PlannedSuite,
+    h: &CaseScores,
+    b: Option<&CaseScores>,
+    dataset_changes: &[crate::report::DatasetChange],
+    flaky: bool,
+) -> CaseDetail {
+    let status = if h.error.is_some() {
+        "error"
+    } else if !case_failures(&p.suite, h).is_empty() {
+        "fail"
+    } else if b.is_none() && p.base_plan().is_some_and(|bp| bp.get(&h.id).is_none()) {
+        "added"
+    } else {
+        "pass"
+    };
+    let mut detail = CaseDetail {
+        case: h.id.clone(),
+        status: status.to_string(),
+        flaky,
+        base: b.map(case_side),
+        head: Some(case_side(h)),
+    };
+    let expected_changed = dataset_changes
+        .iter()
+        .any(|c| c.case == h.id && c.change == DatasetChangeKind::ExpectedChanged);
+    if expected_changed {
+        let expected = |plan: Option<&SidePlan>| {
+            plan.and_then(|pl| pl.get(&h.id))
+                .and_then(|c| c.case.expected.clone())
+        };
+        if let Some(side) = detail.base.as_mut() {
+            side.expected = expected(p.base_plan());
+        }
+        if let Some(side) = detail.head.as_mut() {
+            side.expected = expected(Some(&p.head.plan));
+        }
+    }
+    detail
 }

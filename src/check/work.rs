@@ -25,7 +25,7 @@ use crate::store::{KIND_CHAT, KIND_GUARDRAIL};
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum WorkUnit {
-    /// One case's samples at head and (when it exists there) base, kept together so
+    /// One case's samples at head and (when evaluated apart) base, kept together so
     /// the work both sides share (the expected answer's embedding) is fetched once.
     Case {
         suite: String,
@@ -211,16 +211,26 @@ impl PlannedSuite {
             dataset_file: plan.dataset_file.clone(),
             case: case.clone(),
         };
-        for (h, b, _) in self.evaluated() {
-            let mut sides = vec![side("head", &self.head.plan, h)];
-            if let (Some(plan), Some(b)) = (self.base_plan(), b) {
+        let evaluators = Box::new(self.evaluators.clone());
+        for job in self.case_jobs() {
+            let mut sides = vec![side("head", &self.head.plan, job.head)];
+            if let (Some(plan), Some(b), false) = (self.base_plan(), job.base, job.shared) {
                 sides.push(side("base", plan, b));
             }
             units.push(WorkUnit::Case {
                 suite: self.name.clone(),
-                evaluators: Box::new(self.evaluators.clone()),
+                evaluators: evaluators.clone(),
                 sides,
             });
+        }
+        if let Some(plan) = self.base_plan() {
+            for b in self.removed_cases() {
+                units.push(WorkUnit::Case {
+                    suite: self.name.clone(),
+                    evaluators: evaluators.clone(),
+                    sides: vec![side("base", plan, b)],
+                });
+            }
         }
         let judge = self.attack_judge().map(|(j, _)| j.clone());
         for (h, b) in self.evaluated_attacks() {

@@ -12,8 +12,8 @@ pub use dataset::{Assertion, AssertionKind, Case, Dataset};
 pub use guardrail::{GuardrailConfig, GuardrailExpect, GuardrailSource, GuardrailTest};
 pub use manifest::{ModelManifest, ModelSpec, Parameters, Pricing, ProviderKind};
 pub use repo::{
-    Evaluators, MetricName, ModelRef, Prompts, ReleaseConfig, RepoConfig, SuiteConfig, Threshold,
-    CONFIG_PATH,
+    Evaluators, MetricName, MetricUnit, ModelRef, Prompts, ReleaseConfig, RepoConfig, SuiteConfig,
+    Threshold, CONFIG_PATH,
 };
 
 use crate::diag::{Diagnostic, Diagnostics};

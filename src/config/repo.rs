@@ -206,12 +206,51 @@ impl MetricName {
         )
     }
 
+    /// What the metric's values measure, which decides how they are printed.
+    pub fn unit(self) -> MetricUnit {
+        match self {
+            MetricName::LatencyP50Ms | MetricName::LatencyP95Ms => MetricUnit::Millis,
+            MetricName::CostPerCaseUsd => MetricUnit::Usd,
+            MetricName::InjectionFailures | MetricName::GuardrailFailures => MetricUnit::Count,
+            _ => MetricUnit::Ratio,
+        }
+    }
+
+    /// `delta` (head − base) moves this metric the bad way (beyond rounding noise).
+    pub fn worsens(self, delta: f64) -> bool {
+        const EPS: f64 = 1e-9;
+        if self.higher_is_better() {
+            delta < -EPS
+        } else {
+            delta > EPS
+        }
+    }
+
     pub fn needs_judge(self) -> bool {
         matches!(
             self,
             MetricName::Faithfulness | MetricName::Relevance | MetricName::HallucinationRate
         )
     }
+}
+
+impl std::fmt::Display for MetricName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The unit of a metric's values.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum MetricUnit {
+    /// 0..1 scores and rates.
+    Ratio,
+    /// Milliseconds.
+    Millis,
+    /// US dollars.
+    Usd,
+    /// Counts (injection and guardrail failures).
+    Count,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]

@@ -1,28 +1,48 @@
 //! The gate: per-case scores → suite metrics → thresholds and regressions → verdict
 //! (SPEC §1, §5). Pure arithmetic, no I/O.
 
+pub mod flips;
+pub mod paired;
 pub mod prerequisites;
 pub mod weakening;
 
 use crate::config::{MetricName, SuiteConfig, Threshold};
 use crate::report::{MetricRow, Verdict};
-use crate::score::{stats, CaseScores};
+use crate::score::{stats, CaseScores, SampleScores};
 
 /// Tolerance for comparing floating metric values with thresholds and regressions.
 const EPS: f64 = 1e-9;
 
+/// One case's value of a metric that is a mean over cases (samples averaged); `None`
+/// for the metrics that are not (latency percentiles, failure counts).
+pub fn case_value(metric: MetricName, case: &CaseScores) -> Option<f64> {
+    match metric {
+        MetricName::Assertions => case.assertions(),
+        MetricName::Similarity => case.similarity(),
+        MetricName::Faithfulness => case.faithfulness(),
+        MetricName::Relevance => case.relevance(),
+        MetricName::HallucinationRate => case.hallucination(),
+        MetricName::CostPerCaseUsd => case.cost(),
+        MetricName::LatencyP50Ms
+        | MetricName::LatencyP95Ms
+        | MetricName::InjectionFailures
+        | MetricName::GuardrailFailures => None,
+    }
+}
+
 /// A metric's value over the cases of one side; `None` when no case has a value.
 pub fn metric_value(metric: MetricName, cases: &[CaseScores]) -> Option<f64> {
     let ok = cases.iter().filter(|c| c.error.is_none());
-    let collect =
-        |f: fn(&CaseScores) -> Option<f64>| -> Vec<f64> { ok.clone().filter_map(f).collect() };
     match metric {
-        MetricName::Assertions => stats::mean(&collect(CaseScores::assertions)),
-        MetricName::Similarity => stats::mean(&collect(CaseScores::similarity)),
-        MetricName::Faithfulness => stats::mean(&collect(CaseScores::faithfulness)),
-        MetricName::Relevance => stats::mean(&collect(CaseScores::relevance)),
-        MetricName::HallucinationRate => stats::mean(&collect(CaseScores::hallucination)),
-        MetricName::CostPerCaseUsd => stats::mean(&collect(CaseScores::cost)),
+        MetricName::Assertions
+        | MetricName::Similarity
+        | MetricName::Faithfulness
+        | MetricName::Relevance
+        | MetricName::HallucinationRate
+        | MetricName::CostPerCaseUsd => {
+            let values: Vec<f64> = ok.filter_map(|c| case_value(metric, c)).collect();
+            stats::mean(&values)
+        }
         MetricName::LatencyP50Ms | MetricName::LatencyP95Ms => {
             let lat: Vec<f64> = ok
                 .flat_map(|c| c.samples.iter().map(|s| s.latency_ms as f64))
@@ -37,6 +57,37 @@ pub fn metric_value(metric: MetricName, cases: &[CaseScores]) -> Option<f64> {
         // Filled by the injection and guardrail suites, not from case scores.
         MetricName::InjectionFailures | MetricName::GuardrailFailures => None,
     }
+}
+
+/// A case is flaky when its samples disagree on any per-case outcome the suite gates:
+/// its assertions, a per-case score against the suite's `min`, the judge's
+/// hallucination flag.
+pub fn flaky(suite: &SuiteConfig, case: &CaseScores) -> bool {
+    let min = |m: MetricName| suite.metrics.get(&m).copied();
+    let outcomes = |s: &SampleScores| -> [Option<bool>; 5] {
+        let judged = |m: MetricName, v: Option<f64>| min(m).zip(v).map(|(t, v)| t.holds(v));
+        [
+            s.assertions.as_ref().map(|a| a.pass),
+            judged(MetricName::Similarity, s.similarity),
+            judged(
+                MetricName::Faithfulness,
+                s.judge.as_ref().map(|j| j.faithfulness),
+            ),
+            judged(MetricName::Relevance, s.judge.as_ref().map(|j| j.relevance)),
+            min(MetricName::HallucinationRate)
+                .and(s.judge.as_ref())
+                .map(|j| j.hallucination),
+        ]
+    };
+    let mut samples = case.samples.iter().map(outcomes);
+    let Some(first) = samples.next() else {
+        return false;
+    };
+    samples.any(|o| {
+        o.iter()
+            .zip(first.iter())
+            .any(|(a, b)| a.is_some() && b.is_some() && a != b)
+    })
 }
 
 /// Which rows the table shows: the suite's gated metrics, then the informational ones
@@ -68,31 +119,18 @@ pub fn metric_row(
     head: Option<f64>,
     max_regression: f64,
 ) -> MetricRow {
-    let delta = match (base, head) {
-        (Some(b), Some(h)) => Some(h - b),
-        _ => None,
-    };
-    let pass = match (threshold, head) {
+    let mut row = MetricRow::new(metric, base, head);
+    row.threshold = threshold;
+    row.pass = match (threshold, head) {
         (Some(t), Some(h)) => t.holds(h),
         _ => true,
     };
-    let regression = metric.is_unit_scale()
-        && delta.is_some_and(|d| {
-            if metric.higher_is_better() {
-                d < -max_regression - EPS
-            } else {
-                d > max_regression + EPS
-            }
-        });
-    MetricRow {
-        name: metric.as_str().to_string(),
-        base,
-        head,
-        delta,
-        threshold,
-        pass,
-        regression,
-    }
+    row.failing_on_base = !row.pass && threshold.zip(base).is_some_and(|(t, b)| !t.holds(b));
+    row.regression = metric.is_unit_scale()
+        && row
+            .delta
+            .is_some_and(|d| d.abs() > max_regression + EPS && metric.worsens(d));
+    row
 }
 
 /// Why a gated metric has no head value although head cases were evaluated: the gate
@@ -119,12 +157,8 @@ pub fn uncomputable_reason(metric: MetricName) -> &'static str {
 pub fn suite_verdict(rows: &[MetricRow], has_errors: bool) -> Verdict {
     if has_errors {
         Verdict::Error
-    } else if rows.iter().any(|r| !r.pass) {
-        Verdict::Fail
-    } else if rows.iter().any(|r| r.regression) {
-        Verdict::NeedsReview
     } else {
-        Verdict::Pass
+        Verdict::combine(rows.iter().map(MetricRow::verdict))
     }
 }
 
@@ -141,6 +175,7 @@ mod tests {
             latency_ms: latency,
             cost_usd: Some(0.001),
             spend: Default::default(),
+            calls: 0,
             guardrail_intervened: false,
             assertions: Some(AssertOutcome {
                 pass,
@@ -181,8 +216,19 @@ mod tests {
         );
         assert_eq!(metric_value(MetricName::LatencyP95Ms, &cases), Some(300.0));
         assert_eq!(metric_value(MetricName::LatencyP50Ms, &cases), Some(200.0));
-        assert!(!cases[0].flaky());
-        assert!(cases[1].flaky());
+        let suite: SuiteConfig = serde_yaml_ng::from_str(
+            "prompts: {user: u.j2}\nmodel: m.yaml\ndataset: d.jsonl\nmetrics: {similarity: {min: 0.6}}",
+        )
+        .unwrap();
+        assert!(!flaky(&suite, &cases[0]));
+        assert!(flaky(&suite, &cases[1]));
+        // Assertions agree, similarity crosses the gated minimum: flaky too.
+        let sim_only = case("c", vec![sample(true, 0.9, 1), sample(true, 0.5, 1)]);
+        assert!(flaky(&suite, &sim_only));
+        let ungated: SuiteConfig =
+            serde_yaml_ng::from_str("prompts: {user: u.j2}\nmodel: m.yaml\ndataset: d.jsonl")
+                .unwrap();
+        assert!(!flaky(&ungated, &sim_only));
     }
 
     #[test]
@@ -302,6 +348,44 @@ mod tests {
             let r = metric_row(m, t, b, h, 0.05);
             assert_eq!((r.pass, r.regression), (pass, reg), "row {i}: {r:?}");
         }
+    }
+
+    #[test]
+    fn a_threshold_base_fails_too_needs_review_unless_head_is_worse() {
+        let t = Some(Threshold {
+            min: Some(1.0),
+            max: None,
+        });
+        let same = metric_row(MetricName::Assertions, t, Some(0.5), Some(0.5), 0.05);
+        assert!(same.failing_on_base && !same.pass);
+        assert_eq!(same.verdict(), Verdict::NeedsReview);
+        let better = metric_row(MetricName::Assertions, t, Some(0.5), Some(0.75), 0.05);
+        assert_eq!(better.verdict(), Verdict::NeedsReview);
+        let worse = metric_row(MetricName::Assertions, t, Some(0.5), Some(0.49), 0.05);
+        assert_eq!(worse.verdict(), Verdict::Fail);
+        let lat = Some(Threshold {
+            min: None,
+            max: Some(100.0),
+        });
+        let slower = metric_row(
+            MetricName::LatencyP95Ms,
+            lat,
+            Some(200.0),
+            Some(250.0),
+            0.05,
+        );
+        assert_eq!(slower.verdict(), Verdict::Fail);
+        let faster = metric_row(
+            MetricName::LatencyP95Ms,
+            lat,
+            Some(200.0),
+            Some(150.0),
+            0.05,
+        );
+        assert_eq!(faster.verdict(), Verdict::NeedsReview);
+        let passed_on_base = metric_row(MetricName::Assertions, t, Some(1.0), Some(0.5), 0.05);
+        assert!(!passed_on_base.failing_on_base);
+        assert_eq!(passed_on_base.verdict(), Verdict::Fail);
     }
 
     #[test]

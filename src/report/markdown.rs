@@ -28,7 +28,7 @@ use super::{
     CaseDetail, CaseSide, DatasetChangeKind, Failure, MetricRow, Report, SuiteReport, Tier, Usage,
     Verdict,
 };
-use crate::config::Threshold;
+use crate::config::{MetricUnit, Threshold};
 
 /// Hidden marker the bot uses to find its one sticky comment; always the first line.
 pub const COMMENT_MARKER: &str = "<!-- promptgate:sticky -->";
@@ -340,6 +340,7 @@ struct SuiteView {
     triggered_by: Vec<String>,
     triggered_by_more: usize,
     cases: CountsView,
+    flips: FlipsView,
     /// One line per dataset change (`case: what`), and whether any holds the suite.
     dataset_changes: Vec<String>,
     dataset_changes_more: usize,
@@ -360,6 +361,21 @@ struct SuiteView {
     details_more: usize,
     /// What compact mode leaves out, e.g. `5,000 failures`, `12 case details`.
     omitted: Vec<String>,
+}
+
+#[derive(Serialize)]
+struct FlipsView {
+    regressed: Vec<String>,
+    regressed_total: usize,
+    regressed_more: usize,
+    fixed: Vec<String>,
+    fixed_total: usize,
+    fixed_more: usize,
+    new: usize,
+    removed: usize,
+    unchanged: usize,
+    /// Anything to say: some case changed outcome, appeared or went.
+    any: bool,
 }
 
 #[derive(Serialize)]
@@ -452,6 +468,7 @@ struct ScoreView {
 #[derive(Serialize)]
 struct UsageView {
     model_calls: u64,
+    baseline_calls: u64,
     embedding_calls: u64,
     cache_hits: u64,
     input_tokens: u64,
@@ -566,7 +583,7 @@ fn suite_view(s: &SuiteReport, budget: &Budget) -> SuiteView {
     });
     // Failing and erroring cases first (stable, so the report's order decides among them).
     let mut order: Vec<&CaseDetail> = s.details.iter().collect();
-    order.sort_by_key(|d| detail_rank(d));
+    order.sort_by_key(|d| detail_rank(d, &s.flips));
     let shown_details = s.details.len().min(budget.max_details);
     let mut omitted = Vec::new();
     let mut omit = |n: usize, one: &str, many: &str| {
@@ -604,6 +621,7 @@ fn suite_view(s: &SuiteReport, budget: &Budget) -> SuiteView {
             cached: s.cases.cached,
             removed: s.cases.removed,
         },
+        flips: flips_view(&s.flips, budget),
         dataset_changes,
         dataset_changes_more,
         dataset_weakened: s.dataset_changes.iter().any(|c| c.change.weakens()),
@@ -628,13 +646,34 @@ fn suite_view(s: &SuiteReport, budget: &Budget) -> SuiteView {
     }
 }
 
-fn detail_rank(d: &CaseDetail) -> u8 {
+/// Regressed cases first, then errors, failures, flaky, the rest, passes.
+fn detail_rank(d: &CaseDetail, flips: &super::Flips) -> u8 {
+    if flips.regressed.contains(&d.case) {
+        return 0;
+    }
     match d.status.as_str() {
-        "error" => 0,
-        "fail" => 1,
-        _ if d.flaky => 2,
-        "pass" => 4,
-        _ => 3,
+        "error" => 1,
+        "fail" => 2,
+        _ if d.flaky => 3,
+        "pass" => 5,
+        _ => 4,
+    }
+}
+
+fn flips_view(f: &super::Flips, budget: &Budget) -> FlipsView {
+    let (regressed, regressed_more) = take_texts(&f.regressed, budget.max_items, budget);
+    let (fixed, fixed_more) = take_texts(&f.fixed, budget.max_items, budget);
+    FlipsView {
+        regressed,
+        regressed_total: f.regressed.len(),
+        regressed_more,
+        fixed,
+        fixed_total: f.fixed.len(),
+        fixed_more,
+        new: f.new,
+        removed: f.removed,
+        unchanged: f.unchanged,
+        any: !f.regressed.is_empty() || !f.fixed.is_empty() || f.new > 0 || f.removed > 0,
     }
 }
 
@@ -698,7 +737,7 @@ fn side_view(label: &'static str, side: Option<&CaseSide>, budget: &Budget) -> S
             .iter()
             .map(|(name, v)| ScoreView {
                 name: name.clone(),
-                value: fmt_value(metric_kind(name), *v),
+                value: fmt_value(MetricUnit::Ratio, *v),
             })
             .collect(),
         error: side.error.as_deref().map(|e| clip(e, budget.text_chars)),
@@ -710,6 +749,7 @@ fn side_view(label: &'static str, side: Option<&CaseSide>, budget: &Budget) -> S
 fn usage_view(u: &Usage, duration_ms: u64) -> UsageView {
     UsageView {
         model_calls: u.model_calls,
+        baseline_calls: u.baseline_calls,
         embedding_calls: u.embedding_calls,
         cache_hits: u.cache_hits,
         input_tokens: u.input_tokens,
@@ -770,40 +810,16 @@ fn take_texts(items: &[String], max: usize, budget: &Budget) -> (Vec<String>, us
 // Formatting
 // ---------------------------------------------------------------------------------------
 
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum Kind {
-    /// 0..1 scores and rates: three decimals.
-    Ratio,
-    /// Milliseconds: integers.
-    Millis,
-    /// US dollars.
-    Usd,
-    /// Counts (injection and guardrail failures): integers.
-    Count,
-}
-
-fn metric_kind(name: &str) -> Kind {
-    if name.ends_with("_ms") {
-        Kind::Millis
-    } else if name.ends_with("_usd") {
-        Kind::Usd
-    } else if name.ends_with("_failures") || name.ends_with("_count") {
-        Kind::Count
-    } else {
-        Kind::Ratio
-    }
-}
-
-fn fmt_value(kind: Kind, v: f64) -> String {
+fn fmt_value(kind: MetricUnit, v: f64) -> String {
     if !v.is_finite() {
         return "n/a".to_string();
     }
     match kind {
-        Kind::Ratio => format!("{v:.3}"),
-        Kind::Millis => thousands(v.round() as i64),
-        Kind::Usd => fmt_usd(v),
-        Kind::Count if v.fract() == 0.0 => thousands(v as i64),
-        Kind::Count => format!("{v:.3}"),
+        MetricUnit::Ratio => format!("{v:.3}"),
+        MetricUnit::Millis => thousands(v.round() as i64),
+        MetricUnit::Usd => fmt_usd(v),
+        MetricUnit::Count if v.fract() == 0.0 => thousands(v as i64),
+        MetricUnit::Count => format!("{v:.3}"),
     }
 }
 
@@ -834,7 +850,7 @@ fn is_zero_text(s: &str) -> bool {
 }
 
 /// Signed delta: `+0.012`, `−0.070`, `+12`, `−$0.0010`; `0.000` when it rounds to zero.
-fn fmt_delta(kind: Kind, d: f64) -> String {
+fn fmt_delta(kind: MetricUnit, d: f64) -> String {
     if !d.is_finite() {
         return "n/a".to_string();
     }
@@ -849,7 +865,7 @@ fn fmt_delta(kind: Kind, d: f64) -> String {
 }
 
 /// A threshold bound as written in the config: `0.82`, `450`, `$0.01`.
-fn fmt_bound(kind: Kind, v: f64) -> String {
+fn fmt_bound(kind: MetricUnit, v: f64) -> String {
     let plain = if !v.is_finite() {
         "n/a".to_string()
     } else if v.fract() == 0.0 && v.abs() < 1e15 {
@@ -857,14 +873,14 @@ fn fmt_bound(kind: Kind, v: f64) -> String {
     } else {
         format!("{v}")
     };
-    if kind == Kind::Usd {
+    if kind == MetricUnit::Usd {
         format!("${plain}")
     } else {
         plain
     }
 }
 
-fn fmt_threshold(kind: Kind, t: &Threshold) -> String {
+fn fmt_threshold(kind: MetricUnit, t: &Threshold) -> String {
     let mut parts = Vec::new();
     if let Some(min) = t.min {
         parts.push(format!("≥ {}", fmt_bound(kind, min)));
@@ -880,10 +896,10 @@ fn fmt_threshold(kind: Kind, t: &Threshold) -> String {
 }
 
 fn metric_view(m: &MetricRow) -> MetricView {
-    let kind = metric_kind(&m.name);
+    let kind = m.name.unit();
     let opt = |v: Option<f64>| v.map_or_else(|| "—".to_string(), |v| fmt_value(kind, v));
-    let result = if m.head.is_none() && m.pass && !m.regression {
-        "—"
+    let mut result = if m.head.is_none() && m.pass && !m.regression {
+        "—".to_string()
     } else {
         match (m.pass, m.regression) {
             (true, false) => "✅",
@@ -891,19 +907,53 @@ fn metric_view(m: &MetricRow) -> MetricView {
             (false, false) => "❌",
             (false, true) => "❌ ⚠️ regression",
         }
+        .to_string()
+    };
+    if m.failing_on_base {
+        result.push_str(if m.verdict() == Verdict::NeedsReview {
+            " failing on base too, not worse: review"
+        } else {
+            " failing on base too, and worse"
+        });
+    }
+    if let Some(inc) = m.inconclusive {
+        result.push_str(&match inc.samples_needed {
+            Some(n) => format!(
+                " inconclusive: ~{} samples per case would settle it",
+                thousands(i64::from(n))
+            ),
+            None => " inconclusive: the estimate sits on the limit".to_string(),
+        });
+    }
+    if let (Some(f), Some(d)) = (m.flaky_delta, m.delta) {
+        if f.abs() > 1e-12 {
+            result.push_str(&format!(
+                " (flaky cases: {} of Δ {})",
+                fmt_delta(kind, f),
+                fmt_delta(kind, d)
+            ));
+        }
+    }
+    let delta = match (m.delta, m.delta_ci) {
+        (Some(d), Some([low, high])) => format!(
+            "{} [{}, {}]",
+            fmt_delta(kind, d),
+            fmt_delta(kind, low),
+            fmt_delta(kind, high)
+        ),
+        (Some(d), None) => fmt_delta(kind, d),
+        (None, _) => "—".to_string(),
     };
     MetricView {
-        name: m.name.clone(),
+        name: m.name.as_str().to_string(),
         base: opt(m.base),
         head: opt(m.head),
-        delta: m
-            .delta
-            .map_or_else(|| "—".to_string(), |d| fmt_delta(kind, d)),
+        delta,
         threshold: m
             .threshold
             .as_ref()
             .map_or_else(|| "—".to_string(), |t| fmt_threshold(kind, t)),
-        result: result.to_string(),
+        result,
         pass: m.pass,
         regression: m.regression,
     }
@@ -1359,16 +1409,16 @@ mod tests {
         assert_eq!(thousands(4873), "4,873");
         assert_eq!(thousands(-1234567), "-1,234,567");
         assert_eq!(thousands(12), "12");
-        assert_eq!(fmt_delta(Kind::Ratio, -0.07), "−0.070");
-        assert_eq!(fmt_delta(Kind::Ratio, 0.012), "+0.012");
-        assert_eq!(fmt_delta(Kind::Ratio, -0.0001), "0.000");
-        assert_eq!(fmt_delta(Kind::Millis, 12.4), "+12");
+        assert_eq!(fmt_delta(MetricUnit::Ratio, -0.07), "−0.070");
+        assert_eq!(fmt_delta(MetricUnit::Ratio, 0.012), "+0.012");
+        assert_eq!(fmt_delta(MetricUnit::Ratio, -0.0001), "0.000");
+        assert_eq!(fmt_delta(MetricUnit::Millis, 12.4), "+12");
         assert_eq!(fmt_usd(0.0421), "$0.0421");
         assert_eq!(fmt_usd(0.00012), "$0.000120");
         assert_eq!(fmt_usd(0.00291), "$0.00291");
         assert_eq!(
             fmt_threshold(
-                Kind::Ratio,
+                MetricUnit::Ratio,
                 &Threshold {
                     min: Some(0.82),
                     max: None
@@ -1378,7 +1428,7 @@ mod tests {
         );
         assert_eq!(
             fmt_threshold(
-                Kind::Millis,
+                MetricUnit::Millis,
                 &Threshold {
                     min: None,
                     max: Some(450.0)

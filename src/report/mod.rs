@@ -5,7 +5,7 @@ pub mod markdown;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::Threshold;
+use crate::config::{MetricName, Threshold};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -188,7 +188,7 @@ pub struct DatasetChange {
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct MetricRow {
-    pub name: String,
+    pub name: MetricName,
     pub base: Option<f64>,
     pub head: Option<f64>,
     pub delta: Option<f64>,
@@ -198,6 +198,87 @@ pub struct MetricRow {
     /// The head fell more than `max_regression` below base on a 0..1 metric.
     #[serde(default)]
     pub regression: bool,
+    /// 95 % confidence interval of `delta` from the per-case paired differences (0..1
+    /// metrics with a base); see [`crate::gate::paired`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delta_ci: Option<[f64; 2]>,
+    /// The interval straddles the regression limit: the data cannot tell.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inconclusive: Option<Inconclusive>,
+    /// Base fails this threshold too. With head not worse than base the row asks for
+    /// review instead of failing.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub failing_on_base: bool,
+    /// The part of `delta` that flaky cases contribute (samples > 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flaky_delta: Option<f64>,
+}
+
+impl MetricRow {
+    /// A row with values and no gate result yet (see [`crate::gate::metric_row`]).
+    pub fn new(name: MetricName, base: Option<f64>, head: Option<f64>) -> Self {
+        Self {
+            name,
+            base,
+            head,
+            delta: base.zip(head).map(|(b, h)| h - b),
+            threshold: None,
+            pass: true,
+            regression: false,
+            delta_ci: None,
+            inconclusive: None,
+            failing_on_base: false,
+            flaky_delta: None,
+        }
+    }
+}
+
+impl MetricRow {
+    /// What this row asks of the suite verdict. A threshold base already fails is not
+    /// the change's doing when head is no worse: a human decides (SPEC §1); worse is a
+    /// failure.
+    pub fn verdict(&self) -> Verdict {
+        if !self.pass {
+            let worse_than_base = self.delta.is_some_and(|d| self.name.worsens(d));
+            if self.failing_on_base && !worse_than_base {
+                Verdict::NeedsReview
+            } else {
+                Verdict::Fail
+            }
+        } else if self.regression {
+            Verdict::NeedsReview
+        } else {
+            Verdict::Pass
+        }
+    }
+}
+
+/// Why a regression check could not decide, and what would settle it.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Inconclusive {
+    /// The limit the interval straddles (`-max_regression` for higher-is-better).
+    pub limit: f64,
+    /// Samples per case that would shrink the interval clear of the limit at the
+    /// observed variance; `None` when the point estimate sits on the limit.
+    pub samples_needed: Option<u32>,
+}
+
+/// Cases whose pass/fail outcome changed between base and head (SPEC §5 `flips`).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Flips {
+    /// Passed at base, fail at head.
+    pub regressed: Vec<String>,
+    /// Failed at base, pass at head.
+    pub fixed: Vec<String>,
+    /// Same outcome at both sides.
+    #[serde(default)]
+    pub unchanged: usize,
+    /// Only at head.
+    #[serde(default)]
+    pub new: usize,
+    /// Only at base.
+    #[serde(default)]
+    pub removed: usize,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -267,6 +348,8 @@ pub struct SuiteReport {
     /// Removed cases, lost assertions and changed `expected` outputs (base → head).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub dataset_changes: Vec<DatasetChange>,
+    #[serde(default)]
+    pub flips: Flips,
     pub metrics: Vec<MetricRow>,
     pub failures: Vec<Failure>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -293,6 +376,7 @@ impl SuiteReport {
             triggered_by: Vec::new(),
             cases: CaseCounts::default(),
             dataset_changes: Vec::new(),
+            flips: Flips::default(),
             metrics: Vec::new(),
             failures: Vec::new(),
             injection: None,
@@ -339,6 +423,10 @@ pub struct Usage {
     #[serde(default)]
     pub embedding_calls: u64,
     pub cache_hits: u64,
+    /// Calls made for the base side and for the cases the change does not affect: work
+    /// a warm baseline (`promptgate baseline`, the bot on default-branch pushes) saves.
+    #[serde(default)]
+    pub baseline_calls: u64,
     pub input_tokens: u64,
     pub output_tokens: u64,
     /// What this run paid: the sum of `cost_by_kind` (0 for cached and replayed answers).

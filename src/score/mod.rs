@@ -50,6 +50,8 @@ pub struct SampleScores {
     pub cost_usd: Option<f64>,
     /// What this sample's calls (generation, embeddings, judge) cost this run.
     pub spend: crate::check::spend::Spend,
+    /// Chat calls (generation, judge) made for this sample now, not cached or replayed.
+    pub calls: u64,
     pub assertions: Option<assertions::AssertOutcome>,
     pub similarity: Option<f64>,
     pub judge: Option<judge::JudgeScores>,
@@ -97,19 +99,13 @@ impl CaseScores {
                 .map(|j| if j.hallucination { 1.0 } else { 0.0 })
         })
     }
+    /// Chat calls made for this case now.
+    pub fn calls(&self) -> u64 {
+        self.samples.iter().map(|s| s.calls).sum()
+    }
+
     /// Mean cost of one generation of this case.
     pub fn cost(&self) -> Option<f64> {
         self.mean_of(|s| s.cost_usd)
-    }
-    /// Samples disagree on whether the assertions pass.
-    pub fn flaky(&self) -> bool {
-        let mut seen = self
-            .samples
-            .iter()
-            .filter_map(|s| s.assertions.as_ref().map(|a| a.pass));
-        match seen.next() {
-            Some(first) => seen.any(|p| p != first),
-            None => false,
-        }
     }
 }

@@ -52,15 +52,8 @@ impl GitSource {
     /// error saying how to fix it, never a silent fallback to HEAD (which would compare
     /// a commit with itself and pass).
     pub async fn default_base(&self) -> anyhow::Result<String> {
+        let tip = self.default_tip().await?;
         let branch = self.default_branch().await?;
-        let tip = self.resolve(&branch).await.map_err(|_| {
-            anyhow::anyhow!(
-                "the default branch is `{branch}` but it is not in this clone (a single-branch \
-                 checkout?); fetch it (`git fetch origin {short}:refs/remotes/origin/{short} --depth=50`) \
-                 or pass --base",
-                short = branch.trim_start_matches("origin/")
-            )
-        })?;
         match self.git(&["merge-base", &tip, "HEAD"]).await {
             Ok(out) => Ok(String::from_utf8_lossy(&out).trim().to_string()),
             Err(_) => bail!(
@@ -69,6 +62,20 @@ impl GitSource {
                  pass --base"
             ),
         }
+    }
+
+    /// The commit at the tip of the default branch (found as [`Self::default_base`]
+    /// finds it).
+    pub async fn default_tip(&self) -> anyhow::Result<String> {
+        let branch = self.default_branch().await?;
+        self.resolve(&branch).await.map_err(|_| {
+            anyhow::anyhow!(
+                "the default branch is `{branch}` but it is not in this clone (a single-branch \
+                 checkout?); fetch it (`git fetch origin {short}:refs/remotes/origin/{short} --depth=50`) \
+                 or pass --base (or --rev)",
+                short = branch.trim_start_matches("origin/")
+            )
+        })
     }
 
     /// The default branch as a revision name (`origin/trunk`, or a local `main`).
