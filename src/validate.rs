@@ -77,6 +77,9 @@ pub async fn validate(source: &dyn Source, rev: &Rev, opts: &CheckOptions) -> Di
             Err(e) => diags.push(Diagnostic::new(path, None, format!("cannot read: {e:#}"))),
         }
     }
+    if let Err(d) = crate::check::calibration::load(source, rev, &config, &text).await {
+        diags.extend(d);
+    }
     diags.dedup();
     diags
 }

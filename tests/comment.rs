@@ -102,6 +102,7 @@ fn report(verdict: Verdict, suites: Vec<SuiteReport>) -> Report {
         errors: Vec::new(),
         notes: Vec::new(),
         config_change: None,
+        judge_calibration: None,
     }
 }
 

@@ -273,3 +273,102 @@ async fn a_gated_metric_with_no_data_is_an_error_not_a_pass() {
     );
     assert_ne!(code, 2, "{report:#}");
 }
+
+/// A judge that reads the answer: "WRONG" in it is unfaithful and hallucinated.
+struct Discerning;
+
+impl Respond for Discerning {
+    fn respond(&self, req: &Request) -> ResponseTemplate {
+        let body = String::from_utf8_lossy(&req.body);
+        if !body.contains("You grade answers") {
+            return chat_response("Returns within 30 days.");
+        }
+        let graded = body.rsplit("## Answer to grade").next().unwrap_or("");
+        chat_response(if graded.contains("WRONG") {
+            r#"{"faithfulness": 0.1, "relevance": 0.9, "hallucination": true, "reason": "unsupported"}"#
+        } else {
+            r#"{"faithfulness": 0.9, "relevance": 0.9, "hallucination": false, "reason": "supported"}"#
+        })
+    }
+}
+
+const CALIBRATION: &str = r#"{"id": "c1", "question": "Return window?", "context": "30 days", "answer": "30 days.", "label": {"faithful": true, "relevant": true, "hallucination": false}}
+{"id": "c2", "question": "Return window?", "context": "30 days", "answer": "WRONG: 90 days.", "label": {"faithful": false, "relevant": true, "hallucination": true}}
+{"id": "c3", "question": "Ship to Canada?", "context": "We ship to Canada", "answer": "Yes.", "label": {"faithful": true, "relevant": true, "hallucination": false}}
+{"id": "c4", "question": "Ship to Canada?", "context": "We ship to Canada", "answer": "WRONG: only to Mars.", "label": {"faithful": false, "relevant": true, "hallucination": true}}
+"#;
+
+/// `evaluators.judge.calibration`: the judge grades the labelled set first. A judge
+/// that agrees gates as usual; one that does not (here: it flags everything) has its
+/// metrics shown but not gating, and the report says why.
+#[tokio::test]
+async fn a_judge_below_its_calibration_does_not_gate() {
+    for discerning in [true, false] {
+        let server = MockServer::start().await;
+        let judge_answer =
+            r#"{"faithfulness": 0.1, "relevance": 0.9, "hallucination": true, "reason": "x"}"#;
+        let mock = Mock::given(method("POST")).and(path("/v1/chat/completions"));
+        if discerning {
+            mock.respond_with(Discerning).mount(&server).await;
+        } else {
+            mock.respond_with(Alternating {
+                seen: Mutex::new(HashMap::new()),
+                judge_answer: judge_answer.to_string(),
+            })
+            .mount(&server)
+            .await;
+        }
+        let url = format!("{}/v1", server.uri());
+        let (repo, _) = setup(&url, 1, true);
+        let config = repo.read(".promptgate.yml").replace(
+            &format!("judge: {{ provider: openai, model: judge-1, base_url: \"{url}\" }}"),
+            &format!("judge: {{ provider: openai, model: judge-1, base_url: \"{url}\", calibration: evals/judge-calibration.jsonl, min_kappa: 0.6 }}"),
+        );
+        repo.write(".promptgate.yml", &config);
+        repo.write("evals/judge-calibration.jsonl", CALIBRATION);
+        let base = repo.commit("calibrate the judge");
+        repo.write("prompts/user.j2", "Answer: {{ q }}");
+        let head = repo.commit("edit the prompt");
+        let (code, report) = check(&repo, &base, &head, &[]);
+        let cal = &report["judge_calibration"];
+        assert_eq!(cal["items"], 4, "{report:#}");
+        assert_eq!(cal["gates"], discerning, "{cal}");
+        let suite = &report["suites"][0];
+        let row = |name: &str| {
+            suite["metrics"]
+                .as_array()
+                .and_then(|m| m.iter().find(|r| r["name"] == name))
+                .cloned()
+                .unwrap_or_default()
+        };
+        if discerning {
+            let kappas: Vec<f64> = cal["labels"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|l| l["label"] != "relevant")
+                .map(|l| l["kappa"].as_f64().unwrap())
+                .collect();
+            assert_eq!(kappas, vec![1.0, 1.0], "{cal}");
+            assert!(row("faithfulness")["not_gated"].is_null(), "{suite}");
+        } else {
+            assert!(
+                cal["reason"]
+                    .as_str()
+                    .unwrap()
+                    .contains("below min_kappa 0.6"),
+                "{cal}"
+            );
+            // The judge says every answer hallucinates: shown, failing, not gating.
+            let h = row("hallucination_rate");
+            assert_eq!(h["head"], 1.0, "{suite}");
+            assert!(h["not_gated"].is_string(), "{h}");
+            assert_eq!(suite["verdict"], "pass", "{suite}");
+            assert_eq!(code, 0, "{report:#}");
+            assert!(
+                report["notes"].to_string().contains("do not gate"),
+                "{report}"
+            );
+        }
+    }
+}

@@ -3,6 +3,7 @@
 //! every problem ends up in the report, with verdict `error` and a message naming the
 //! file and line or the case.
 
+pub mod calibration;
 mod config_change;
 mod evaluate;
 pub mod security;
@@ -132,6 +133,9 @@ pub fn baseline_summary(report: &Report) -> String {
 pub struct CheckPlan {
     report: Report,
     suites: Vec<PlannedSuite>,
+    /// The judge's calibration, when a planned suite uses the judge and the config
+    /// names a set.
+    calibration: Option<calibration::PlannedCalibration>,
     started: Instant,
 }
 
@@ -141,12 +145,23 @@ pub async fn plan(source: &dyn Source, revs: &Revisions, opts: &CheckOptions) ->
     let started = Instant::now();
     let mut report = Report::new(revs.base_label.clone(), revs.head_label.clone(), opts.tier);
     let mut suites = Vec::new();
-    if let Err(e) = plan_into(source, revs, opts, &mut report, &mut suites).await {
+    let mut calibration = None;
+    if let Err(e) = plan_into(
+        source,
+        revs,
+        opts,
+        &mut report,
+        &mut suites,
+        &mut calibration,
+    )
+    .await
+    {
         report.errors.push(e);
     }
     CheckPlan {
         report,
         suites,
+        calibration,
         started,
     }
 }
@@ -157,9 +172,10 @@ pub async fn execute(plan: CheckPlan, client: &ModelClient) -> Report {
     let CheckPlan {
         mut report,
         suites,
+        calibration,
         started,
     } = plan;
-    evaluate_planned(&suites, client, &mut report).await;
+    evaluate_planned(&suites, calibration.as_ref(), client, &mut report).await;
     client.flush().await;
     let counters = client.usage();
     report.usage.model_calls = counters.chat_calls;
@@ -207,6 +223,7 @@ async fn plan_into(
     opts: &CheckOptions,
     report: &mut Report,
     planned: &mut Vec<PlannedSuite>,
+    calibration: &mut Option<calibration::PlannedCalibration>,
 ) -> Result<(), String> {
     let read_config = |rev: Rev| async move {
         read_text(source, &rev, CONFIG_PATH)
@@ -354,6 +371,21 @@ async fn plan_into(
             Err(d) => report.suites.push(errored(name, triggered, &d)),
         }
     }
+    let judge = planned.iter().find_map(|p| p.evaluators.judge.clone());
+    if let Some(judge) = judge {
+        match calibration::load(source, &policy_rev, &config, &policy_text).await {
+            Ok(Some((set, min_kappa))) => {
+                *calibration = Some(calibration::PlannedCalibration {
+                    set,
+                    min_kappa,
+                    judge,
+                    pricing: evaluators.judge_pricing.clone(),
+                })
+            }
+            Ok(None) => {}
+            Err(d) => return Err(d.to_string()),
+        }
+    }
     Ok(())
 }
 
@@ -420,7 +452,27 @@ async fn refused_endpoints(
     d
 }
 
-async fn evaluate_planned(planned: &[PlannedSuite], client: &ModelClient, report: &mut Report) {
+async fn evaluate_planned(
+    planned: &[PlannedSuite],
+    calibration: Option<&calibration::PlannedCalibration>,
+    client: &ModelClient,
+    report: &mut Report,
+) {
+    // The judge is calibrated first: whether its metrics gate decides every suite.
+    let mut judge_gate: Option<String> = None;
+    if let Some(c) = calibration {
+        let (result, spent, errors) = calibration::run(c, client).await;
+        report.usage.cost_by_kind.add(&spent.paid);
+        report.usage.replayed_cost_usd += spent.replayed_usd;
+        report.errors.extend(errors);
+        if let Some(reason) = &result.reason {
+            report
+                .notes
+                .push(format!("judge metrics do not gate this run: {reason}"));
+        }
+        judge_gate = result.reason.clone();
+        report.judge_calibration = Some(result);
+    }
     let planned_keys: Vec<String> = planned
         .iter()
         .flat_map(PlannedSuite::planned_keys)
@@ -448,7 +500,9 @@ async fn evaluate_planned(planned: &[PlannedSuite], client: &ModelClient, report
         report.usage.cost_usd = report.usage.cost_by_kind.total();
         report.usage.replayed_cost_usd += spent.replayed_usd;
         report.usage.baseline_calls += results.baseline_calls;
-        report.suites.push(suite_report(p, results));
+        report
+            .suites
+            .push(suite_report(p, results, judge_gate.as_deref()));
     }
     report.suites.sort_by(|a, b| a.name.cmp(&b.name));
 }

@@ -110,7 +110,13 @@ fn case_failures(suite: &SuiteConfig, c: &CaseScores) -> Vec<Failure> {
     out
 }
 
-pub(super) fn suite_report(p: &PlannedSuite, r: SuiteResults) -> SuiteReport {
+/// `judge_not_gated`: why judge metrics are shown but do not gate (a judge below its
+/// calibration), when they do not.
+pub(super) fn suite_report(
+    p: &PlannedSuite,
+    r: SuiteResults,
+    judge_not_gated: Option<&str>,
+) -> SuiteReport {
     let SuiteResults {
         base,
         head,
@@ -129,6 +135,9 @@ pub(super) fn suite_report(p: &PlannedSuite, r: SuiteResults) -> SuiteReport {
     let mut metrics = metric_rows(p, &base, &head, &attacks_base, &attacks_head, &guardrail);
     for row in metrics.iter_mut() {
         paired_stats(p, row, &head, &base_by_id, &flaky_ids);
+        if row.name.needs_judge() {
+            row.not_gated = judge_not_gated.map(str::to_string);
+        }
     }
     // A threshold on a case metric that has no value although head cases were
     // evaluated cannot be checked: an error naming the metric, never a pass.
@@ -139,7 +148,11 @@ pub(super) fn suite_report(p: &PlannedSuite, r: SuiteResults) -> SuiteReport {
                 row.name,
                 MetricName::InjectionFailures | MetricName::GuardrailFailures
             );
-            if case_metric && row.threshold.is_some() && row.head.is_none() {
+            if case_metric
+                && row.threshold.is_some()
+                && row.head.is_none()
+                && row.not_gated.is_none()
+            {
                 row.pass = false;
                 row.failing_on_base = false;
                 uncomputable.push(format!(

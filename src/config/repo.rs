@@ -289,6 +289,12 @@ pub struct ModelRef {
     /// Prices of an inline evaluator's calls, like a manifest's (not part of any key).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pricing: Option<crate::config::Pricing>,
+    /// The judge's calibration set (JSON Lines of labelled answers); judge only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub calibration: Option<String>,
+    /// Below this Cohen's kappa on any label, judge metrics are shown but do not gate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_kappa: Option<f64>,
 }
 
 impl ModelRef {
@@ -389,6 +395,33 @@ impl RepoConfig {
                 line_of(text, "suites"),
                 "no suites are defined",
             ));
+        }
+        // Calibration belongs to the PR-tier judge (`evaluators.judge`); the release
+        // judge is checked against the same set.
+        let misplaced = [
+            ("evaluators.embedding", cfg.evaluators.embedding.as_ref()),
+            (
+                "release.judge",
+                cfg.release.as_ref().and_then(|r| r.judge.as_ref()),
+            ),
+        ];
+        for (at, r) in misplaced {
+            if r.is_some_and(|r| r.calibration.is_some() || r.min_kappa.is_some()) {
+                diags.push(Diagnostic::new(
+                    file,
+                    line_of(text, "calibration").or(line_of(text, "min_kappa")),
+                    format!("`{at}` cannot take `calibration` or `min_kappa`: they belong under `evaluators.judge`"),
+                ));
+            }
+        }
+        if let Some(k) = cfg.evaluators.judge.as_ref().and_then(|j| j.min_kappa) {
+            if !(-1.0..=1.0).contains(&k) {
+                diags.push(Diagnostic::new(
+                    file,
+                    line_of(text, "min_kappa"),
+                    format!("`evaluators.judge.min_kappa` {k} is outside -1..1 (Cohen's kappa)"),
+                ));
+            }
         }
         for (name, suite) in &cfg.suites {
             let at = line_of(text, &format!("{name}:"));

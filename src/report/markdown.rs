@@ -909,7 +909,9 @@ fn metric_view(m: &MetricRow) -> MetricView {
         }
         .to_string()
     };
-    if m.failing_on_base {
+    if m.not_gated.is_some() {
+        result = "shown, not gated: the judge is below its calibration".to_string();
+    } else if m.failing_on_base {
         result.push_str(if m.verdict() == Verdict::NeedsReview {
             " failing on base too, not worse: review"
         } else {

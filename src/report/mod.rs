@@ -117,6 +117,31 @@ pub struct Report {
     /// shown, but policy still comes from base until it is merged.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub config_change: Option<ConfigChange>,
+    /// How well the judge agrees with the labelled calibration set, when one is set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub judge_calibration: Option<JudgeCalibration>,
+}
+
+/// The judge run on `evaluators.judge.calibration` before its scores gate.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct JudgeCalibration {
+    pub file: String,
+    pub items: usize,
+    pub min_kappa: f64,
+    /// Per label (`faithful`, `relevant`, `hallucination`): accuracy and Cohen's kappa.
+    pub labels: Vec<LabelAgreement>,
+    /// Judge metrics gate (every label's kappa reaches `min_kappa`).
+    pub gates: bool,
+    /// Why they do not, when they do not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LabelAgreement {
+    pub label: String,
+    pub accuracy: f64,
+    pub kappa: f64,
 }
 
 impl Report {
@@ -133,6 +158,7 @@ impl Report {
             errors: Vec::new(),
             notes: Vec::new(),
             config_change: None,
+            judge_calibration: None,
         }
     }
 }
@@ -212,6 +238,9 @@ pub struct MetricRow {
     /// The part of `delta` that flaky cases contribute (samples > 1).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub flaky_delta: Option<f64>,
+    /// Why this row is shown but does not gate (a judge below its calibration).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_gated: Option<String>,
 }
 
 impl MetricRow {
@@ -229,6 +258,7 @@ impl MetricRow {
             inconclusive: None,
             failing_on_base: false,
             flaky_delta: None,
+            not_gated: None,
         }
     }
 }
@@ -238,7 +268,9 @@ impl MetricRow {
     /// the change's doing when head is no worse: a human decides (SPEC §1); worse is a
     /// failure.
     pub fn verdict(&self) -> Verdict {
-        if !self.pass {
+        if self.not_gated.is_some() {
+            Verdict::Pass
+        } else if !self.pass {
             let worse_than_base = self.delta.is_some_and(|d| self.name.worsens(d));
             if self.failing_on_base && !worse_than_base {
                 Verdict::NeedsReview
