@@ -360,15 +360,29 @@ pub fn input_key(
     sample: u32,
     watch: Option<&str>,
 ) -> String {
-    keys::digest(
-        keys::INPUT,
-        &json!({
-            "model": spec.identity(),
-            "messages": messages,
-            "sample": sample,
-            "watch": watch,
-        }),
-    )
+    input_key_through(spec, messages, sample, watch, None)
+}
+
+/// [`input_key`] for a generation Converse screens with a Bedrock guardrail: the
+/// guardrail and its version change the output (a blocked answer), so they are part
+/// of the key. Left out when there is none, so every other key stays as it was.
+pub fn input_key_through(
+    spec: &ModelSpec,
+    messages: &[Message],
+    sample: u32,
+    watch: Option<&str>,
+    guardrail: Option<&crate::execute::GuardrailRef>,
+) -> String {
+    let mut key = json!({
+        "model": spec.identity(),
+        "messages": messages,
+        "sample": sample,
+        "watch": watch,
+    });
+    if let (Some(g), Some(map)) = (guardrail, key.as_object_mut()) {
+        map.insert("guardrail".into(), json!(g));
+    }
+    keys::digest(keys::INPUT, &key)
 }
 
 /// The score key adds what scoring depends on: expected output, assertions, evaluators.
@@ -458,6 +472,11 @@ pub fn plan_side(
 ) -> Result<SidePlan, Diagnostics> {
     let renderer = Renderer::new(&files.templates)?;
     let spec = files.manifest.spec();
+    let guardrail = files
+        .guardrail
+        .as_ref()
+        .filter(|_| files.manifest.provider == crate::config::ProviderKind::Bedrock)
+        .map(guardrail::guardrail_ref);
     let mut cases = Vec::with_capacity(files.dataset.cases.len());
     // One problem, however many cases hit it: (file, line, message) → the cases.
     let mut failures: BTreeMap<(String, Option<usize>, String), Vec<&Case>> = BTreeMap::new();
@@ -481,7 +500,10 @@ pub fn plan_side(
             }
         };
         let input_keys: Vec<String> = (0..samples)
-            .map(|s| input_key(&spec, &messages, s, files.watch_digest.as_deref()))
+            .map(|s| {
+                let watch = files.watch_digest.as_deref();
+                input_key_through(&spec, &messages, s, watch, guardrail.as_ref())
+            })
             .collect();
         let score_key = score_key(&input_keys, case, evaluators);
         cases.push(PlannedCase {
@@ -522,11 +544,7 @@ pub fn plan_side(
             spec,
             pricing: files.manifest.pricing.clone(),
             dataset_file: files.dataset.file.clone(),
-            guardrail: files
-                .guardrail
-                .as_ref()
-                .filter(|_| files.manifest.provider == crate::config::ProviderKind::Bedrock)
-                .map(guardrail::guardrail_ref),
+            guardrail,
             index: cases
                 .iter()
                 .enumerate()
@@ -620,6 +638,37 @@ fn render(
         return Err(too_large(path, "the message", out.len(), MAX_MESSAGE_BYTES));
     }
     Ok(out.trim_end_matches('\n').to_string())
+}
+
+#[cfg(test)]
+mod guardrail_key_tests {
+    use super::*;
+
+    #[test]
+    fn the_guardrail_converse_applies_is_part_of_the_input_key() {
+        let spec = ModelSpec {
+            provider: crate::config::ProviderKind::Bedrock,
+            model: "m".into(),
+            region: None,
+            base_url: None,
+            api_key_env: None,
+            parameters: Default::default(),
+        };
+        let msgs = [Message::new("user", "hi")];
+        let g = |v: &str| crate::execute::GuardrailRef {
+            id: "gr-1".into(),
+            version: v.into(),
+        };
+        let none = input_key_through(&spec, &msgs, 0, None, None);
+        assert_eq!(
+            none,
+            input_key(&spec, &msgs, 0, None),
+            "unchanged without one"
+        );
+        let v1 = input_key_through(&spec, &msgs, 0, None, Some(&g("1")));
+        let v2 = input_key_through(&spec, &msgs, 0, None, Some(&g("2")));
+        assert!(none != v1 && v1 != v2);
+    }
 }
 
 #[cfg(test)]
