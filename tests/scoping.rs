@@ -5,7 +5,8 @@
 mod common;
 
 use common::{
-    calls, check_json as check, fake_openai, generation_calls, suite_of as suite, TestRepo,
+    calls, check_json as check, fake_openai, generation_calls, metric_of, suite_of as suite,
+    TestRepo,
 };
 
 const SUPPORT_CASES: usize = 6;
@@ -262,11 +263,7 @@ async fn regression_beyond_max_regression_needs_review() {
     let head = repo.commit("prefix");
     let (code, report) = check(&repo, &base, &head, &["--suite", "support"]);
     let support = suite(&report, "support");
-    let sim = support["metrics"]
-        .as_array()
-        .and_then(|m| m.iter().find(|r| r["name"] == "similarity"))
-        .cloned()
-        .unwrap_or_default();
+    let sim = metric_of(support, "similarity");
     assert_eq!(sim["base"], 1.0, "{support}");
     assert!(sim["delta"].as_f64().unwrap() < -0.05, "{sim}");
     assert_eq!(sim["regression"], true);
@@ -561,11 +558,7 @@ async fn a_warm_baseline_makes_a_pr_pay_for_its_affected_cases_only() {
     assert_eq!(support["cases"]["evaluated"], 1);
     // Whole-suite values: the edited case still passes `contains "question 3"`, so all
     // six cases pass at both sides, and the interval of a zero change is a point.
-    let assertions = support["metrics"]
-        .as_array()
-        .and_then(|m| m.iter().find(|r| r["name"] == "assertions"))
-        .cloned()
-        .unwrap_or_default();
+    let assertions = metric_of(support, "assertions");
     assert_eq!(
         (assertions["base"].as_f64(), assertions["head"].as_f64()),
         (Some(1.0), Some(1.0))
@@ -608,11 +601,7 @@ async fn a_broken_case_is_a_flip_and_the_delta_is_over_the_whole_suite() {
         "{support}"
     );
     assert_eq!(support["flips"]["fixed"], serde_json::json!([]));
-    let row = support["metrics"]
-        .as_array()
-        .and_then(|m| m.iter().find(|r| r["name"] == "assertions"))
-        .cloned()
-        .unwrap_or_default();
+    let row = metric_of(support, "assertions");
     let n = SUPPORT_CASES as f64;
     assert!(
         (row["head"].as_f64().unwrap() - (n - 1.0) / n).abs() < 1e-9,

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::process::Command;
 use std::sync::Mutex;
 
-use common::{calls, generation_calls, TestRepo};
+use common::{calls, generation_calls, metric_of, TestRepo};
 use serde_json::{json, Value};
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
@@ -261,11 +261,7 @@ async fn a_gated_metric_with_no_data_is_an_error_not_a_pass() {
     let (code, report) = check(&repo, &base, &head, &[]);
     let suite = &report["suites"][0];
     assert_eq!(suite["cases"]["affected"], 1, "{suite}");
-    let assertions = suite["metrics"]
-        .as_array()
-        .and_then(|m| m.iter().find(|r| r["name"] == "assertions"))
-        .cloned()
-        .unwrap_or_default();
+    let assertions = metric_of(suite, "assertions");
     assert!(assertions["head"].is_number(), "{suite}");
     assert!(
         !report.to_string().contains("has no value at head"),
@@ -334,13 +330,7 @@ async fn a_judge_below_its_calibration_does_not_gate() {
         assert_eq!(cal["items"], 4, "{report:#}");
         assert_eq!(cal["gates"], discerning, "{cal}");
         let suite = &report["suites"][0];
-        let row = |name: &str| {
-            suite["metrics"]
-                .as_array()
-                .and_then(|m| m.iter().find(|r| r["name"] == name))
-                .cloned()
-                .unwrap_or_default()
-        };
+        let row = |name: &str| metric_of(suite, name);
         if discerning {
             let kappas: Vec<f64> = cal["labels"]
                 .as_array()

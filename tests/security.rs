@@ -6,7 +6,7 @@ mod common;
 
 use std::process::Command;
 
-use common::TestRepo;
+use common::{metric_of, TestRepo};
 use serde_json::{json, Value};
 use wiremock::matchers::{method, path, path_regex};
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
@@ -191,11 +191,7 @@ async fn a_leaky_model_is_caught_by_the_canary_and_a_defended_one_is_not() {
             // Base leaks as much: the gate is failing on base too, and head is not
             // worse, so a human decides (SPEC §1).
             assert_eq!(suite["verdict"], "needs_review", "{suite}");
-            let row = suite["metrics"]
-                .as_array()
-                .and_then(|m| m.iter().find(|r| r["name"] == "injection_failures"))
-                .cloned()
-                .unwrap_or_default();
+            let row = metric_of(suite, "injection_failures");
             assert_eq!(row["failing_on_base"], true, "{row}");
             assert_eq!(row["pass"], false, "{row}");
             assert_eq!(code, 1);

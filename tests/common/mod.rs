@@ -89,6 +89,14 @@ pub fn check_json(repo: &TestRepo, base: &str, head: &str, extra: &[&str]) -> (i
     (out.status.code().unwrap_or(-1), report)
 }
 
+/// The metric row called `name` in a suite of a JSON report.
+pub fn metric_of<'a>(suite: &'a Value, name: &str) -> &'a Value {
+    suite["metrics"]
+        .as_array()
+        .and_then(|m| m.iter().find(|r| r["name"] == name))
+        .unwrap_or_else(|| panic!("no metric {name} in {suite}"))
+}
+
 /// The suite called `name` in a JSON report.
 pub fn suite_of<'a>(report: &'a Value, name: &str) -> &'a Value {
     report["suites"]
