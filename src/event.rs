@@ -200,9 +200,55 @@ impl RunCommandEvent {
     }
 }
 
+/// A push to a repository's default branch: the bot evaluates that commit so the cache
+/// holds the default branch's results and a PR later pays only for what it changes.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PushEvent {
+    pub repo: RepoRef,
+    /// The branch pushed to (the default branch; pushes elsewhere are ignored).
+    pub branch: String,
+    /// The commit the branch pointed at before; `None` when the branch was created.
+    pub before: Option<String>,
+    /// The commit the branch points at now.
+    pub after: String,
+}
+
+/// The all-zero SHA both forges send for "no commit" (a created or deleted ref).
+pub const NULL_SHA: &str = "0000000000000000000000000000000000000000";
+
+/// What a push to `git_ref` means, given the repository's default branch: a
+/// [`PushEvent`] for a push of commits to the default branch, else why it is ignored.
+pub fn push_event(
+    repo: RepoRef,
+    git_ref: &str,
+    before: &str,
+    after: &str,
+    default_branch: Option<&str>,
+) -> Event {
+    let Some(branch) = git_ref.strip_prefix("refs/heads/") else {
+        return Event::ignored(format!("push to `{git_ref}`, which is not a branch"));
+    };
+    if after.is_empty() || after == NULL_SHA {
+        return Event::ignored(format!("branch `{branch}` was deleted"));
+    }
+    match default_branch {
+        Some(d) if d == branch => Event::Push(PushEvent {
+            repo,
+            branch: branch.to_string(),
+            before: (!before.is_empty() && before != NULL_SHA).then(|| before.to_string()),
+            after: after.to_string(),
+        }),
+        Some(d) => Event::ignored(format!("push to `{branch}`, not the default branch `{d}`")),
+        None => Event::ignored(format!(
+            "push to `{branch}`: the payload names no default branch"
+        )),
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Event {
     PullRequest(PullRequestEvent),
+    Push(PushEvent),
     Comment(CommentEvent),
     Rerun(RerunEvent),
     RunCommand(RunCommandEvent),
@@ -217,6 +263,7 @@ impl Event {
     pub fn repo(&self) -> Option<&RepoRef> {
         match self {
             Event::PullRequest(e) => Some(&e.repo),
+            Event::Push(e) => Some(&e.repo),
             Event::Comment(e) => Some(&e.repo),
             Event::Rerun(e) => Some(&e.repo),
             Event::RunCommand(e) => Some(&e.repo),
@@ -228,6 +275,7 @@ impl Event {
     pub fn kind(&self) -> &'static str {
         match self {
             Event::PullRequest(_) => "pull_request",
+            Event::Push(_) => "push",
             Event::Comment(_) => "comment",
             Event::Rerun(_) => "rerun",
             Event::RunCommand(_) => "run_command",

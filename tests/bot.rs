@@ -97,6 +97,17 @@ async fn start(h: &Harness, db: &Path) -> Service {
     Service::with_bot(bot_settings(), db, ForgeKind::Github, forge).await
 }
 
+/// The service with the real run pipeline against the fake GitLab.
+async fn start_gitlab(gl: &common::gitlab::FakeGitLab, db: &Path) -> Service {
+    use promptgate::forge::{ForgeRetryPolicy, GitLabForge};
+    let forge: Arc<dyn Forge> = Arc::new(
+        GitLabForge::new(&gl.url, common::gitlab::TOKEN)
+            .unwrap()
+            .with_retry_policy(ForgeRetryPolicy::fast()),
+    );
+    Service::with_bot(bot_settings(), db, ForgeKind::Gitlab, forge).await
+}
+
 fn ours(h: &Harness) -> Vec<StatusRec> {
     h.state()
         .statuses
@@ -330,8 +341,7 @@ async fn a_title_only_gitlab_update_and_a_foreign_check_rerun_make_no_run() {
 /// router, the GitLab forge (the `gitlab` crate) against the fake GitLab.
 #[tokio::test]
 async fn a_gitlab_merge_request_gets_statuses_and_one_note() {
-    use common::gitlab::{FakeGitLab, MergeRequest, TOKEN};
-    use promptgate::forge::{ForgeRetryPolicy, GitLabForge};
+    use common::gitlab::{FakeGitLab, MergeRequest};
     // What `webhook.merge_request.open.atlantis.json` is about.
     const PID: u64 = 4580910;
     const IID: u64 = 12;
@@ -351,13 +361,8 @@ async fn a_gitlab_merge_request_gets_statuses_and_one_note() {
         "Explain the bill {{ n }}.",
     );
 
-    let forge: Arc<dyn Forge> = Arc::new(
-        GitLabForge::new(&gl.url, TOKEN)
-            .unwrap()
-            .with_retry_policy(ForgeRetryPolicy::fast()),
-    );
     let dir = tempfile::tempdir().unwrap();
-    let svc = Service::with_bot(bot_settings(), &db_path(&dir), ForgeKind::Gitlab, forge).await;
+    let svc = start_gitlab(&gl, &db_path(&dir)).await;
     let open = fixture("gitlab/webhook.merge_request.open.atlantis.json");
     assert_eq!(
         svc.gitlab("Merge Request Hook", "u-1", GITLAB_SECRET, &open)
@@ -676,5 +681,122 @@ async fn a_retargeted_pr_is_re_evaluated_against_its_new_base() {
         NEW_BASE
     );
     assert_eq!(svc.count("SELECT COUNT(*) FROM runs").await, 1);
+    svc.stop().await;
+}
+
+/// A GitHub `push` to the default branch (the documented shape; no published delivery
+/// is among the shared fixtures).
+fn push_delivery(branch: &str, before: &str, after: &str) -> Vec<u8> {
+    serde_json::to_vec(&json!({
+        "ref": format!("refs/heads/{branch}"), "before": before, "after": after,
+        "created": false, "deleted": false, "forced": false,
+        "repository": {"full_name": REPO, "id": 1296269, "default_branch": "main"},
+        "pusher": {"name": "octocat"}, "sender": {"id": 1, "login": "octocat"},
+    }))
+    .unwrap()
+}
+
+/// SPEC §3: with the default branch's results cached by the bot (a push to main), a PR
+/// costs its affected head cases × samples and nothing else.
+#[tokio::test]
+async fn a_push_to_the_default_branch_warms_the_cache_so_a_pr_pays_only_its_head() {
+    let (h, m) = world(Echo::default(), HEAD).await;
+    let dir = tempfile::tempdir().unwrap();
+    let svc = start(&h, &db_path(&dir)).await;
+
+    // A push elsewhere, a tag and a deleted main run nothing.
+    let feature = push_delivery("feature", BASE, HEAD);
+    assert_eq!(svc.github("push", "p-0", SECRET, &feature).await, 202);
+    let mut tag: Value = serde_json::from_slice(&push_delivery("main", BASE, HEAD)).unwrap();
+    tag["ref"] = json!("refs/tags/v1");
+    let tag = serde_json::to_vec(&tag).unwrap();
+    assert_eq!(svc.github("push", "p-t", SECRET, &tag).await, 202);
+    let deleted = push_delivery("main", BASE, "0000000000000000000000000000000000000000");
+    assert_eq!(svc.github("push", "p-d", SECRET, &deleted).await, 202);
+    svc.drained().await;
+    assert_eq!(m.received_requests().await.unwrap().len(), 0);
+
+    let push = push_delivery("main", "0123456789012345678901234567890123456789", BASE);
+    assert_eq!(svc.github("push", "p-1", SECRET, &push).await, 202);
+    svc.drained().await;
+    assert_eq!(
+        m.received_requests().await.unwrap().len(),
+        2,
+        "the baseline evaluates main's 2 cases once"
+    );
+    // A baseline posts nothing and records no PR run.
+    assert!(ours(&h).is_empty(), "{:?}", ours(&h));
+    assert!(h.state().ours().is_empty());
+    assert_eq!(svc.count("SELECT COUNT(*) FROM runs").await, 0);
+    // The same commit pushed again (another delivery) is all cache hits.
+    assert_eq!(svc.github("push", "p-2", SECRET, &push).await, 202);
+    svc.drained().await;
+    assert_eq!(m.received_requests().await.unwrap().len(), 2);
+
+    let opened = fixture("github/webhook.pull_request.opened.octokit.json");
+    assert_eq!(
+        svc.github("pull_request", "d-1", SECRET, &opened).await,
+        202
+    );
+    let done = final_status(&h, HEAD).await;
+    assert_eq!(done.state, "failure", "{done:?}");
+    assert_eq!(
+        m.received_requests().await.unwrap().len(),
+        4,
+        "the PR adds only its 2 affected head cases (a cold cache would add 4)"
+    );
+    let report: Value =
+        serde_json::from_str(&svc.text("SELECT report_json FROM runs WHERE id = 1").await).unwrap();
+    assert_eq!(report["usage"]["baseline_calls"], 0, "{report}");
+    assert_eq!(report["usage"]["model_calls"], 2, "{report}");
+    svc.stop().await;
+}
+
+/// The published GitLab Push Hook (docs) to `master`, the project's default branch.
+#[tokio::test]
+async fn a_gitlab_push_hook_to_the_default_branch_is_a_baseline() {
+    use common::gitlab::FakeGitLab;
+    // What `webhook.push.docs-current.json` is about.
+    const PID: u64 = 15;
+    const AFTER: &str = "da1560886d4f094c3e6c9ef40349f7d38b5d27d7";
+    let m = model(Echo::default()).await;
+    let gl = FakeGitLab::start().await;
+    gl.add_project(PID, "mike/diaspora");
+    gl.seed_billing(
+        PID,
+        AFTER,
+        HEAD,
+        &format!("{}/v1", m.uri()),
+        "Explain the bill {{ n }}.",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let svc = start_gitlab(&gl, &db_path(&dir)).await;
+    let push = fixture("gitlab/webhook.push.docs-current.json");
+    assert_eq!(
+        svc.gitlab("Push Hook", "u-1", GITLAB_SECRET, &push).await,
+        202
+    );
+    svc.drained().await;
+    let bodies: Vec<String> = m
+        .received_requests()
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| String::from_utf8_lossy(&r.body).to_string())
+        .collect();
+    assert_eq!(
+        bodies.len(),
+        1,
+        "the baseline evaluates master's one case once"
+    );
+    assert!(bodies.iter().all(|b| b.contains("invoice")), "{bodies:#?}");
+    assert!(gl.statuses().is_empty());
+    // Redelivered under another id: the cache answers.
+    assert_eq!(
+        svc.gitlab("Push Hook", "u-2", GITLAB_SECRET, &push).await,
+        202
+    );
+    svc.drained().await;
+    assert_eq!(m.received_requests().await.unwrap().len(), 1);
     svc.stop().await;
 }

@@ -3,6 +3,7 @@
 //! read through the forge API, the one sticky comment, the final status with a link to
 //! `/runs/{id}`. It does not know which forge it talks to.
 
+mod baseline;
 pub mod release;
 mod slash;
 
@@ -46,6 +47,12 @@ pub struct RunRequest {
     pub full: bool,
     /// A maintainer asked: evaluate a fork PR too.
     pub allow_fork: bool,
+}
+
+/// The cache is shared by every repository the bot serves: results are served back
+/// only within the repository that produced them.
+fn cache_namespace(repo: &RepoRef) -> String {
+    format!("{}:{}", repo.forge, repo.full_name)
 }
 
 fn repo_id(repo: &RepoRef) -> RepoId {
@@ -258,9 +265,7 @@ impl Bot {
             full: is_release || request.full,
             tier,
             endpoints: self.endpoint_rules.clone(),
-            // The cache is shared by every repository the bot serves: results are
-            // served back only within the repository that produced them.
-            namespace: Some(format!("{}:{}", repo_ref.forge, repo_ref.full_name)),
+            namespace: Some(cache_namespace(repo_ref)),
         };
 
         let started = Instant::now();
@@ -750,6 +755,7 @@ impl EventHandler for Bot {
                 }
                 Ok(())
             }
+            Event::Push(e) => self.baseline(&e).await,
             Event::Comment(e) => self.on_comment(&e).await,
             Event::RunCommand(e) => {
                 let request = RunRequest {

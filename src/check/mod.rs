@@ -92,6 +92,13 @@ pub async fn baseline(
     opts: &CheckOptions,
     client: &ModelClient,
 ) -> Report {
+    let (revs, opts) = baseline_run(rev, label, opts);
+    run(source, &revs, &opts, client).await
+}
+
+/// What a baseline of `rev` evaluates: every case of every suite at that one revision,
+/// which is its own base and its own policy (it is the default branch).
+pub fn baseline_run(rev: Rev, label: &str, opts: &CheckOptions) -> (Revisions, CheckOptions) {
     let revs = Revisions {
         base: rev.clone(),
         head: rev,
@@ -103,7 +110,7 @@ pub async fn baseline(
         full: true,
         ..opts.clone()
     };
-    run(source, &revs, &opts, client).await
+    (revs, opts)
 }
 
 /// One line per suite of a baseline run: what is cached now, and what it cost.

@@ -21,7 +21,9 @@ type Memo<K, T> = Mutex<HashMap<K, Slot<T>>>;
 pub struct ForgeSource {
     pub forge: Arc<dyn Forge>,
     pub repo: RepoId,
-    pub number: u64,
+    /// The pull request whose file list is the diff; `None` reading a single commit
+    /// (a default-branch baseline), which has no diff.
+    pub number: Option<u64>,
     changed: OnceCell<Vec<String>>,
     /// By (commit, path).
     reads: Memo<(String, String), Option<Vec<u8>>>,
@@ -31,6 +33,15 @@ pub struct ForgeSource {
 
 impl ForgeSource {
     pub fn new(forge: Arc<dyn Forge>, repo: RepoId, number: u64) -> Self {
+        Self::with_pr(forge, repo, Some(number))
+    }
+
+    /// A source for one commit, outside any pull request: base and head must be equal.
+    pub fn at_commit(forge: Arc<dyn Forge>, repo: RepoId) -> Self {
+        Self::with_pr(forge, repo, None)
+    }
+
+    fn with_pr(forge: Arc<dyn Forge>, repo: RepoId, number: Option<u64>) -> Self {
         Self {
             forge,
             repo,
@@ -45,9 +56,8 @@ impl ForgeSource {
         match rev {
             Rev::Commit(sha) => Ok(sha),
             Rev::WorkTree => Err(anyhow::anyhow!(
-                "{} #{} is read through the {} API, which has no work tree; name a commit",
+                "{} is read through the {} API, which has no work tree; name a commit",
                 self.repo,
-                self.number,
                 self.forge.kind()
             )),
         }
@@ -64,11 +74,23 @@ fn slot<K: std::hash::Hash + Eq, T>(map: &Memo<K, T>, key: K) -> Slot<T> {
 #[async_trait]
 impl Source for ForgeSource {
     /// The pull request's files (both sides of renames); the revisions are not used,
-    /// since the PR's file list is base..head.
-    async fn changed_paths(&self, _base: &Rev, _head: &Rev) -> anyhow::Result<Vec<String>> {
+    /// since the PR's file list is base..head. One commit against itself changes nothing.
+    async fn changed_paths(&self, base: &Rev, head: &Rev) -> anyhow::Result<Vec<String>> {
+        if base == head {
+            return Ok(Vec::new());
+        }
+        let Some(number) = self.number else {
+            anyhow::bail!(
+                "{} {}..{} names no pull request, so the {} API has no file list for it",
+                self.repo,
+                base.label(),
+                head.label(),
+                self.forge.kind()
+            );
+        };
         let paths = self
             .changed
-            .get_or_try_init(|| self.forge.changed_files(&self.repo, self.number))
+            .get_or_try_init(|| self.forge.changed_files(&self.repo, number))
             .await?;
         Ok(paths.clone())
     }

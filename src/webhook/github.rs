@@ -27,6 +27,7 @@ pub fn parse(event: &str, body: &[u8]) -> anyhow::Result<Event> {
         "issue_comment" => parse_issue_comment(body),
         "check_run" => parse_check_run(body),
         "check_suite" => parse_check_suite(body),
+        "push" => parse_push(body),
         other => {
             // Still require JSON: a body that is not is a broken delivery.
             let _: IgnoredAny = serde_json::from_slice(body)
@@ -222,6 +223,47 @@ struct ChangedFrom {
     from: Option<String>,
 }
 
+#[derive(Deserialize)]
+struct PushPayload {
+    #[serde(rename = "ref")]
+    git_ref: String,
+    #[serde(default)]
+    before: String,
+    #[serde(default)]
+    after: String,
+    repository: PushRepo,
+    #[serde(default)]
+    installation: Option<Installation>,
+}
+
+/// A push names the default branch in `repository` (older payloads: `master_branch`).
+#[derive(Deserialize)]
+struct PushRepo {
+    #[serde(flatten)]
+    repo: Repo,
+    #[serde(default)]
+    default_branch: Option<String>,
+    #[serde(default)]
+    master_branch: Option<String>,
+}
+
+fn parse_push(body: &[u8]) -> anyhow::Result<Event> {
+    let p: PushPayload =
+        serde_json::from_slice(body).context("GitHub push payload is not a push event")?;
+    let default = p
+        .repository
+        .default_branch
+        .as_deref()
+        .or(p.repository.master_branch.as_deref());
+    Ok(crate::event::push_event(
+        repo_ref(&p.repository.repo, p.installation.as_ref()),
+        &p.git_ref,
+        &p.before,
+        &p.after,
+        default,
+    ))
+}
+
 fn parse_issue_comment(body: &[u8]) -> anyhow::Result<Event> {
     let action = match action_of("issue_comment", body)?.as_str() {
         "created" => CommentAction::Created,
@@ -358,6 +400,42 @@ fn parse_check_suite(body: &[u8]) -> anyhow::Result<Event> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// No published GitHub `push` delivery is among the shared fixtures; this is the
+    /// documented shape (ref, before, after, repository.default_branch), fields trimmed.
+    #[test]
+    fn a_push_to_the_default_branch_is_a_push_event() {
+        let body = |git_ref: &str, after: &str| {
+            format!(
+                r#"{{"ref":"{git_ref}","before":"aaaa","after":"{after}","created":false,
+                "deleted":false,"repository":{{"full_name":"o/r","id":9,"default_branch":"main"}},
+                "installation":{{"id":5}}}}"#
+            )
+        };
+        let Event::Push(e) = parse("push", body("refs/heads/main", "bbbb").as_bytes()).unwrap()
+        else {
+            panic!("a push to main")
+        };
+        assert_eq!(
+            (e.branch.as_str(), e.before.as_deref(), e.after.as_str()),
+            ("main", Some("aaaa"), "bbbb")
+        );
+        assert_eq!(e.repo.installation_id, Some(5));
+        for (git_ref, after) in [
+            ("refs/heads/feature", "bbbb"),
+            ("refs/tags/v1", "bbbb"),
+            ("refs/heads/main", crate::event::NULL_SHA),
+        ] {
+            assert!(
+                matches!(
+                    parse("push", body(git_ref, after).as_bytes()).unwrap(),
+                    Event::Ignored(_)
+                ),
+                "{git_ref} {after}"
+            );
+        }
+        assert!(parse("push", b"{}").is_err());
+    }
 
     #[test]
     fn minimal_payloads() {

@@ -14,12 +14,14 @@ use crate::event::{
 
 pub const MERGE_REQUEST_HOOK: &str = "Merge Request Hook";
 pub const NOTE_HOOK: &str = "Note Hook";
+pub const PUSH_HOOK: &str = "Push Hook";
 
 /// Parses one GitLab delivery. `event` is the `X-Gitlab-Event` header.
 pub fn parse(event: &str, body: &[u8]) -> anyhow::Result<Event> {
     match event {
         MERGE_REQUEST_HOOK => parse_merge_request(body),
         NOTE_HOOK => parse_note(body),
+        PUSH_HOOK => parse_push(body),
         other => {
             let _: IgnoredAny = serde_json::from_slice(body)
                 .with_context(|| format!("GitLab {other} payload is not JSON"))?;
@@ -62,6 +64,37 @@ fn repo_ref(p: &Project) -> RepoRef {
         project_id: Some(p.id),
         installation_id: None,
     }
+}
+
+#[derive(Deserialize)]
+struct PushPayload {
+    #[serde(rename = "ref")]
+    git_ref: String,
+    #[serde(default)]
+    before: String,
+    #[serde(default)]
+    after: String,
+    project: PushProject,
+}
+
+#[derive(Deserialize)]
+struct PushProject {
+    #[serde(flatten)]
+    project: Project,
+    #[serde(default)]
+    default_branch: Option<String>,
+}
+
+fn parse_push(body: &[u8]) -> anyhow::Result<Event> {
+    let p: PushPayload =
+        serde_json::from_slice(body).context("GitLab Push Hook payload is not a push event")?;
+    Ok(crate::event::push_event(
+        repo_ref(&p.project.project),
+        &p.git_ref,
+        &p.before,
+        &p.after,
+        p.project.default_branch.as_deref(),
+    ))
 }
 
 #[derive(Deserialize)]
@@ -352,13 +385,56 @@ mod tests {
         assert_eq!(e.action, PrAction::BaseChanged);
     }
 
+    /// Every published Push Hook to `master`, the default branch in each.
+    #[test]
+    fn pushes_to_the_default_branch_are_push_events() {
+        for name in ["docs-current", "docs-gitlab-10.2-2017", "go-gitlab"] {
+            let path = format!(
+                "{}/tests/fixtures/gitlab/webhook.push.{name}.json",
+                env!("CARGO_MANIFEST_DIR")
+            );
+            let body = std::fs::read(&path).unwrap();
+            let Event::Push(e) = parse(PUSH_HOOK, &body).unwrap() else {
+                panic!("{name}: a push to the default branch")
+            };
+            assert_eq!(e.branch, "master", "{name}");
+            assert_eq!(
+                e.after, "da1560886d4f094c3e6c9ef40349f7d38b5d27d7",
+                "{name}"
+            );
+            assert_eq!(
+                e.before.as_deref(),
+                Some("95790bf891e76fee5e1747ab589903a6a1f80f22"),
+                "{name}"
+            );
+            assert_eq!(e.repo.project_id, Some(15), "{name}");
+            assert_eq!(e.repo.full_name, "mike/diaspora", "{name}");
+
+            // The same push to another branch, and a deleted default branch: ignored.
+            let mut v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+            v["ref"] = serde_json::json!("refs/heads/feature");
+            let other = serde_json::to_vec(&v).unwrap();
+            assert!(matches!(
+                parse(PUSH_HOOK, &other).unwrap(),
+                Event::Ignored(_)
+            ));
+            v["ref"] = serde_json::json!("refs/heads/master");
+            v["after"] = serde_json::json!(crate::event::NULL_SHA);
+            let deleted = serde_json::to_vec(&v).unwrap();
+            assert!(matches!(
+                parse(PUSH_HOOK, &deleted).unwrap(),
+                Event::Ignored(_)
+            ));
+        }
+    }
+
     #[test]
     fn unknown_hooks_are_ignored_but_must_be_json() {
         assert!(matches!(
-            parse("Push Hook", b"{}").unwrap(),
+            parse("Tag Push Hook", b"{}").unwrap(),
             Event::Ignored(_)
         ));
-        assert!(parse("Push Hook", b"not json").is_err());
+        assert!(parse("Tag Push Hook", b"not json").is_err());
         assert!(parse(NOTE_HOOK, b"{}").is_err());
     }
 }
