@@ -8,6 +8,7 @@
 //! retries happen in one place.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -23,8 +24,9 @@ use serde_json::{json, Value};
 
 use super::retry::{with_retries, ForgeRetryPolicy};
 use super::{
-    truncate_chars, CheckRun, CommentRef, Forge, ForgeError, Permission, PullRequestInfo, RepoId,
-    StatusState, COMMENT_BODY_LIMIT, STATUS_DESCRIPTION_LIMIT,
+    truncate_chars, CheckRun, CommentRef, Forge, ForgeError, IssueRef, Permission,
+    PullRequestInfo, RepoId, StatusState, COMMENT_BODY_LIMIT, ISSUE_TITLE_LIMIT,
+    OPEN_RETRY_SCAN_LIMIT, STATUS_DESCRIPTION_LIMIT,
 };
 use crate::event::{ForgeKind, UserRef};
 
@@ -526,8 +528,8 @@ impl GitHubForge {
         }
     }
 
-    fn learn_login(&self, comment: &CommentWire) {
-        if let Some(user) = &comment.user {
+    fn learn_login(&self, user: Option<&UserWire>) {
+        if let Some(user) = user {
             let mut known = lock(&self.bot_login);
             if known.is_none() {
                 *known = Some(user.login.clone());
@@ -575,10 +577,63 @@ impl GitHubForge {
                     .send(client, &Method::POST, &list_path, Some(&payload))
                     .await?;
                 let created: CommentWire = decode(&reply, &what(&Method::POST, &list_path))?;
-                self.learn_login(&created);
+                self.learn_login(created.user.as_ref());
                 Ok(created.to_ref())
             }
         }
+    }
+
+    /// Looks through the newest issues (`state=all`, newest first, PRs skipped) for one
+    /// whose body contains `marker` and, when `login` is known, that `login` opened;
+    /// stops at the first hit or after `limit` listed items. Each page is retried by the
+    /// policy when `retry` is set.
+    #[allow(clippy::too_many_arguments)]
+    async fn scan_issues(
+        &self,
+        client: &Octocrab,
+        repo_path: &str,
+        marker: &str,
+        labels: &[String],
+        limit: usize,
+        login: Option<&str>,
+        retry: bool,
+    ) -> Result<Option<IssueRef>, ForgeError> {
+        if limit == 0 {
+            return Ok(None);
+        }
+        let per_page = limit.min(PER_PAGE);
+        let mut path = format!("{repo_path}/issues?state=all&sort=created&direction=desc");
+        let labels = super::label_list(labels);
+        if !labels.is_empty() {
+            path.push_str(&format!("&labels={}", encode_segment(&labels.join(","))));
+        }
+        let mut read = 0;
+        for page in 1..=MAX_PAGES {
+            let page_path = format!("{path}&per_page={per_page}&page={page}");
+            let reply = if retry {
+                self.call(client, Method::GET, &page_path, None).await?
+            } else {
+                self.send(client, &Method::GET, &page_path, None).await?
+            };
+            let batch: Vec<IssueWire> = decode(&reply, &what(&Method::GET, &page_path))?;
+            let count = batch.len();
+            let hit = batch
+                .iter()
+                .take(limit - read)
+                .find(|issue| issue.is_ours(marker, login));
+            if let Some(issue) = hit {
+                return Ok(Some(issue.to_ref()));
+            }
+            read += count;
+            let more = match link_has_next(&reply.headers) {
+                Some(next) => next,
+                None => count >= per_page,
+            };
+            if !more || count == 0 || read >= limit {
+                break;
+            }
+        }
+        Ok(None)
     }
 
     /// The files of the tree at `sha`, walking it one level at a time (for trees too
@@ -972,6 +1027,114 @@ impl Forge for GitHubForge {
             .map(|_| ())
     }
 
+    async fn find_issue(
+        &self,
+        repo: &RepoId,
+        marker: &str,
+        labels: &[String],
+        limit: usize,
+    ) -> Result<Option<IssueRef>, ForgeError> {
+        super::check_marker(marker)?;
+        let repo_path = repo_path(repo)?;
+        let client = self.client_for(repo).await?;
+        let login = self.bot_login().await;
+        let result = self
+            .scan_issues(
+                &client,
+                &repo_path,
+                marker,
+                labels,
+                limit,
+                login.as_deref(),
+                true,
+            )
+            .await;
+        if matches!(&result, Err(e) if e.status() == Some(401)) {
+            self.forget_installation(repo);
+        }
+        result
+    }
+
+    async fn issue(&self, repo: &RepoId, number: u64) -> Result<Option<IssueRef>, ForgeError> {
+        let path = format!("{}/issues/{number}", repo_path(repo)?);
+        let reply = match self.repo_call(repo, Method::GET, &path, None).await {
+            Ok(reply) => reply,
+            // 410: the issue was deleted (or issues were switched off).
+            Err(e) if matches!(e.status(), Some(404 | 410)) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let issue: IssueWire = decode(&reply, &what(&Method::GET, &path))?;
+        // A pull request shares the number space; it is not an issue of ours.
+        Ok((issue.pull_request.is_none()).then(|| issue.to_ref()))
+    }
+
+    async fn open_issue(
+        &self,
+        repo: &RepoId,
+        title: &str,
+        body: &str,
+        labels: &[String],
+        marker: &str,
+    ) -> Result<IssueRef, ForgeError> {
+        super::check_marker(marker)?;
+        let title = truncate_chars(title.trim(), ISSUE_TITLE_LIMIT);
+        if title.is_empty() {
+            return Err(ForgeError::permanent(None, "the issue's title is empty"));
+        }
+        let repo_path = repo_path(repo)?;
+        let path = format!("{repo_path}/issues");
+        let mut payload = json!({ "title": title, "body": sticky_body(marker, body) });
+        let labels = super::label_list(labels);
+        if let (false, Some(map)) = (labels.is_empty(), payload.as_object_mut()) {
+            map.insert("labels".into(), json!(labels));
+        }
+        let client = self.client_for(repo).await?;
+        let login = self.bot_login().await;
+        let attempts = AtomicU32::new(0);
+        let what_open = format!("GitHub open issue on {}", repo.full_name);
+        let result = with_retries(&self.policy, &what_open, || async {
+            if attempts.fetch_add(1, Ordering::SeqCst) > 0 {
+                // The failed attempt may have created it (a 502 after the write): look
+                // before writing again. Unlabelled, in case labels were dropped.
+                let found = self
+                    .scan_issues(
+                        &client,
+                        &repo_path,
+                        marker,
+                        &[],
+                        OPEN_RETRY_SCAN_LIMIT,
+                        login.as_deref(),
+                        false,
+                    )
+                    .await?;
+                if let Some(found) = found {
+                    return Ok(found);
+                }
+            }
+            let reply = self
+                .send(&client, &Method::POST, &path, Some(&payload))
+                .await?;
+            let created: IssueWire = decode(&reply, &what(&Method::POST, &path))?;
+            self.learn_login(created.user.as_ref());
+            Ok(created.to_ref())
+        })
+        .await;
+        if matches!(&result, Err(e) if e.status() == Some(401)) {
+            self.forget_installation(repo);
+        }
+        result
+    }
+
+    async fn comment_on_issue(
+        &self,
+        repo: &RepoId,
+        number: u64,
+        body: &str,
+    ) -> Result<(), ForgeError> {
+        // Issues and pull requests share the comments endpoint.
+        self.post_comment(repo, number, body).await.map(|_| ())
+    }
+
     async fn post_check_run(&self, repo: &RepoId, check: &CheckRun) -> Result<(), ForgeError> {
         if self.app_id.is_none() {
             // Only a GitHub App may write check runs; the commit status says it all.
@@ -1065,6 +1228,40 @@ impl CommentWire {
         CommentRef {
             id: self.id.to_string(),
             url: self.html_url.clone(),
+        }
+    }
+}
+
+/// An item of the issues API: an issue, or a pull request (`pull_request` present).
+#[derive(Deserialize)]
+struct IssueWire {
+    number: u64,
+    #[serde(default)]
+    html_url: String,
+    #[serde(default)]
+    state: String,
+    body: Option<String>,
+    user: Option<UserWire>,
+    pull_request: Option<Value>,
+}
+
+impl IssueWire {
+    /// An issue (not a PR) whose body has `marker`, opened by `login` when known.
+    fn is_ours(&self, marker: &str, login: Option<&str>) -> bool {
+        self.pull_request.is_none()
+            && self.body.as_deref().is_some_and(|b| b.contains(marker))
+            && login.is_none_or(|login| {
+                self.user
+                    .as_ref()
+                    .is_some_and(|u| u.login.eq_ignore_ascii_case(login))
+            })
+    }
+
+    fn to_ref(&self) -> IssueRef {
+        IssueRef {
+            number: self.number,
+            url: self.html_url.clone(),
+            open: self.state == "open",
         }
     }
 }

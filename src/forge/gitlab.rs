@@ -12,10 +12,13 @@
 
 use std::borrow::Cow;
 use std::collections::HashSet;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use gitlab::api::common::{self, NameOrId, SortOrder};
+use gitlab::api::projects::issues::notes::CreateIssueNote;
+use gitlab::api::projects::issues::{CreateIssue, Issue};
 use gitlab::api::projects::members::AllProjectMember;
 use gitlab::api::projects::merge_requests::notes::awards::CreateMergeRequestNoteAward;
 use gitlab::api::projects::merge_requests::notes::{
@@ -39,8 +42,8 @@ use tokio::sync::OnceCell;
 
 use super::retry::{with_retries, ForgeRetryPolicy};
 use super::{
-    truncate_chars, CommentRef, Forge, ForgeError, Permission, PullRequestInfo, RepoId,
-    StatusState, STATUS_DESCRIPTION_LIMIT,
+    truncate_chars, CommentRef, Forge, ForgeError, IssueRef, Permission, PullRequestInfo,
+    RepoId, StatusState, ISSUE_TITLE_LIMIT, OPEN_RETRY_SCAN_LIMIT, STATUS_DESCRIPTION_LIMIT,
 };
 use crate::event::{ForgeKind, UserRef};
 
@@ -434,6 +437,67 @@ impl GitLabForge {
         })
     }
 
+    /// Looks through the project's newest issues that `bot_id` opened (`state=all`,
+    /// newest first) for one whose description contains `marker`; stops at the first
+    /// hit or after `limit` listed issues. A scan, not GitLab's `search`: that is a
+    /// fuzzy or full-text match whose handling of the marker's punctuation differs
+    /// between versions and setups, and a miss would open a duplicate. Each page is
+    /// retried by the policy when `retry` is set.
+    async fn scan_issues(
+        &self,
+        repo: &RepoId,
+        marker: &str,
+        labels: &[String],
+        limit: usize,
+        bot_id: u64,
+        retry: bool,
+    ) -> Result<Option<IssueRef>, ForgeError> {
+        if limit == 0 {
+            return Ok(None);
+        }
+        let per_page = limit.min(PER_PAGE);
+        let path = format!("projects/{}/issues", project(repo)?);
+        let labels = super::label_list(labels);
+        let mut read = 0;
+        for page in 1..=MAX_PAGES {
+            let mut endpoint = Custom::get(path.clone());
+            endpoint.query = vec![
+                ("state", "all".into()),
+                ("order_by", "created_at".into()),
+                ("sort", "desc".into()),
+                ("author_id", bot_id.to_string()),
+                ("per_page", per_page.to_string()),
+                ("page", page.to_string()),
+            ];
+            if !labels.is_empty() {
+                endpoint.query.push(("labels", labels.join(",")));
+            }
+            let reply = if retry {
+                self.call(&endpoint).await?
+            } else {
+                self.send(&endpoint, None).await?
+            };
+            let batch: Vec<IssueWire> = decode(&reply, &what(&endpoint))?;
+            let count = batch.len();
+            let hit = batch
+                .iter()
+                .take(limit - read)
+                .find(|issue| issue.is_ours(marker, bot_id));
+            if let Some(issue) = hit {
+                return Ok(Some(issue.to_ref()));
+            }
+            read += count;
+            let more = match header_str(&reply.headers, "x-next-page") {
+                Some(next) => !next.is_empty(),
+                None => count >= per_page,
+            };
+            if !more || count == 0 || read >= limit {
+                break;
+            }
+        }
+        Ok(None)
+    }
+
     /// The path of a fork's project; empty when it is gone or hidden from us.
     async fn source_project_path(&self, project_id: u64) -> Result<String, ForgeError> {
         #[derive(Deserialize)]
@@ -809,6 +873,96 @@ impl Forge for GitLabForge {
             .map(|u| u.id))
     }
 
+    async fn find_issue(
+        &self,
+        repo: &RepoId,
+        marker: &str,
+        labels: &[String],
+        limit: usize,
+    ) -> Result<Option<IssueRef>, ForgeError> {
+        super::check_marker(marker)?;
+        let bot = self.bot_user().await?.id;
+        self.scan_issues(repo, marker, labels, limit, bot, true)
+            .await
+    }
+
+    async fn issue(&self, repo: &RepoId, number: u64) -> Result<Option<IssueRef>, ForgeError> {
+        let endpoint = built(
+            Issue::builder()
+                .project(project(repo)?)
+                .issue(number)
+                .build(),
+        )?;
+        match self.get::<IssueWire, _>(&endpoint).await {
+            Ok(issue) => Ok(Some(issue.to_ref())),
+            // A missing project is a misconfiguration, not a missing issue.
+            Err(e) if e.is_not_found() && !names_missing_project_or_commit(e.message()) => {
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn open_issue(
+        &self,
+        repo: &RepoId,
+        title: &str,
+        body: &str,
+        labels: &[String],
+        marker: &str,
+    ) -> Result<IssueRef, ForgeError> {
+        super::check_marker(marker)?;
+        let title = truncate_chars(title.trim(), ISSUE_TITLE_LIMIT);
+        if title.is_empty() {
+            return Err(ForgeError::permanent(None, "the issue's title is empty"));
+        }
+        let description = issue_body(marker, body);
+        let labels = super::label_list(labels);
+        let mut builder = CreateIssue::builder();
+        builder
+            .project(project(repo)?)
+            .title(title.as_str())
+            .description(description.as_str());
+        if !labels.is_empty() {
+            builder.labels(labels.iter().copied());
+        }
+        let endpoint = built(builder.build())?;
+        let bot = self.bot_user().await?.id;
+        let attempts = AtomicU32::new(0);
+        let what_open = format!("GitLab open issue on {}", repo.full_name);
+        with_retries(&self.policy, &what_open, || async {
+            if attempts.fetch_add(1, Ordering::SeqCst) > 0 {
+                // The failed attempt may have created it (a 502 after the write): look
+                // before writing again. Unlabelled, in case labels were dropped.
+                let found = self
+                    .scan_issues(repo, marker, &[], OPEN_RETRY_SCAN_LIMIT, bot, false)
+                    .await?;
+                if let Some(found) = found {
+                    return Ok(found);
+                }
+            }
+            let reply = self.send(&endpoint, None).await?;
+            decode::<IssueWire>(&reply, &what(&endpoint)).map(|issue| issue.to_ref())
+        })
+        .await
+    }
+
+    async fn comment_on_issue(
+        &self,
+        repo: &RepoId,
+        number: u64,
+        body: &str,
+    ) -> Result<(), ForgeError> {
+        let endpoint = built(
+            CreateIssueNote::builder()
+                .project(project(repo)?)
+                .issue(number)
+                .body(limit_body(body, NOTE_BODY_LIMIT))
+                .build(),
+        )?;
+        self.call(&endpoint).await.map(|_| ())
+    }
+
     async fn acknowledge(
         &self,
         repo: &RepoId,
@@ -936,6 +1090,36 @@ struct NoteWire {
     author: Option<UserWire>,
     #[serde(default)]
     system: bool,
+}
+
+#[derive(Deserialize)]
+struct IssueWire {
+    iid: u64,
+    #[serde(default)]
+    web_url: String,
+    /// `opened` or `closed`.
+    #[serde(default)]
+    state: String,
+    description: Option<String>,
+    author: Option<UserWire>,
+}
+
+impl IssueWire {
+    /// Opened by `bot_id`, with `marker` in the description.
+    fn is_ours(&self, marker: &str, bot_id: u64) -> bool {
+        self.description
+            .as_deref()
+            .is_some_and(|d| d.contains(marker))
+            && self.author.as_ref().is_some_and(|a| a.id == bot_id)
+    }
+
+    fn to_ref(&self) -> IssueRef {
+        IssueRef {
+            number: self.iid,
+            url: self.web_url.clone(),
+            open: self.state == "opened",
+        }
+    }
 }
 
 #[derive(Default, Deserialize)]
@@ -1158,6 +1342,14 @@ fn limit_body(body: &str, limit: usize) -> String {
 
 fn sticky_body(marker: &str, body: &str) -> String {
     super::sticky_body(marker, body, NOTE_BODY_LIMIT, TRUNCATION_NOTE)
+}
+
+/// The longest issue description GitLab accepts, in characters.
+const ISSUE_BODY_LIMIT: usize = 1_048_576;
+
+/// An issue's description: contains `marker`, fits GitLab's limit.
+fn issue_body(marker: &str, body: &str) -> String {
+    super::sticky_body(marker, body, ISSUE_BODY_LIMIT, TRUNCATION_NOTE)
 }
 
 #[cfg(test)]

@@ -98,6 +98,18 @@ pub struct CommentRef {
     pub url: Option<String>,
 }
 
+/// An issue on the forge (a GitHub issue, a GitLab project issue): what a ticket of a
+/// finding points at.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IssueRef {
+    /// GitHub's issue number; GitLab's `iid` (per project).
+    pub number: u64,
+    /// The issue's web address (GitHub `html_url`, GitLab `web_url`).
+    pub url: String,
+    /// Open (GitHub `open`, GitLab `opened`) rather than closed.
+    pub open: bool,
+}
+
 /// A user's access to a repository, in GitHub's vocabulary. GitLab access levels map
 /// onto it: 10 guest and 20 reporter → `Read`, 30 developer → `Write`, 40 maintainer →
 /// `Maintain`, 50 owner → `Admin`. Ordered, so `>= Permission::Write` is "may run
@@ -163,6 +175,13 @@ pub const STATUS_DESCRIPTION_LIMIT: usize = 140;
 
 /// The longest comment body GitHub accepts, in characters.
 pub const COMMENT_BODY_LIMIT: usize = 65_536;
+
+/// The longest issue title both forges accept, in characters (GitLab: 255).
+pub const ISSUE_TITLE_LIMIT: usize = 255;
+
+/// How many of the newest issues a retried `open_issue` looks through for the one its
+/// failed attempt may have created.
+pub const OPEN_RETRY_SCAN_LIMIT: usize = 100;
 
 #[async_trait]
 pub trait Forge: Send + Sync {
@@ -256,6 +275,45 @@ pub trait Forge: Send + Sync {
         repo: &RepoId,
         number: u64,
         sha: &str,
+        body: &str,
+    ) -> Result<(), ForgeError>;
+
+    /// The issue of ours (written by the bot's account, when the forge says who that
+    /// is) whose body contains `marker`, open or closed; `None` when there is none.
+    /// Scans the repository's issues newest first, reading at most `limit` listed items
+    /// (on GitHub the listing includes pull requests, which are skipped but counted, so
+    /// the cost stays at most `limit / 100` requests). Non-empty `labels` narrow the
+    /// listing to issues carrying all of them; the marker decides.
+    async fn find_issue(
+        &self,
+        repo: &RepoId,
+        marker: &str,
+        labels: &[String],
+        limit: usize,
+    ) -> Result<Option<IssueRef>, ForgeError>;
+
+    /// Issue `number`; `None` when there is none (404, GitHub's 410 for a deleted
+    /// issue, or a GitHub pull request of that number).
+    async fn issue(&self, repo: &RepoId, number: u64) -> Result<Option<IssueRef>, ForgeError>;
+
+    /// Opens an issue with `labels`. The stored body always contains `marker` (it is
+    /// prepended when `body` lacks it, and kept when the body must be cut). A retry
+    /// after a failed create first looks for an issue with the marker among the newest
+    /// ones, so a create that succeeded behind a 502 does not open a second issue.
+    async fn open_issue(
+        &self,
+        repo: &RepoId,
+        title: &str,
+        body: &str,
+        labels: &[String],
+        marker: &str,
+    ) -> Result<IssueRef, ForgeError>;
+
+    /// Adds a comment (GitLab: a note) to issue `number`.
+    async fn comment_on_issue(
+        &self,
+        repo: &RepoId,
+        number: u64,
         body: &str,
     ) -> Result<(), ForgeError>;
 
@@ -437,6 +495,24 @@ pub fn repo_file_path(path: &str) -> Result<Option<&str>, ForgeError> {
         ));
     }
     Ok(Some(file))
+}
+
+/// An issue's marker must say something: an empty one would match every issue.
+pub(crate) fn check_marker(marker: &str) -> Result<(), ForgeError> {
+    if marker.trim().is_empty() {
+        Err(ForgeError::permanent(None, "the issue's marker is empty"))
+    } else {
+        Ok(())
+    }
+}
+
+/// Label names trimmed, empty ones dropped.
+pub(crate) fn label_list(labels: &[String]) -> Vec<&str> {
+    labels
+        .iter()
+        .map(|l| l.trim())
+        .filter(|l| !l.is_empty())
+        .collect()
 }
 
 /// `body` cut to `limit` characters, ending in `note` when cut.
