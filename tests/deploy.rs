@@ -263,6 +263,22 @@ const ROUTE_PERMISSIONS: &[(&str, &str, Option<Permission>)] = &[
         "/repos/:owner/:repo/pulls/*/reviews",
         Some(("pull_requests", "write")),
     ),
+    // Tickets: issues listed (to find ours by its marker), read, opened.
+    (
+        "GET",
+        "/repos/:owner/:repo/issues",
+        Some(("issues", "read")),
+    ),
+    (
+        "GET",
+        "/repos/:owner/:repo/issues/*",
+        Some(("issues", "read")),
+    ),
+    (
+        "POST",
+        "/repos/:owner/:repo/issues",
+        Some(("issues", "write")),
+    ),
     (
         "GET",
         "/repos/:owner/:repo/issues/*/comments",

@@ -928,3 +928,242 @@ async fn check_runs_are_only_posted_as_an_app_and_updated_in_place() {
     assert_eq!(run["output"]["summary"], "| metric | base | head |");
     assert_eq!(run["details_url"], "http://bot.example/runs/1");
 }
+
+// ---- issues (tickets) ------------------------------------------------------------
+
+const TICKET: &str = "<!-- promptgate:ticket:billing/a:hallucination -->";
+
+fn labels() -> Vec<String> {
+    vec!["promptgate".into(), "hallucination".into()]
+}
+
+fn issues_path() -> String {
+    format!("/repos/{REPO}/issues")
+}
+
+#[tokio::test]
+async fn an_issue_is_opened_found_by_its_marker_commented_on_and_seen_closed() {
+    let h = Harness::start().await;
+    // Someone else's issue quoting the marker is never taken for ours.
+    let quoted = h.add_issue(
+        "octocat",
+        "why this comment?",
+        &format!("the bot wrote {TICKET}"),
+        &["promptgate", "hallucination"],
+    );
+    let forge = h.forge();
+
+    let opened = forge
+        .open_issue(
+            &repo(),
+            "  Hallucination in billing/a  ",
+            "The model invented a refund policy.",
+            &labels(),
+            TICKET,
+        )
+        .await
+        .unwrap();
+    assert_eq!(opened.number, quoted + 1);
+    assert_eq!(
+        opened.url,
+        format!("https://github.com/{REPO}/issues/{}", opened.number)
+    );
+    assert!(opened.open);
+    {
+        let st = h.state();
+        let issue = st.issue(opened.number).unwrap();
+        assert_eq!(issue.title, "Hallucination in billing/a");
+        assert_eq!(
+            issue.body,
+            format!("{TICKET}\nThe model invented a refund policy."),
+            "the marker is prepended"
+        );
+        assert_eq!(issue.labels, labels());
+        assert_eq!(issue.login, BOT);
+        assert_eq!(issue.state, "open");
+    }
+
+    let found = forge
+        .find_issue(&repo(), TICKET, &labels(), 100)
+        .await
+        .unwrap();
+    assert_eq!(found.as_ref(), Some(&opened));
+    // The scan asks for every state, newest first, narrowed by the labels.
+    {
+        let st = h.state();
+        let list = st
+            .requests
+            .iter()
+            .rfind(|r| r.method == "GET" && r.path == issues_path())
+            .unwrap();
+        assert_eq!(
+            list.query,
+            "state=all&sort=created&direction=desc&labels=promptgate%2Challucination\
+             &per_page=100&page=1"
+        );
+    }
+    let other = "<!-- promptgate:ticket:billing/b:hallucination -->";
+    assert_eq!(
+        forge.find_issue(&repo(), other, &[], 100).await.unwrap(),
+        None
+    );
+
+    forge
+        .comment_on_issue(&repo(), opened.number, "seen again in #123 at abc1234")
+        .await
+        .unwrap();
+    let comments = h.issue_comments(opened.number);
+    assert_eq!(comments.len(), 1);
+    assert_eq!(comments[0].body, "seen again in #123 at abc1234");
+    assert_eq!(comments[0].login, BOT);
+    assert!(h.issue_comments(quoted).is_empty());
+    // PR comments are untouched.
+    assert!(h.state().ours().is_empty());
+
+    h.close_issue(opened.number);
+    let found = forge
+        .find_issue(&repo(), TICKET, &labels(), 100)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(found.number, opened.number);
+    assert!(!found.open, "a closed issue is still found, as closed");
+    let one = forge.issue(&repo(), opened.number).await.unwrap().unwrap();
+    assert_eq!((one.number, one.open), (opened.number, false));
+    assert_eq!(one.url, opened.url);
+    assert_eq!(forge.issue(&repo(), 999).await.unwrap(), None);
+
+    assert_eq!(h.issues().len(), 2);
+    assert_eq!(h.state().count("POST", &issues_path()), 1);
+}
+
+#[tokio::test]
+async fn the_scan_skips_pull_requests_reads_pages_and_stops_at_the_limit() {
+    let h = Harness::start().await;
+    // Ours is the oldest, behind 150 newer issues: page 2 of the listing.
+    let ours = h.add_issue(BOT, "ticket", &format!("{TICKET}\nbody"), &[]);
+    for i in 0..150 {
+        h.add_issue("octocat", &format!("issue {i}"), "unrelated", &[]);
+    }
+    // The newest item is a pull request of ours whose body carries the marker: the
+    // issues API lists it, and it must be skipped.
+    let pr = h.state().next_issue_number();
+    h.state().pulls = vec![json!({
+        "number": pr,
+        "state": "open",
+        "title": "a PR quoting the ticket",
+        "body": format!("{TICKET}\nfixes it"),
+        "user": {"login": BOT, "id": 4242},
+        "head": {"sha": HEAD_SHA, "ref": "fix", "repo": {"full_name": REPO}},
+        "base": {"sha": BASE_SHA, "ref": "main", "repo": {"full_name": REPO}},
+    })];
+    let forge = h.forge();
+
+    let found = forge.find_issue(&repo(), TICKET, &[], 500).await.unwrap();
+    assert_eq!(found.map(|i| i.number), Some(ours));
+    let pages: Vec<String> = h
+        .state()
+        .requests
+        .iter()
+        .filter(|r| r.path == issues_path())
+        .map(|r| r.query.clone())
+        .collect();
+    assert_eq!(pages.len(), 2, "{pages:?}");
+    assert!(pages[1].ends_with("per_page=100&page=2"), "{pages:?}");
+
+    // At most `limit` items are read: ours is beyond the first 120.
+    h.state().requests.clear();
+    assert_eq!(
+        forge.find_issue(&repo(), TICKET, &[], 120).await.unwrap(),
+        None
+    );
+    let pages = h.state().count("GET", &issues_path());
+    assert_eq!(pages, 2);
+    h.state().requests.clear();
+    assert_eq!(
+        forge.find_issue(&repo(), TICKET, &[], 50).await.unwrap(),
+        None
+    );
+    assert_eq!(h.state().count("GET", &issues_path()), 1);
+    assert!(h
+        .state()
+        .requests
+        .iter()
+        .all(|r| !r.query.contains("page=2")));
+
+    // A pull request is not an issue when asked for by number either.
+    assert_eq!(forge.issue(&repo(), pr).await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn issue_calls_retry_a_502_and_a_retried_open_does_not_duplicate() {
+    let h = Harness::start().await;
+    let forge = h.forge();
+
+    h.fail(
+        "POST",
+        &issues_path(),
+        1,
+        502,
+        "<html>502 Bad Gateway</html>",
+    );
+    let opened = forge
+        .open_issue(&repo(), "Injection in billing", "body", &labels(), TICKET)
+        .await
+        .unwrap();
+    assert_eq!(h.issues().len(), 1);
+    assert_eq!(h.state().count("POST", &issues_path()), 2);
+    // Before writing again the retry looked for what the failed write may have made.
+    assert_eq!(h.state().count("GET", &issues_path()), 1);
+
+    h.fail("GET", &issues_path(), 1, 502, "");
+    let found = forge
+        .find_issue(&repo(), TICKET, &labels(), 100)
+        .await
+        .unwrap();
+    assert_eq!(found.as_ref(), Some(&opened));
+
+    let one = format!("{}/{}", issues_path(), opened.number);
+    h.fail("GET", &one, 1, 503, "");
+    assert!(forge
+        .issue(&repo(), opened.number)
+        .await
+        .unwrap()
+        .is_some_and(|i| i.open));
+
+    let comments = format!("{}/comments", one);
+    h.fail("POST", &comments, 1, 502, "");
+    forge
+        .comment_on_issue(&repo(), opened.number, "seen again")
+        .await
+        .unwrap();
+    assert_eq!(h.issue_comments(opened.number).len(), 1);
+    assert_eq!(h.state().count("POST", &comments), 2);
+
+    // A write that went through behind a 502: the retry finds the issue and does not
+    // open a second one (simulated by an issue already carrying the marker).
+    let other = "<!-- promptgate:ticket:billing/b:injection -->";
+    let made = h.add_issue(BOT, "Injection in billing/b", other, &["promptgate"]);
+    h.fail("POST", &issues_path(), 1, 502, "");
+    let again = forge
+        .open_issue(&repo(), "Injection in billing/b", "body", &labels(), other)
+        .await
+        .unwrap();
+    assert_eq!(again.number, made);
+    assert_eq!(h.issues().len(), 2);
+
+    // A 422 is permanent: one attempt.
+    h.state().requests.clear();
+    h.fail("POST", &issues_path(), 1, 422, &validation_failed_body());
+    let err = forge
+        .open_issue(&repo(), "t", "b", &[], "<!-- promptgate:ticket:c -->")
+        .await
+        .unwrap_err();
+    assert!(!err.is_retryable());
+    assert_eq!(err.status(), Some(422));
+    assert_eq!(h.state().count("POST", &issues_path()), 1);
+
+    // An empty marker would match any issue.
+    assert!(forge.find_issue(&repo(), " ", &[], 10).await.is_err());
+    assert!(forge.open_issue(&repo(), "t", "b", &[], "").await.is_err());
+}

@@ -807,3 +807,229 @@ fn bad_settings_are_refused_at_construction() {
     assert_eq!(forge.base_url(), "https://gitlab.example.com");
     assert_eq!(forge.kind(), ForgeKind::Gitlab);
 }
+
+// ---- issues (tickets) --------------------------------------------------------------
+
+const TICKET: &str = "<!-- promptgate:ticket:billing/a:hallucination -->";
+const ISSUES: &str = "/projects/42/issues";
+
+fn labels() -> Vec<String> {
+    vec!["promptgate".into(), "hallucination".into()]
+}
+
+/// Requests of `method` to exactly `path`.
+fn exactly(fake: &FakeGitLab, method: &str, path: &str) -> Vec<common::gitlab::Logged> {
+    fake.requests()
+        .into_iter()
+        .filter(|r| r.method == method && r.path == path)
+        .collect()
+}
+
+#[tokio::test]
+async fn an_issue_is_opened_found_by_its_marker_noted_on_and_seen_closed() {
+    let fake = fake().await;
+    fake.add_user(5, "alice");
+    // Someone else's issue quoting the marker is never taken for ours.
+    let quoted = fake.add_issue(
+        PID,
+        5,
+        "why this note?",
+        &format!("the bot wrote {TICKET}"),
+        &["promptgate", "hallucination"],
+    );
+    let forge = forge(&fake);
+
+    let opened = forge
+        .open_issue(
+            &repo(),
+            "Hallucination in billing/a",
+            "The model invented a refund policy.",
+            &labels(),
+            TICKET,
+        )
+        .await
+        .unwrap();
+    assert_eq!(opened.number, quoted + 1, "iids count per project");
+    assert_eq!(
+        opened.url,
+        format!(
+            "https://gitlab.example.com/{PATH}/-/issues/{}",
+            opened.number
+        )
+    );
+    assert!(opened.open);
+    let issues = fake.issues(PID);
+    let issue = issues.iter().find(|i| i.iid == opened.number).unwrap();
+    assert_eq!(issue.title, "Hallucination in billing/a");
+    assert_eq!(
+        issue.description,
+        format!("{TICKET}\nThe model invented a refund policy."),
+        "the marker is prepended"
+    );
+    assert_eq!(issue.labels, labels());
+    assert_eq!(issue.author_id, fake.bot_id());
+    assert_eq!(issue.state, "opened");
+
+    let found = forge
+        .find_issue(&repo(), TICKET, &labels(), 100)
+        .await
+        .unwrap();
+    assert_eq!(found.as_ref(), Some(&opened));
+    // Every state, newest first, only the bot's, narrowed by the labels.
+    let list = exactly(&fake, "GET", ISSUES);
+    let query = &list.last().unwrap().query;
+    for part in [
+        "state=all",
+        "order_by=created_at",
+        "sort=desc",
+        "author_id=99",
+        "labels=promptgate%2Challucination",
+        "per_page=100",
+        "page=1",
+    ] {
+        assert!(query.split('&').any(|p| p == part), "{part} in {query}");
+    }
+    let other = "<!-- promptgate:ticket:billing/b:hallucination -->";
+    assert_eq!(
+        forge.find_issue(&repo(), other, &[], 100).await.unwrap(),
+        None
+    );
+
+    forge
+        .comment_on_issue(&repo(), opened.number, "seen again in !123 at abc1234")
+        .await
+        .unwrap();
+    let notes = fake.issue_notes(PID, opened.number);
+    assert_eq!(notes.len(), 1);
+    assert_eq!(notes[0].body, "seen again in !123 at abc1234");
+    assert_eq!(notes[0].author_id, fake.bot_id());
+    assert!(fake.issue_notes(PID, quoted).is_empty());
+    assert!(
+        fake.notes(PID, MR).is_empty(),
+        "merge request notes untouched"
+    );
+
+    fake.close_issue(PID, opened.number);
+    let found = forge
+        .find_issue(&repo(), TICKET, &labels(), 100)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(found.number, opened.number);
+    assert!(!found.open, "a closed issue is still found, as closed");
+    let one = forge.issue(&repo(), opened.number).await.unwrap().unwrap();
+    assert_eq!((one.number, one.open), (opened.number, false));
+    assert_eq!(one.url, opened.url);
+    assert_eq!(forge.issue(&repo(), 999).await.unwrap(), None);
+    // A missing project is an error, not a missing issue.
+    let gone = RepoId {
+        full_name: "acme/gone".into(),
+        project_id: Some(4242),
+    };
+    let e = forge.issue(&gone, 1).await.unwrap_err();
+    assert_eq!(e.status(), Some(404));
+
+    assert_eq!(fake.issues(PID).len(), 2);
+    assert_eq!(exactly(&fake, "POST", ISSUES).len(), 1);
+}
+
+#[tokio::test]
+async fn the_issue_scan_reads_pages_and_stops_at_the_limit() {
+    let fake = fake().await;
+    let bot = fake.bot_id();
+    // Ours is the oldest, behind 150 newer issues of the bot: page 2.
+    let ours = fake.add_issue(PID, bot, "ticket", &format!("{TICKET}\nbody"), &[]);
+    for i in 0..150 {
+        fake.add_issue(PID, bot, &format!("issue {i}"), "unrelated", &[]);
+    }
+    let forge = forge(&fake);
+
+    let found = forge.find_issue(&repo(), TICKET, &[], 500).await.unwrap();
+    assert_eq!(found.map(|i| i.number), Some(ours));
+    let pages = exactly(&fake, "GET", ISSUES);
+    assert_eq!(pages.len(), 2);
+    assert!(pages[1].query.contains("page=2"), "{:?}", pages[1].query);
+
+    fake.lock().requests.clear();
+    assert_eq!(
+        forge.find_issue(&repo(), TICKET, &[], 120).await.unwrap(),
+        None
+    );
+    assert_eq!(exactly(&fake, "GET", ISSUES).len(), 2);
+    fake.lock().requests.clear();
+    assert_eq!(
+        forge.find_issue(&repo(), TICKET, &[], 50).await.unwrap(),
+        None
+    );
+    let pages = exactly(&fake, "GET", ISSUES);
+    assert_eq!(pages.len(), 1);
+    assert!(
+        pages[0].query.contains("per_page=50"),
+        "{:?}",
+        pages[0].query
+    );
+}
+
+#[tokio::test]
+async fn issue_calls_retry_a_502_and_a_retried_open_does_not_duplicate() {
+    let fake = fake().await;
+    let forge = forge(&fake);
+
+    fake.fail_next("POST", ISSUES, 1, 502);
+    let opened = forge
+        .open_issue(&repo(), "Injection in billing", "body", &labels(), TICKET)
+        .await
+        .unwrap();
+    assert_eq!(fake.issues(PID).len(), 1);
+    assert_eq!(exactly(&fake, "POST", ISSUES).len(), 2);
+    // Before writing again the retry looked for what the failed write may have made.
+    assert_eq!(exactly(&fake, "GET", ISSUES).len(), 1);
+
+    fake.fail_next("GET", ISSUES, 1, 502);
+    let found = forge
+        .find_issue(&repo(), TICKET, &labels(), 100)
+        .await
+        .unwrap();
+    assert_eq!(found.as_ref(), Some(&opened));
+
+    let one = format!("{ISSUES}/{}", opened.number);
+    fake.fail_next("GET", &one, 1, 503);
+    assert!(forge
+        .issue(&repo(), opened.number)
+        .await
+        .unwrap()
+        .is_some_and(|i| i.open));
+
+    let notes = format!("{one}/notes");
+    fake.fail_next("POST", &notes, 1, 502);
+    forge
+        .comment_on_issue(&repo(), opened.number, "seen again")
+        .await
+        .unwrap();
+    assert_eq!(fake.issue_notes(PID, opened.number).len(), 1);
+    assert_eq!(exactly(&fake, "POST", &notes).len(), 2);
+
+    // A write that went through behind a 502: the retry finds the issue and does not
+    // open a second one (simulated by an issue already carrying the marker).
+    let other = "<!-- promptgate:ticket:billing/b:injection -->";
+    let made = fake.add_issue(PID, fake.bot_id(), "Injection in billing/b", other, &[]);
+    fake.fail_next("POST", ISSUES, 1, 502);
+    let again = forge
+        .open_issue(&repo(), "Injection in billing/b", "body", &labels(), other)
+        .await
+        .unwrap();
+    assert_eq!(again.number, made);
+    assert_eq!(fake.issues(PID).len(), 2);
+
+    // A 400 is permanent: one attempt.
+    fake.lock().requests.clear();
+    fake.fail_next("POST", ISSUES, 1, 400);
+    let e = forge
+        .open_issue(&repo(), "t", "b", &[], "<!-- promptgate:ticket:c -->")
+        .await
+        .unwrap_err();
+    assert!(!e.is_retryable());
+    assert_eq!(exactly(&fake, "POST", ISSUES).len(), 1);
+
+    assert!(forge.find_issue(&repo(), "", &[], 10).await.is_err());
+}

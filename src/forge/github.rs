@@ -24,9 +24,9 @@ use serde_json::{json, Value};
 
 use super::retry::{with_retries, ForgeRetryPolicy};
 use super::{
-    truncate_chars, CheckRun, CommentRef, Forge, ForgeError, IssueRef, Permission,
-    PullRequestInfo, RepoId, StatusState, COMMENT_BODY_LIMIT, ISSUE_TITLE_LIMIT,
-    OPEN_RETRY_SCAN_LIMIT, STATUS_DESCRIPTION_LIMIT,
+    truncate_chars, CheckRun, CommentRef, Forge, ForgeError, IssueRef, Permission, PullRequestInfo,
+    RepoId, StatusState, COMMENT_BODY_LIMIT, ISSUE_TITLE_LIMIT, OPEN_RETRY_SCAN_LIMIT,
+    STATUS_DESCRIPTION_LIMIT,
 };
 use crate::event::{ForgeKind, UserRef};
 
@@ -602,14 +602,18 @@ impl GitHubForge {
             return Ok(None);
         }
         let per_page = limit.min(PER_PAGE);
-        let mut path = format!("{repo_path}/issues?state=all&sort=created&direction=desc");
         let labels = super::label_list(labels);
-        if !labels.is_empty() {
-            path.push_str(&format!("&labels={}", encode_segment(&labels.join(","))));
-        }
+        let label_filter = if labels.is_empty() {
+            String::new()
+        } else {
+            format!("&labels={}", encode_segment(&labels.join(",")))
+        };
         let mut read = 0;
         for page in 1..=MAX_PAGES {
-            let page_path = format!("{path}&per_page={per_page}&page={page}");
+            let page_path = format!(
+                "{repo_path}/issues?state=all&sort=created&direction=desc{label_filter}\
+                 &per_page={per_page}&page={page}"
+            );
             let reply = if retry {
                 self.call(client, Method::GET, &page_path, None).await?
             } else {

@@ -42,8 +42,8 @@ use tokio::sync::OnceCell;
 
 use super::retry::{with_retries, ForgeRetryPolicy};
 use super::{
-    truncate_chars, CommentRef, Forge, ForgeError, IssueRef, Permission, PullRequestInfo,
-    RepoId, StatusState, ISSUE_TITLE_LIMIT, OPEN_RETRY_SCAN_LIMIT, STATUS_DESCRIPTION_LIMIT,
+    truncate_chars, CommentRef, Forge, ForgeError, IssueRef, Permission, PullRequestInfo, RepoId,
+    StatusState, ISSUE_TITLE_LIMIT, OPEN_RETRY_SCAN_LIMIT, STATUS_DESCRIPTION_LIMIT,
 };
 use crate::event::{ForgeKind, UserRef};
 
@@ -896,9 +896,7 @@ impl Forge for GitLabForge {
         match self.get::<IssueWire, _>(&endpoint).await {
             Ok(issue) => Ok(Some(issue.to_ref())),
             // A missing project is a misconfiguration, not a missing issue.
-            Err(e) if e.is_not_found() && !names_missing_project_or_commit(e.message()) => {
-                Ok(None)
-            }
+            Err(e) if e.is_not_found() && !names_missing_project_or_commit(e.message()) => Ok(None),
             Err(e) => Err(e),
         }
     }

@@ -1,6 +1,6 @@
 //! A stateful fake GitHub (bors-style): a wiremock server whose one handler routes
 //! requests over shared in-memory state — comments, statuses, files at commits, the
-//! PR's file list, collaborators, teams, reactions, reviews, check runs — so tests
+//! PR's file list, collaborators, teams, reactions, reviews, check runs, issues — so tests
 //! assert on what GitHub would hold, not on which mock was hit. Failures are injected
 //! per route. Response bodies come from the real fixtures in `tests/fixtures/rest/`
 //! where one exists.
@@ -44,6 +44,20 @@ pub struct Comment {
     pub issue: u64,
     pub login: String,
     pub body: String,
+}
+
+/// An issue. Issues and pull requests share one number space, as on GitHub; its
+/// comments are the [`Comment`]s whose `issue` is its number.
+#[derive(Clone, Debug)]
+pub struct IssueRec {
+    pub number: u64,
+    pub title: String,
+    pub body: String,
+    pub labels: Vec<String>,
+    /// Who opened it.
+    pub login: String,
+    /// `open` or `closed`.
+    pub state: String,
 }
 
 #[derive(Clone, Debug)]
@@ -96,6 +110,8 @@ pub struct State {
     pub pr_files: Vec<PrFile>,
     pub pr_files_page_size: usize,
     pub pulls: Vec<Value>,
+    /// Issues, oldest first.
+    pub issues: Vec<IssueRec>,
     pub failures: Vec<Failure>,
     pub requests: Vec<Logged>,
     /// GitHub App: installation tokens minted.
@@ -123,6 +139,47 @@ impl State {
             .iter()
             .filter(|r| r.method == method && r.path == path)
             .count()
+    }
+
+    pub fn issue(&self, number: u64) -> Option<&IssueRec> {
+        self.issues.iter().find(|i| i.number == number)
+    }
+
+    /// The comments on issue `number`, oldest first.
+    pub fn issue_comments(&self, number: u64) -> Vec<&Comment> {
+        self.comments.iter().filter(|c| c.issue == number).collect()
+    }
+
+    /// The next free number: issues and pull requests share them.
+    pub fn next_issue_number(&self) -> u64 {
+        let pulls = self.pulls.iter().filter_map(|p| p["number"].as_u64());
+        let issues = self.issues.iter().map(|i| i.number);
+        pulls.chain(issues).max().unwrap_or(0) + 1
+    }
+
+    /// Adds an issue opened by `login`; returns its number.
+    pub fn add_issue(&mut self, login: &str, title: &str, body: &str, labels: &[&str]) -> u64 {
+        let number = self.next_issue_number();
+        self.issues.push(IssueRec {
+            number,
+            title: title.to_string(),
+            body: body.to_string(),
+            labels: labels.iter().map(|l| l.to_string()).collect(),
+            login: login.to_string(),
+            state: "open".into(),
+        });
+        number
+    }
+
+    /// Closes issue `number` (as someone on the web would); false when there is none.
+    pub fn close_issue(&mut self, number: u64) -> bool {
+        match self.issues.iter_mut().find(|i| i.number == number) {
+            Some(issue) => {
+                issue.state = "closed".into();
+                true
+            }
+            None => false,
+        }
     }
 
     pub fn ours(&self) -> Vec<&Comment> {
@@ -205,6 +262,93 @@ impl FakeGitHub {
         v
     }
 
+    /// A comment as the fake answers it: its `html_url` under `/issues/` when it is on
+    /// an issue, under `/pull/` otherwise (as before issues existed).
+    pub fn comment_out(&self, st: &State, c: &Comment) -> Value {
+        let mut v = self.comment_json(c);
+        if st.issue(c.issue).is_some() {
+            v["html_url"] = json!(format!(
+                "https://github.com/{REPO}/issues/{}#issuecomment-{}",
+                c.issue, c.id
+            ));
+        }
+        v
+    }
+
+    /// An issue in the REST API's shape.
+    pub fn issue_json(&self, st: &State, i: &IssueRec) -> Value {
+        let labels: Vec<Value> = i
+            .labels
+            .iter()
+            .enumerate()
+            .map(|(n, name)| {
+                json!({
+                    "id": 208_045_946 + n as u64,
+                    "node_id": "MDU6TGFiZWwyMDgwNDU5NDY=",
+                    "url": format!("https://api.github.com/repos/{REPO}/labels/{name}"),
+                    "name": name,
+                    "description": null,
+                    "color": "f29513",
+                    "default": false,
+                })
+            })
+            .collect();
+        let user_id = if i.login == st.bot_login {
+            4242
+        } else {
+            583_231
+        };
+        json!({
+            "id": 1_000_000 + i.number,
+            "node_id": "MDU6SXNzdWUx",
+            "url": format!("https://api.github.com/repos/{REPO}/issues/{}", i.number),
+            "repository_url": format!("https://api.github.com/repos/{REPO}"),
+            "comments_url": format!("https://api.github.com/repos/{REPO}/issues/{}/comments", i.number),
+            "html_url": format!("https://github.com/{REPO}/issues/{}", i.number),
+            "number": i.number,
+            "state": i.state,
+            "state_reason": if i.state == "closed" { json!("completed") } else { Value::Null },
+            "title": i.title,
+            "body": i.body,
+            "user": { "login": i.login, "id": user_id, "type": "User" },
+            "labels": labels,
+            "assignee": null,
+            "assignees": [],
+            "milestone": null,
+            "locked": false,
+            "comments": st.issue_comments(i.number).len(),
+            "closed_at": if i.state == "closed" { json!("2026-01-20T10:00:00Z") } else { Value::Null },
+            "created_at": "2026-01-19T09:05:50Z",
+            "updated_at": "2026-01-19T09:05:50Z",
+            "author_association": "NONE",
+        })
+    }
+
+    /// A pull request as the issues API lists it: an issue with a `pull_request` key.
+    pub fn pull_as_issue_json(&self, p: &Value) -> Value {
+        let n = p["number"].as_u64().unwrap_or(0);
+        json!({
+            "id": 2_000_000 + n,
+            "url": format!("https://api.github.com/repos/{REPO}/issues/{n}"),
+            "html_url": format!("https://github.com/{REPO}/pull/{n}"),
+            "number": n,
+            "state": p["state"].as_str().unwrap_or("open"),
+            "title": p["title"].as_str().unwrap_or("a pull request"),
+            "body": p["body"].clone(),
+            "user": if p["user"].is_object() { p["user"].clone() } else { json!({"login": "octocat", "id": 583_231}) },
+            "labels": p["labels"].as_array().cloned().unwrap_or_default(),
+            "locked": false,
+            "comments": 0,
+            "pull_request": {
+                "url": format!("https://api.github.com/repos/{REPO}/pulls/{n}"),
+                "html_url": format!("https://github.com/{REPO}/pull/{n}"),
+                "diff_url": format!("https://github.com/{REPO}/pull/{n}.diff"),
+                "patch_url": format!("https://github.com/{REPO}/pull/{n}.patch"),
+                "merged_at": null,
+            },
+        })
+    }
+
     pub fn paged(
         &self,
         items: Vec<Value>,
@@ -283,7 +427,7 @@ impl FakeGitHub {
                     .comments
                     .iter()
                     .filter(|c| c.issue == n)
-                    .map(|c| self.comment_json(c))
+                    .map(|c| self.comment_out(st, c))
                     .collect();
                 self.paged(items, per_page.min(100), page, path)
             }
@@ -297,7 +441,78 @@ impl FakeGitHub {
                     body: body["body"].as_str().unwrap().to_string(),
                 };
                 st.comments.push(c.clone());
-                json_response(201, &self.comment_json(&c))
+                json_response(201, &self.comment_out(st, &c))
+            }
+            ("GET", ["repos", _, _, "issues"]) => {
+                // GitHub's defaults: open ones, newest first.
+                let state = query("state").unwrap_or_else(|| "open".into());
+                let wanted: Vec<String> = query("labels")
+                    .map(|l| l.split(',').map(|s| s.trim().to_string()).collect())
+                    .unwrap_or_default();
+                let mut items: Vec<(u64, Value)> = st
+                    .issues
+                    .iter()
+                    .map(|i| (i.number, self.issue_json(st, i)))
+                    .chain(st.pulls.iter().map(|p| {
+                        (
+                            p["number"].as_u64().unwrap_or(0),
+                            self.pull_as_issue_json(p),
+                        )
+                    }))
+                    .filter(|(_, v)| state == "all" || v["state"] == json!(state))
+                    .filter(|(_, v)| {
+                        wanted.iter().all(|w| {
+                            v["labels"]
+                                .as_array()
+                                .is_some_and(|ls| ls.iter().any(|l| l["name"] == json!(w)))
+                        })
+                    })
+                    .collect();
+                items.sort_by_key(|(n, _)| std::cmp::Reverse(*n));
+                if query("direction").as_deref() == Some("asc") {
+                    items.reverse();
+                }
+                let items = items.into_iter().map(|(_, v)| v).collect();
+                self.paged(items, per_page.min(100), page, path)
+            }
+            ("POST", ["repos", _, _, "issues"]) => {
+                let body: Value = req.body_json().unwrap_or(Value::Null);
+                let Some(title) = body["title"].as_str().filter(|t| !t.is_empty()) else {
+                    return json_response(
+                        422,
+                        &json!({"message": "Validation Failed", "errors": [{"resource": "Issue", "code": "missing_field", "field": "title"}]}),
+                    );
+                };
+                let labels: Vec<String> = body["labels"]
+                    .as_array()
+                    .map(|ls| {
+                        ls.iter()
+                            .filter_map(|l| l.as_str().map(String::from))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                let issue = IssueRec {
+                    number: st.next_issue_number(),
+                    title: title.to_string(),
+                    body: body["body"].as_str().unwrap_or("").to_string(),
+                    labels,
+                    login: st.bot_login.clone(),
+                    state: "open".into(),
+                };
+                st.issues.push(issue.clone());
+                json_response(201, &self.issue_json(st, &issue))
+            }
+            ("GET", ["repos", _, _, "issues", n]) => {
+                let Ok(n) = n.parse::<u64>() else {
+                    return not_found();
+                };
+                if let Some(issue) = st.issue(n) {
+                    return json_response(200, &self.issue_json(st, issue));
+                }
+                match st.pulls.iter().find(|p| p["number"] == json!(n)) {
+                    Some(p) => json_response(200, &self.pull_as_issue_json(p)),
+                    None => not_found(),
+                }
             }
             ("PATCH", ["repos", _, _, "issues", "comments", id]) => {
                 let id: u64 = id.parse().unwrap();
@@ -314,7 +529,7 @@ impl FakeGitHub {
                 }
                 c.body = body["body"].as_str().unwrap().to_string();
                 let c = c.clone();
-                json_response(200, &self.comment_json(&c))
+                json_response(200, &self.comment_out(st, &c))
             }
             ("POST", ["repos", _, _, "statuses", sha]) => {
                 let body: Value = req.body_json().unwrap();
@@ -676,6 +891,30 @@ impl Harness {
         let mut st = self.state();
         st.users.insert(login.to_string(), id);
         st.roles.insert(login.to_string(), role.to_string());
+    }
+
+    /// Adds an issue opened by `login` (e.g. one quoting a marker); returns its number.
+    pub fn add_issue(&self, login: &str, title: &str, body: &str, labels: &[&str]) -> u64 {
+        self.state().add_issue(login, title, body, labels)
+    }
+
+    /// Closes issue `number`; panics when there is none.
+    pub fn close_issue(&self, number: u64) {
+        assert!(self.state().close_issue(number), "no issue #{number}");
+    }
+
+    /// Every issue, oldest first.
+    pub fn issues(&self) -> Vec<IssueRec> {
+        self.state().issues.clone()
+    }
+
+    /// The comments on issue `number`, oldest first.
+    pub fn issue_comments(&self, number: u64) -> Vec<Comment> {
+        self.state()
+            .issue_comments(number)
+            .into_iter()
+            .cloned()
+            .collect()
     }
 
     pub fn put_file(&self, sha: &str, path: &str, bytes: &[u8]) {

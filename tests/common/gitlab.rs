@@ -1,7 +1,8 @@
 //! A fake GitLab (REST v4) for tests: an axum server on 127.0.0.1 whose one handler
 //! routes requests over shared in-memory state — projects, merge requests with their
 //! diff refs, files and trees per commit, notes with their authors, commit statuses,
-//! award emojis, members, groups, users and approvals — so tests assert on what GitLab
+//! award emojis, members, groups, users, approvals, and issues with their notes — so
+//! tests assert on what GitLab
 //! would hold. It checks the token (`PRIVATE-TOKEN` or `Authorization: Bearer`),
 //! paginates with `X-Next-Page`, and answers the way GitLab does where GitLab is odd (a
 //! repeated `pending` status is a 400, a repeated award a 404, an approval of a moved
@@ -90,6 +91,31 @@ pub struct Note {
     pub edits: u32,
 }
 
+/// A project issue.
+#[derive(Clone, Debug)]
+pub struct Issue {
+    pub id: u64,
+    pub project_id: u64,
+    /// Per project, as GitLab numbers them.
+    pub iid: u64,
+    pub title: String,
+    pub description: String,
+    pub labels: Vec<String>,
+    pub author_id: u64,
+    /// `opened` or `closed`.
+    pub state: String,
+}
+
+/// A note on an issue (merge request notes are [`Note`]s).
+#[derive(Clone, Debug)]
+pub struct IssueNote {
+    pub id: u64,
+    pub project_id: u64,
+    pub issue_iid: u64,
+    pub author_id: u64,
+    pub body: String,
+}
+
 #[derive(Clone, Debug)]
 pub struct CommitStatus {
     pub id: u64,
@@ -160,6 +186,9 @@ pub struct State {
     /// (project, sha, path) → bytes.
     pub files: BTreeMap<(u64, String, String), Vec<u8>>,
     pub notes: Vec<Note>,
+    /// Issues, oldest first.
+    pub issues: Vec<Issue>,
+    pub issue_notes: Vec<IssueNote>,
     pub statuses: Vec<CommitStatus>,
     pub awards: Vec<Award>,
     pub approvals: Vec<Approval>,
@@ -194,6 +223,39 @@ impl State {
                 .find(|p| p.path.eq_ignore_ascii_case(&decoded))
                 .cloned(),
         }
+    }
+
+    /// The next free issue iid of `project`.
+    fn next_iid(&self, project: u64) -> u64 {
+        self.issues
+            .iter()
+            .filter(|i| i.project_id == project)
+            .map(|i| i.iid)
+            .max()
+            .unwrap_or(0)
+            + 1
+    }
+
+    fn add_issue(
+        &mut self,
+        project: u64,
+        author_id: u64,
+        title: &str,
+        description: &str,
+        labels: Vec<String>,
+    ) -> Issue {
+        let issue = Issue {
+            id: self.next_id(),
+            project_id: project,
+            iid: self.next_iid(project),
+            title: title.into(),
+            description: description.into(),
+            labels,
+            author_id,
+            state: "opened".into(),
+        };
+        self.issues.push(issue.clone());
+        issue
     }
 
     /// Commits the fake knows in `project`.
@@ -361,6 +423,54 @@ impl FakeGitLab {
             edits: 0,
         });
         id
+    }
+
+    /// An issue opened by `author_id` (e.g. one quoting a marker); returns its iid.
+    pub fn add_issue(
+        &self,
+        project: u64,
+        author_id: u64,
+        title: &str,
+        description: &str,
+        labels: &[&str],
+    ) -> u64 {
+        let labels = labels.iter().map(|l| l.to_string()).collect();
+        self.lock()
+            .add_issue(project, author_id, title, description, labels)
+            .iid
+    }
+
+    /// Closes issue `iid` of `project`; panics when there is none.
+    pub fn close_issue(&self, project: u64, iid: u64) {
+        let mut s = self.lock();
+        let issue = s
+            .issues
+            .iter_mut()
+            .find(|i| i.project_id == project && i.iid == iid);
+        match issue {
+            Some(issue) => issue.state = "closed".into(),
+            None => panic!("no issue #{iid} in project {project}"),
+        }
+    }
+
+    /// The issues of `project`, oldest first.
+    pub fn issues(&self, project: u64) -> Vec<Issue> {
+        self.lock()
+            .issues
+            .iter()
+            .filter(|i| i.project_id == project)
+            .cloned()
+            .collect()
+    }
+
+    /// The notes on issue `iid` of `project`, oldest first.
+    pub fn issue_notes(&self, project: u64, iid: u64) -> Vec<IssueNote> {
+        self.lock()
+            .issue_notes
+            .iter()
+            .filter(|n| n.project_id == project && n.issue_iid == iid)
+            .cloned()
+            .collect()
     }
 
     pub fn set_member(&self, project: u64, user_id: u64, access_level: u64) {
@@ -685,6 +795,98 @@ fn project_route(
                 return not_found("");
             };
             mr_route(s, method, project, &mr, rest, params, get, post, put)
+        }
+        ["issues"] if get => {
+            // GitLab's defaults: every state, newest first.
+            let state = params.get("state").map(String::as_str).unwrap_or("all");
+            let labels: Vec<&str> = params
+                .get("labels")
+                .map(|l| {
+                    l.split(',')
+                        .map(str::trim)
+                        .filter(|l| !l.is_empty())
+                        .collect()
+                })
+                .unwrap_or_default();
+            let author = params.get("author_id").and_then(|a| a.parse::<u64>().ok());
+            let mut issues: Vec<&Issue> = s
+                .issues
+                .iter()
+                .filter(|i| i.project_id == pid)
+                .filter(|i| state == "all" || i.state == state)
+                .filter(|i| labels.iter().all(|l| i.labels.iter().any(|have| have == l)))
+                .filter(|i| author.is_none_or(|a| i.author_id == a))
+                .collect();
+            if params.get("sort").map(String::as_str) != Some("asc") {
+                issues.reverse();
+            }
+            let items: Vec<Value> = issues
+                .into_iter()
+                .map(|i| issue_json(s, project, i))
+                .collect();
+            paginate(s, params, items)
+        }
+        ["issues"] if post => {
+            let Some(title) = params.get("title").filter(|t| !t.is_empty()).cloned() else {
+                return reply(400, json!({ "error": "title is missing" }));
+            };
+            let description = params.get("description").cloned().unwrap_or_default();
+            let labels = params
+                .get("labels")
+                .map(|l| {
+                    l.split(',')
+                        .map(str::trim)
+                        .filter(|l| !l.is_empty())
+                        .map(String::from)
+                        .collect()
+                })
+                .unwrap_or_default();
+            let bot = s.bot_id;
+            let issue = s.add_issue(pid, bot, &title, &description, labels);
+            reply(201, issue_json(s, project, &issue))
+        }
+        ["issues", iid, rest @ ..] => {
+            let found = iid.parse::<u64>().ok().and_then(|iid| {
+                s.issues
+                    .iter()
+                    .find(|i| i.project_id == pid && i.iid == iid)
+                    .cloned()
+            });
+            let Some(issue) = found else {
+                return message(404, "404 Not found");
+            };
+            match rest {
+                [] if get => reply(200, issue_json(s, project, &issue)),
+                ["notes"] if get => {
+                    let mut notes: Vec<&IssueNote> = s
+                        .issue_notes
+                        .iter()
+                        .filter(|n| n.project_id == pid && n.issue_iid == issue.iid)
+                        .collect();
+                    if params.get("sort").map(String::as_str) != Some("asc") {
+                        notes.reverse();
+                    }
+                    let items: Vec<Value> =
+                        notes.into_iter().map(|n| issue_note_json(s, n)).collect();
+                    paginate(s, params, items)
+                }
+                ["notes"] if post => {
+                    let Some(body) = params.get("body").filter(|b| !b.is_empty()).cloned() else {
+                        return reply(400, json!({ "error": "body is missing" }));
+                    };
+                    let note = IssueNote {
+                        id: s.next_id(),
+                        project_id: pid,
+                        issue_iid: issue.iid,
+                        author_id: s.bot_id,
+                        body,
+                    };
+                    let out = issue_note_json(s, &note);
+                    s.issue_notes.push(note);
+                    reply(201, out)
+                }
+                _ => not_found(""),
+            }
         }
         ["repository", "commits", sha, "merge_requests"] if get => {
             let sha = percent_decode(sha, false);
@@ -1094,6 +1296,58 @@ fn note_json(s: &State, n: &Note) -> Value {
         "noteable_id": n.mr_iid + 500,
         "noteable_type": "MergeRequest",
         "noteable_iid": n.mr_iid,
+    })
+}
+
+fn issue_json(s: &State, project: &Project, i: &Issue) -> Value {
+    let author = s.user(i.author_id).map(user_json).unwrap_or(Value::Null);
+    let closed = i.state == "closed";
+    json!({
+        "id": i.id,
+        "iid": i.iid,
+        "project_id": i.project_id,
+        "title": i.title,
+        "description": i.description,
+        "state": i.state,
+        "created_at": "2026-01-19T09:05:50.355Z",
+        "updated_at": "2026-01-19T09:05:50.355Z",
+        "closed_at": if closed { json!("2026-01-20T10:00:00.000Z") } else { Value::Null },
+        "closed_by": null,
+        "labels": i.labels,
+        "milestone": null,
+        "assignees": [],
+        "author": author,
+        "type": "ISSUE",
+        "issue_type": "issue",
+        "assignee": null,
+        "user_notes_count": s.issue_notes.iter().filter(|n| n.project_id == i.project_id && n.issue_iid == i.iid).count(),
+        "upvotes": 0,
+        "downvotes": 0,
+        "due_date": null,
+        "confidential": false,
+        "discussion_locked": null,
+        "web_url": format!("https://gitlab.example.com/{}/-/issues/{}", project.path, i.iid),
+        "references": {
+            "short": format!("#{}", i.iid),
+            "relative": format!("#{}", i.iid),
+            "full": format!("{}#{}", project.path, i.iid),
+        },
+    })
+}
+
+fn issue_note_json(s: &State, n: &IssueNote) -> Value {
+    let author = s.user(n.author_id).map(user_json).unwrap_or(Value::Null);
+    json!({
+        "id": n.id,
+        "body": n.body,
+        "attachment": null,
+        "author": author,
+        "created_at": "2013-10-02T08:57:14Z",
+        "updated_at": "2013-10-02T08:57:14Z",
+        "system": false,
+        "noteable_id": n.issue_iid + 9000,
+        "noteable_type": "Issue",
+        "noteable_iid": n.issue_iid,
     })
 }
 
