@@ -800,3 +800,145 @@ async fn a_gitlab_push_hook_to_the_default_branch_is_a_baseline() {
     assert_eq!(m.received_requests().await.unwrap().len(), 1);
     svc.stop().await;
 }
+
+/// The repository at BASE and at each of `heads`: a judge that flags case `b` (its
+/// context says UNSUPPORTED) as hallucinated, under a hallucination gate it passes, and
+/// `tickets` on hallucinations.
+fn seed_ticketed(h: &Harness, model_url: &str, heads: &[&str]) {
+    let config = format!(
+        "version: 1\nsuites:\n  billing:\n    prompts: {{ user: prompts/user.j2 }}\n    model: models/m.yaml\n    dataset: evals/b.jsonl\n    metrics:\n      assertions: {{ min: 1.0 }}\n      hallucination_rate: {{ max: 0.6 }}\nevaluators:\n  judge: {{ provider: openai, model: judge, base_url: \"{model_url}\" }}\ntickets:\n  on: [hallucination]\n  labels: [llm-quality]\n"
+    );
+    for sha in std::iter::once(BASE).chain(heads.iter().copied()) {
+        h.put_file(sha, ".promptgate.yml", config.as_bytes());
+        h.put_file(
+            sha,
+            "models/m.yaml",
+            format!("provider: openai\nmodel: chat\nbase_url: {model_url}\n").as_bytes(),
+        );
+        h.put_file(
+            sha,
+            "evals/b.jsonl",
+            b"{\"id\": \"a\", \"vars\": {\"n\": 1, \"note\": \"fine\"}, \"assert\": [{\"type\": \"icontains\", \"value\": \"invoice\"}]}\n{\"id\": \"b\", \"vars\": {\"n\": 2, \"note\": \"UNSUPPORTED, write to jane@example.com\"}, \"assert\": [{\"type\": \"icontains\", \"value\": \"invoice\"}]}\n",
+        );
+        let prompt: &[u8] = if sha == BASE {
+            b"Explain invoice {{ n }}. ({{ note }})"
+        } else {
+            b"Explain invoice {{ n }} in detail. ({{ note }})"
+        };
+        h.put_file(sha, "prompts/user.j2", prompt);
+    }
+    let mut st = h.state();
+    st.repo = REPO.to_string();
+    st.pr_files = vec![PrFile {
+        status: "modified",
+        filename: "prompts/user.j2".into(),
+        previous: None,
+    }];
+}
+
+/// SPEC §1 `tickets`: a hallucination under a passing gate opens exactly one issue; a
+/// later head with the same output comments on it; once closed, it stays closed.
+#[tokio::test]
+async fn a_hallucination_under_a_passing_gate_opens_one_ticket_and_later_runs_comment() {
+    const THIRD: &str = "4444444444444444444444444444444444444444";
+    let h = Harness::start().await;
+    let m = common::fake_openai().await;
+    let model_url = format!("{}/v1", m.uri());
+    seed_ticketed(&h, &model_url, &[HEAD, NEW_HEAD, THIRD]);
+    h.state().pulls = vec![pull(HEAD, REPO)];
+    let dir = tempfile::tempdir().unwrap();
+    let svc = start(&h, &db_path(&dir)).await;
+
+    let opened = fixture("github/webhook.pull_request.opened.octokit.json");
+    assert_eq!(
+        svc.github("pull_request", "t-1", SECRET, &opened).await,
+        202
+    );
+    let done = final_status(&h, HEAD).await;
+    assert_eq!(done.state, "success", "{done:?}");
+    let issues = h.issues();
+    assert_eq!(issues.len(), 1, "{issues:#?}");
+    let issue = &issues[0];
+    assert_eq!(issue.labels, vec!["llm-quality".to_string()]);
+    assert!(
+        issue.title.contains("hallucination in billing / b"),
+        "{}",
+        issue.title
+    );
+    assert!(
+        issue.body.contains("<!-- promptgate:ticket:"),
+        "{}",
+        issue.body
+    );
+    assert!(issue.body.contains("#2"), "names the PR: {}", issue.body);
+    assert!(issue.body.contains("prompts/user.j2"), "{}", issue.body);
+    assert!(
+        issue.body.contains("http://bot.example/runs/"),
+        "{}",
+        issue.body
+    );
+    assert!(
+        !issue.body.contains("jane@example.com") && issue.body.contains("[EMAIL]"),
+        "excerpts are redacted: {}",
+        issue.body
+    );
+    let sticky = h.state().ours()[0].body.clone();
+    assert!(
+        sticky.contains("**Tickets:** 1 opened, 0 updated"),
+        "{sticky}"
+    );
+    let report: Value =
+        serde_json::from_str(&svc.text("SELECT report_json FROM runs WHERE id = 1").await).unwrap();
+    let tickets = report["tickets"].as_array().unwrap();
+    assert_eq!(tickets.len(), 1, "{report}");
+    assert_eq!(
+        (
+            tickets[0]["case"].as_str(),
+            tickets[0]["finding"].as_str(),
+            tickets[0]["new"].as_bool()
+        ),
+        (Some("b"), Some("hallucination"), Some(true))
+    );
+    let key = tickets[0]["key"].as_str().unwrap().to_string();
+    assert!(issue.body.contains(&key));
+
+    // A push with the same prompt: the same output, so the same ticket, one comment.
+    h.state().pulls = vec![pull(NEW_HEAD, REPO)];
+    let sync = fixture("github/webhook.pull_request.synchronize.octokit.json");
+    assert_eq!(svc.github("pull_request", "t-2", SECRET, &sync).await, 202);
+    assert_eq!(final_status(&h, NEW_HEAD).await.state, "success");
+    assert_eq!(h.issues().len(), 1, "no second issue");
+    let comments = h.issue_comments(issue.number);
+    assert_eq!(comments.len(), 1, "{comments:#?}");
+    assert!(
+        comments[0].body.contains("Seen again in #2"),
+        "{}",
+        comments[0].body
+    );
+    let run2: Value = serde_json::from_str(
+        &svc.text(&format!(
+            "SELECT report_json FROM runs WHERE head_sha = '{NEW_HEAD}'"
+        ))
+        .await,
+    )
+    .unwrap();
+    assert_eq!(run2["tickets"][0]["new"], false, "{run2}");
+    assert_eq!(run2["tickets"][0]["status"], "updated", "{run2}");
+
+    // Closed by a person: it stays closed, and nothing more is said on it.
+    h.close_issue(issue.number);
+    h.state().pulls = vec![pull(THIRD, REPO)];
+    assert_eq!(svc.github("pull_request", "t-3", SECRET, &sync).await, 202);
+    assert_eq!(final_status(&h, THIRD).await.state, "success");
+    assert_eq!(h.issues().len(), 1);
+    assert_eq!(h.issue_comments(issue.number).len(), 1);
+    let run3: Value = serde_json::from_str(
+        &svc.text(&format!(
+            "SELECT report_json FROM runs WHERE head_sha = '{THIRD}'"
+        ))
+        .await,
+    )
+    .unwrap();
+    assert_eq!(run3["tickets"][0]["status"], "closed", "{run3}");
+    svc.stop().await;
+}

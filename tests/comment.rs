@@ -65,21 +65,7 @@ fn failure(case: &str, metric: &str, detail: &str) -> Failure {
 }
 
 fn empty_suite(name: &str, verdict: Verdict) -> SuiteReport {
-    SuiteReport {
-        name: name.to_string(),
-        verdict,
-        triggered_by: Vec::new(),
-        cases: CaseCounts::default(),
-        dataset_changes: Vec::new(),
-        flips: Default::default(),
-        metrics: Vec::new(),
-        failures: Vec::new(),
-        injection: None,
-        guardrail: None,
-        errors: Vec::new(),
-        flaky: Vec::new(),
-        details: Vec::new(),
-    }
+    SuiteReport::empty(name, verdict)
 }
 
 fn report(verdict: Verdict, suites: Vec<SuiteReport>) -> Report {
@@ -103,6 +89,8 @@ fn report(verdict: Verdict, suites: Vec<SuiteReport>) -> Report {
         notes: Vec::new(),
         config_change: None,
         judge_calibration: None,
+        tickets: Vec::new(),
+        ticket_policy: None,
     }
 }
 

@@ -362,3 +362,54 @@ async fn a_judge_below_its_calibration_does_not_gate() {
         }
     }
 }
+
+/// SPEC §1: the CLI lists the tickets a run would file in the JSON and opens nothing.
+#[tokio::test]
+async fn the_cli_lists_tickets_and_files_none() {
+    let server = server(
+        r#"{"faithfulness": 0.3, "relevance": 0.8, "hallucination": true, "reason": "invents a policy"}"#,
+    )
+    .await;
+    let url = format!("{}/v1", server.uri());
+    let (repo, _) = setup(&url, 1, true);
+    let config = repo.read(".promptgate.yml").replace(
+        "hallucination_rate: { max: 0.5 }",
+        "hallucination_rate: { max: 1.0 }",
+    ) + "tickets: { on: [hallucination, regressed], labels: [llm-quality] }\n";
+    repo.write(".promptgate.yml", &config);
+    let base = repo.commit("tickets");
+    repo.write("prompts/user.j2", "Q: {{ q }}");
+    let head = repo.commit("prompt");
+    let (_, report) = check(&repo, &base, &head, &[]);
+    let tickets = report["tickets"].as_array().expect("tickets listed");
+    let mut cases: Vec<&str> = tickets
+        .iter()
+        .map(|t| t["case"].as_str().unwrap())
+        .collect();
+    cases.sort();
+    assert_eq!(cases, ["a", "b"], "{report}");
+    for t in tickets {
+        assert_eq!(t["finding"], "hallucination");
+        assert_eq!(t["issue"], Value::Null);
+        assert_eq!(t["new"], false);
+        assert_eq!(t["key"].as_str().unwrap().len(), 64);
+        assert!(
+            t["reason"].as_str().unwrap().contains("invents a policy"),
+            "{t}"
+        );
+    }
+    // Only what `on` lists: no injection tickets, and no regression happened.
+    let (_, markdown) = {
+        let out = Command::new(env!("CARGO_BIN_EXE_promptgate"))
+            .args(["check", "--format", "markdown", "--repo"])
+            .arg(repo.path())
+            .args(["--base", &base, "--head", &head])
+            .output()
+            .unwrap();
+        (
+            out.status,
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    assert!(markdown.contains("2 not filed"), "{markdown}");
+}

@@ -6,6 +6,7 @@
 mod baseline;
 pub mod release;
 mod slash;
+mod tickets;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -66,6 +67,8 @@ pub struct Bot {
     forges: HashMap<ForgeKind, Arc<dyn Forge>>,
     runs: Runs,
     audit: AuditLog,
+    /// Which forge issue holds each finding's ticket.
+    tickets: crate::store::tickets::Tickets,
     /// Where evaluations run: in process (the default) or fanned out to CodeBuild.
     executor: Arc<dyn Executor>,
     metrics: Arc<Metrics>,
@@ -93,6 +96,7 @@ impl Bot {
         Self {
             runs: Runs::new(store.pool().clone()),
             audit: AuditLog::new(store.pool().clone()),
+            tickets: crate::store::tickets::Tickets::new(store.pool().clone()),
             executor: Arc::new(LocalExecutor::new(store.clone(), max_concurrency)),
             forges,
             metrics: state.metrics.clone(),
@@ -296,7 +300,7 @@ impl Bot {
                 active.remove(&key);
             }
         }
-        let report = match outcome {
+        let mut report = match outcome {
             Ok(report) => report,
             Err(e) if e.is_cancelled() => {
                 self.runs.set_status(row.id, RunStatus::Cancelled).await?;
@@ -305,6 +309,9 @@ impl Bot {
             Err(e) => anyhow::bail!("run {} crashed: {e}", row.id),
         };
         self.metrics.record_usage(&report.usage);
+        let run_url = self.run_url(row.id).await?;
+        self.file_tickets(&forge, &repo, &pr, &run_url, &mut report)
+            .await;
         self.publish(&forge, &repo, &pr, row.id, &report, is_release)
             .await?;
         self.audit_run(repo_ref, &pr, &report, request).await;

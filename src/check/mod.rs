@@ -6,6 +6,7 @@
 pub mod calibration;
 mod config_change;
 mod evaluate;
+mod findings;
 pub mod security;
 pub mod spend;
 mod suite_plan;
@@ -183,6 +184,7 @@ pub async fn execute(plan: CheckPlan, client: &ModelClient) -> Report {
         started,
     } = plan;
     evaluate_planned(&suites, calibration.as_ref(), client, &mut report).await;
+    keep_ticketed_findings(&mut report);
     client.flush().await;
     let counters = client.usage();
     report.usage.model_calls = counters.chat_calls;
@@ -198,6 +200,21 @@ pub async fn execute(plan: CheckPlan, client: &ModelClient) -> Report {
     report.verdict = Verdict::combine(verdicts);
     report.duration_ms = started.elapsed().as_millis() as u64;
     report
+}
+
+/// Moves the findings of the kinds `tickets.on` lists into `report.tickets`.
+fn keep_ticketed_findings(report: &mut Report) {
+    let on = report
+        .ticket_policy
+        .as_ref()
+        .map(|t| t.on.clone())
+        .unwrap_or_default();
+    for suite in &mut report.suites {
+        let found = std::mem::take(&mut suite.findings);
+        report
+            .tickets
+            .extend(found.into_iter().filter(|t| on.contains(&t.finding)));
+    }
 }
 
 /// Recomputes the overall verdict after an executor added errors to a report.
@@ -266,6 +283,10 @@ async fn plan_into(
             policy_rev.label()
         )
     })?;
+    // Tickets write to the forge: only a policy the PR did not write may ask for them.
+    if !policy_is_heads {
+        report.ticket_policy = config.tickets.clone();
+    }
     if let (Some(b), Some(h)) = (&base_text, &head_text) {
         if b != h {
             report.config_change = Some(config_change(&config, h));

@@ -293,6 +293,8 @@ pub(super) fn suite_report(
         .map(|c| c.id.clone())
         .collect();
     report.details = details;
+    report.findings =
+        super::findings::findings(p, &jobs, &head, &attacks_head, &report.flips.regressed);
     report
 }
 

@@ -6,8 +6,10 @@
 pub mod calibration;
 pub mod dataset;
 pub mod guardrail;
+pub mod load;
 pub mod manifest;
 pub mod repo;
+pub mod tickets;
 
 pub use dataset::{Assertion, AssertionKind, Case, Dataset};
 pub use guardrail::{GuardrailConfig, GuardrailExpect, GuardrailSource, GuardrailTest};

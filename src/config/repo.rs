@@ -23,6 +23,8 @@ pub struct RepoConfig {
     pub evaluators: Evaluators,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub release: Option<ReleaseConfig>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tickets: Option<super::tickets::TicketsConfig>,
 }
 
 /// Message role → template file. Messages are sent in the order system, user, assistant.
@@ -75,6 +77,9 @@ pub struct SuiteConfig {
     /// How the injection suite runs (only when `injection_failures` is gated).
     #[serde(default)]
     pub injection: InjectionConfig,
+    /// The suite's load test (release tier, `check --load`, `/promptgate run load`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub load: Option<super::load::LoadConfig>,
 }
 
 fn one() -> u32 {
@@ -498,6 +503,9 @@ impl RepoConfig {
                     ));
                 }
             }
+            if let Some(load) = &suite.load {
+                load.check(name, text, diags);
+            }
             if suite.runs_injection() && suite.untrusted_vars.is_empty() {
                 diags.push(Diagnostic::new(
                     file,
@@ -537,6 +545,22 @@ impl RepoConfig {
                     format!(
                         "suite `{name}` uses `similarity` but `evaluators.embedding` is not set"
                     ),
+                ));
+            }
+        }
+        if let Some(t) = &cfg.tickets {
+            if t.on.is_empty() {
+                diags.push(Diagnostic::new(
+                    file,
+                    line_of(text, "tickets"),
+                    "`tickets.on` lists no finding (any of: hallucination, injection, regressed)",
+                ));
+            }
+            if t.labels.iter().any(|l| l.trim().is_empty()) {
+                diags.push(Diagnostic::new(
+                    file,
+                    line_of(text, "labels"),
+                    "`tickets.labels` has an empty label",
                 ));
             }
         }

@@ -59,6 +59,10 @@ pub const EMBEDDED_TEMPLATES: &[(&str, &str)] = &[
         include_str!("../../comment-templates/case.md.j2"),
     ),
     (
+        "tickets.md.j2",
+        include_str!("../../comment-templates/tickets.md.j2"),
+    ),
+    (
         "usage.md.j2",
         include_str!("../../comment-templates/usage.md.j2"),
     ),
@@ -310,6 +314,7 @@ struct CommentView {
     suites: Vec<SuiteView>,
     suites_skipped: usize,
     usage: UsageView,
+    tickets: super::tickets::TicketsView,
     report_url: Option<String>,
     budget: Budget,
     /// True when the size budget is down to verdict, tables and usage.
@@ -520,6 +525,7 @@ impl CommentView {
                 .filter(|s| s.verdict == Verdict::Skipped)
                 .count(),
             usage: usage_view(&report.usage, report.duration_ms),
+            tickets: super::tickets::TicketsView::build(&report.tickets, budget.max_items),
             report_url: opts.report_url.as_deref().map(link_destination),
             budget: budget.clone(),
             compact: budget.compact,

@@ -2,6 +2,9 @@
 //! bot stores per run) and the markdown PR comment rendered from it.
 
 pub mod markdown;
+pub mod tickets;
+
+pub use tickets::{Ticket, TicketStatus};
 
 use serde::{Deserialize, Serialize};
 
@@ -120,6 +123,13 @@ pub struct Report {
     /// How well the judge agrees with the labelled calibration set, when one is set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub judge_calibration: Option<JudgeCalibration>,
+    /// Findings that get a forge issue (`tickets` in the base config), filed by the bot.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tickets: Vec<Ticket>,
+    /// The base config's `tickets` policy, for the bot that files them (not stored: a
+    /// stored report's tickets are already filed).
+    #[serde(skip)]
+    pub ticket_policy: Option<crate::config::tickets::TicketsConfig>,
 }
 
 /// The judge run on `evaluators.judge.calibration` before its scores gate.
@@ -159,6 +169,8 @@ impl Report {
             notes: Vec::new(),
             config_change: None,
             judge_calibration: None,
+            tickets: Vec::new(),
+            ticket_policy: None,
         }
     }
 }
@@ -397,6 +409,10 @@ pub struct SuiteReport {
     /// Per-case base/head details of the evaluated cases.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub details: Vec<CaseDetail>,
+    /// Every finding a ticket could be opened for, of every kind; the check keeps those
+    /// the config's `tickets.on` lists in [`Report::tickets`].
+    #[serde(skip)]
+    pub findings: Vec<Ticket>,
 }
 
 impl SuiteReport {
@@ -416,6 +432,7 @@ impl SuiteReport {
             errors: Vec::new(),
             flaky: Vec::new(),
             details: Vec::new(),
+            findings: Vec::new(),
         }
     }
 }
