@@ -9,6 +9,8 @@
 //! the markdown comment). `store` is the result cache keyed by content; `source` reads
 //! files at a revision (local git now, forge APIs in the bot); `check` runs the whole
 //! pipeline and is what both the CLI and the bot call.
+//! `load` is apart from the pipeline: an open-loop load generator (constant arrival
+//! rate, latency percentiles, errors by kind) over any target.
 
 pub mod audit;
 pub mod bot;
@@ -23,6 +25,7 @@ pub mod executor;
 pub mod forge;
 pub mod gate;
 pub mod inject;
+pub mod load;
 pub mod plan;
 pub mod report;
 pub mod score;
