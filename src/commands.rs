@@ -48,10 +48,12 @@ const MAX_QUOTED: usize = 40;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Command {
-    /// Re-run now: only `suites` when not empty, every case when `full`.
+    /// Re-run now: only `suites` when not empty, every case when `full`; `run load`
+    /// also runs those suites' load tests.
     Run {
         suites: Vec<String>,
         full: bool,
+        load: bool,
     },
     Approve,
     Cancel,
@@ -73,7 +75,10 @@ impl Command {
     /// so that two spellings of the same command read the same there.
     pub fn to_text(&self) -> String {
         let mut text = format!("{PREFIX} {}", self.name());
-        if let Command::Run { suites, full } = self {
+        if let Command::Run { suites, full, load } = self {
+            if *load {
+                text.push_str(" load");
+            }
             for s in suites {
                 text.push(' ');
                 text.push_str(s);
@@ -267,9 +272,14 @@ fn parse_line(text: &str) -> Result<Command, String> {
     }
 }
 
-fn parse_run(words: VecDeque<&str>) -> Result<Command, String> {
+fn parse_run(mut words: VecDeque<&str>) -> Result<Command, String> {
     let mut suites: Vec<String> = Vec::new();
     let mut full = false;
+    // `run load [SUITE...]` (SPEC §6): `load` first is the sub-command, not a suite.
+    let load = words.front() == Some(&"load");
+    if load {
+        words.pop_front();
+    }
     for word in words {
         if word == "--full" {
             full = true;
@@ -287,7 +297,7 @@ fn parse_run(words: VecDeque<&str>) -> Result<Command, String> {
             suites.push(word.to_string());
         }
     }
-    Ok(Command::Run { suites, full })
+    Ok(Command::Run { suites, full, load })
 }
 
 /// `[a-z0-9_-]+`, the suite name grammar of SPEC §1.
@@ -316,7 +326,29 @@ mod tests {
         Command::Run {
             suites: suites.iter().map(|s| s.to_string()).collect(),
             full,
+            load: false,
         }
+    }
+
+    #[test]
+    fn run_load_is_a_sub_command() {
+        let parsed = parse("/promptgate run load billing --full");
+        let Some(Ok(Command::Run { suites, full, load })) = parsed.first() else {
+            panic!("{parsed:?}")
+        };
+        assert_eq!(
+            (suites.as_slice(), *full, *load),
+            (&["billing".to_string()][..], true, true)
+        );
+        assert_eq!(
+            parsed[0].as_ref().unwrap().to_text(),
+            "/promptgate run load billing --full"
+        );
+        // A suite called `load` is still reachable after another name.
+        let parsed = parse("/promptgate run other load");
+        assert!(
+            matches!(&parsed[0], Ok(Command::Run { load: false, suites, .. }) if suites.len() == 2)
+        );
     }
 
     type Parsed = Vec<Result<Command, ParseError>>;

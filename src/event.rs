@@ -187,6 +187,9 @@ pub struct RunCommandEvent {
     pub suites: Vec<String>,
     /// Every case, not only the affected ones.
     pub full: bool,
+    /// Also run the suites' load tests (`/promptgate run load`).
+    #[serde(default)]
+    pub load: bool,
 }
 
 impl RunCommandEvent {

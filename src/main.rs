@@ -111,6 +111,10 @@ struct CheckArgs {
     /// Evaluate every case, not only the affected ones.
     #[arg(long)]
     full: bool,
+    /// Also run the load tests of the suites that have one (the release tier always
+    /// does); with --suite, only theirs.
+    #[arg(long)]
+    load: bool,
     #[arg(long, value_enum, default_value = "markdown")]
     format: Format,
     /// Write the output here instead of stdout.
@@ -418,6 +422,7 @@ async fn run_check(args: CheckArgs) -> anyhow::Result<u8> {
         endpoints: args.run.endpoint_rules(),
         // The CLI's cache lives in the repository's own .git folder.
         namespace: None,
+        load: args.load,
     };
 
     let progress = std::io::stderr().is_terminal().then(|| {
@@ -540,6 +545,7 @@ async fn run_baseline(args: BaselineArgs) -> anyhow::Result<u8> {
         tier: Tier::Pr,
         endpoints: args.run.endpoint_rules(),
         namespace: None,
+        load: false,
     };
     let report = check::baseline(&source, Rev::Commit(sha.clone()), &sha, &opts, &client).await;
     let text = match args.format {

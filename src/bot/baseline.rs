@@ -26,6 +26,7 @@ impl Bot {
             tier: Tier::Pr,
             endpoints: self.endpoint_rules.clone(),
             namespace: Some(super::cache_namespace(&push.repo)),
+            load: false,
         };
         let (revs, options) = baseline_run(Rev::Commit(push.after.clone()), &push.after, &options);
         let in_flight = self.metrics.run_in_flight();

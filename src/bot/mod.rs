@@ -48,6 +48,8 @@ pub struct RunRequest {
     pub full: bool,
     /// A maintainer asked: evaluate a fork PR too.
     pub allow_fork: bool,
+    /// Also run the suites' load tests (`/promptgate run load`).
+    pub load: bool,
 }
 
 /// The cache is shared by every repository the bot serves: results are served back
@@ -270,6 +272,7 @@ impl Bot {
             tier,
             endpoints: self.endpoint_rules.clone(),
             namespace: Some(cache_namespace(repo_ref)),
+            load: request.load,
         };
 
         let started = Instant::now();
@@ -770,6 +773,7 @@ impl EventHandler for Bot {
                     suites: e.suites,
                     full: e.full,
                     allow_fork: true,
+                    load: e.load,
                 };
                 self.evaluate_with(&e.repo, e.number, &request).await
             }

@@ -120,8 +120,8 @@ impl Bot {
         }
         let pr = forge.pull_request(repo, e.number).await?;
         match command {
-            Command::Run { suites, full } => {
-                self.command_run(forge, repo, e, &pr, (suites, *full), replies)
+            Command::Run { suites, full, load } => {
+                self.command_run(forge, repo, e, &pr, (suites, *full, *load), replies)
                     .await
             }
             Command::Cancel => self.command_cancel(forge, repo, e, &pr, replies).await,
@@ -136,7 +136,7 @@ impl Bot {
         repo: &RepoId,
         e: &CommentEvent,
         pr: &PullRequestInfo,
-        (suites, full): (&[String], bool),
+        (suites, full, load): (&[String], bool, bool),
         replies: &mut Replies,
     ) -> anyhow::Result<()> {
         if !suites.is_empty() {
@@ -160,6 +160,7 @@ impl Bot {
         let command = Command::Run {
             suites: suites.to_vec(),
             full,
+            load,
         };
         self.audit(
             AuditKind::Command,
@@ -180,7 +181,7 @@ impl Bot {
             )
             .await?;
         }
-        self.queue_run(e, &command, suites, full).await
+        self.queue_run(e, &command, suites, full, load).await
     }
 
     /// Queues the evaluation a `run` asked for as a delivery of its own, so this
@@ -193,12 +194,14 @@ impl Bot {
         command: &Command,
         suites: &[String],
         full: bool,
+        load: bool,
     ) -> anyhow::Result<()> {
         let job = RunCommandEvent {
             repo: e.repo.clone(),
             number: e.number,
             suites: suites.to_vec(),
             full,
+            load,
         };
         let digest = Sha256::new()
             .chain_update(e.body.as_bytes())

@@ -7,6 +7,7 @@ pub mod calibration;
 mod config_change;
 mod evaluate;
 mod findings;
+mod load;
 pub mod security;
 pub mod spend;
 mod suite_plan;
@@ -43,6 +44,9 @@ pub struct CheckOptions {
     pub endpoints: EndpointRules,
     /// The result-cache namespace of the run (the bot: `forge:owner/repo`).
     pub namespace: Option<String>,
+    /// Also run the suites' load tests (`check --load`, `/promptgate run load`); the
+    /// release tier always does.
+    pub load: bool,
 }
 
 impl Default for CheckOptions {
@@ -53,6 +57,7 @@ impl Default for CheckOptions {
             tier: Tier::Pr,
             endpoints: EndpointRules::default(),
             namespace: None,
+            load: false,
         }
     }
 }
@@ -350,7 +355,16 @@ async fn plan_into(
         }
         let deps =
             detect::Dependencies::of(source, &[&revs.base, &revs.head], suite, &policy_text).await;
-        let triggered = detect::triggered_by(suite, &deps, &changed);
+        let mut triggered = detect::triggered_by(suite, &deps, &changed);
+        let load = suite
+            .load
+            .clone()
+            .filter(|_| opts.load || opts.tier == Tier::Release);
+        // Asked for by name (`--load`, `run load`): the load test runs even when the
+        // change does not touch the suite.
+        if triggered.is_empty() && load.is_some() && opts.load {
+            triggered.push("load test requested".to_string());
+        }
         if triggered.is_empty() && !full {
             report
                 .suites
@@ -394,6 +408,7 @@ async fn plan_into(
                     evaluators,
                     full,
                     samples,
+                    load,
                 });
             }
             Err(d) => report.suites.push(errored(name, triggered, &d)),
@@ -531,6 +546,26 @@ async fn evaluate_planned(
         report
             .suites
             .push(suite_report(p, results, judge_gate.as_deref()));
+    }
+    // Load tests run after every evaluation, one at a time: concurrent traffic of
+    // ours would be measured as the endpoint's latency.
+    for p in planned {
+        let Some(cfg) = &p.load else { continue };
+        let result = load::run(p, cfg, client).await;
+        report.usage.cost_by_kind.load += result.cost_usd;
+        report.usage.cost_usd = report.usage.cost_by_kind.total();
+        if let Some(s) = report.suites.iter_mut().find(|s| s.name == p.name) {
+            let verdict = match (&result.error, result.pass) {
+                (Some(e), _) => {
+                    s.errors.push(format!("load test: {e}"));
+                    Verdict::Error
+                }
+                (None, false) => Verdict::Fail,
+                (None, true) => Verdict::Pass,
+            };
+            s.verdict = Verdict::combine([s.verdict, verdict]);
+            s.load = Some(result);
+        }
     }
     report.suites.sort_by(|a, b| a.name.cmp(&b.name));
 }

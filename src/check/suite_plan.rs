@@ -43,6 +43,8 @@ pub(super) struct PlannedSuite {
     pub(super) full: bool,
     /// Generations per case at this tier.
     pub(super) samples: u32,
+    /// The load test to run after the evaluation, when this run runs it.
+    pub(super) load: Option<crate::config::load::LoadConfig>,
 }
 
 impl PlannedSuite {

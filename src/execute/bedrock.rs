@@ -167,8 +167,13 @@ where
             let message = e.message().unwrap_or("no message");
             let status_text = status.map(|s| format!(" (HTTP {s})")).unwrap_or_default();
             let text = format!("{subject}: Bedrock {operation}: {code}: {message}{status_text}");
-            let server_side = status.is_some_and(|s| s == 429 || s >= 500);
-            if RETRYABLE_CODES.contains(&code) || server_side {
+            let server_side = status.is_some_and(|s| s >= 500);
+            if code == "ThrottlingException" || status == Some(429) {
+                ProviderError::Throttled {
+                    message: text,
+                    retry_after: None,
+                }
+            } else if RETRYABLE_CODES.contains(&code) || server_side {
                 retryable(text)
             } else {
                 ProviderError::Fatal(text)

@@ -272,8 +272,8 @@ pub struct ModelClient {
     store: Store,
     opts: ClientOptions,
     limiter: Semaphore,
-    openai: OpenAiProvider,
-    bedrock: BedrockProvider,
+    openai: Arc<OpenAiProvider>,
+    bedrock: Arc<BedrockProvider>,
     replay: ReplayProvider,
     key_locks: KeyLocks,
     counters: Counters,
@@ -313,8 +313,8 @@ impl ModelClient {
             store,
             opts,
             limiter: Semaphore::new(permits),
-            openai: OpenAiProvider::new(),
-            bedrock: BedrockProvider::new(),
+            openai: Arc::new(OpenAiProvider::new()),
+            bedrock: Arc::new(BedrockProvider::new()),
             replay: ReplayProvider::new(replay_dir),
             key_locks: KeyLocks::default(),
             counters: Counters::default(),
@@ -484,6 +484,47 @@ impl ModelClient {
         }
     }
 
+    /// The provider that answers `spec` live, for calls that bypass the cache, the
+    /// de-duplication, the retries and the limiter (a load test sets its own pace and
+    /// counts every failure). Refused where no live call is possible: replayed answers
+    /// and the cache-only bot measure nothing. Count what it did with
+    /// [`ModelClient::count_live_calls`].
+    pub fn live_provider(
+        &self,
+        spec: &crate::config::ModelSpec,
+    ) -> Result<Arc<dyn Provider>, String> {
+        if let Some(why) = self.live_refusal(spec) {
+            return Err(why);
+        }
+        Ok(match spec.provider {
+            ProviderKind::Openai => self.openai.clone(),
+            ProviderKind::Bedrock => self.bedrock.clone(),
+            ProviderKind::Replay => Arc::new(self.replay.clone()),
+        })
+    }
+
+    /// Adds calls made through [`ModelClient::live_provider`] to the run's usage.
+    pub fn count_live_calls(&self, calls: u64, input_tokens: u64, output_tokens: u64) {
+        add(&self.counters.chat_calls, calls);
+        add(&self.counters.input_tokens, input_tokens);
+        add(&self.counters.output_tokens, output_tokens);
+    }
+
+    /// Why [`ModelClient::live_provider`] cannot reach `spec` live, if it cannot.
+    pub fn live_refusal(&self, spec: &crate::config::ModelSpec) -> Option<String> {
+        match self.opts.mode {
+            Mode::CacheOnly => Some(format!(
+                "model `{}` cannot be called live here: this bot runs its model calls on CodeBuild",
+                spec.model
+            )),
+            _ if self.replays(spec) => Some(format!(
+                "model `{}` answers from recordings (replay), which measure no latency",
+                spec.model
+            )),
+            _ => None,
+        }
+    }
+
     pub fn usage(&self) -> UsageCounters {
         let c = &self.counters;
         UsageCounters {
@@ -518,11 +559,11 @@ impl ModelClient {
             Job::Chat(r) => &r.spec,
             Job::Embed(r) => &r.spec,
             // ApplyGuardrail screens text from any model: always Bedrock.
-            Job::Guardrail(_) => return &self.bedrock,
+            Job::Guardrail(_) => return self.bedrock.as_ref(),
         };
         match spec.provider {
-            ProviderKind::Openai => &self.openai,
-            ProviderKind::Bedrock => &self.bedrock,
+            ProviderKind::Openai => self.openai.as_ref(),
+            ProviderKind::Bedrock => self.bedrock.as_ref(),
             ProviderKind::Replay => &self.replay,
         }
     }

@@ -112,6 +112,13 @@ pub enum ProviderError {
         message: String,
         retry_after: Option<Duration>,
     },
+    /// The provider asked us to slow down (HTTP 429, Bedrock ThrottlingException):
+    /// retryable like [`ProviderError::Retryable`], and counted apart by a load test.
+    #[error("{message}")]
+    Throttled {
+        message: String,
+        retry_after: Option<Duration>,
+    },
     /// A request the provider will never accept (400, 401, 404, a bad answer shape).
     #[error("{0}")]
     Fatal(String),
@@ -122,7 +129,10 @@ pub enum ProviderError {
 
 impl ProviderError {
     pub fn is_retryable(&self) -> bool {
-        matches!(self, ProviderError::Retryable { .. })
+        matches!(
+            self,
+            ProviderError::Retryable { .. } | ProviderError::Throttled { .. }
+        )
     }
 }
 

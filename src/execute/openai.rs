@@ -138,9 +138,13 @@ impl OpenAiProvider {
             tracing::warn!(model = %spec.model, %url, %status, body = %excerpt(&text), "model endpoint answered with an error");
             let line = status_line(status, &text);
             let message = format!("model `{}`: POST {url}: {line}", spec.model);
-            let retryable =
-                status.as_u16() == 429 || status.as_u16() == 408 || status.is_server_error();
-            return Err(if retryable {
+            let retryable = status.as_u16() == 408 || status.is_server_error();
+            return Err(if status.as_u16() == 429 {
+                ProviderError::Throttled {
+                    message,
+                    retry_after,
+                }
+            } else if retryable {
                 ProviderError::Retryable {
                     message,
                     retry_after,

@@ -80,10 +80,16 @@ where
         };
         match outcome {
             Ok(value) => return (Ok(value), attempt - 1),
-            Err(ProviderError::Retryable {
-                message,
-                retry_after,
-            }) => {
+            Err(
+                ProviderError::Retryable {
+                    message,
+                    retry_after,
+                }
+                | ProviderError::Throttled {
+                    message,
+                    retry_after,
+                },
+            ) => {
                 if attempt >= max_attempts {
                     let plural = if attempt == 1 { "" } else { "s" };
                     return (

@@ -361,6 +361,7 @@ struct SuiteView {
     flaky_more: usize,
     injection: Option<InjectionView>,
     guardrail: Option<GuardrailView>,
+    load: Option<super::load::LoadView>,
     details: Vec<DetailView>,
     details_total: usize,
     details_more: usize,
@@ -642,6 +643,7 @@ fn suite_view(s: &SuiteReport, budget: &Budget) -> SuiteView {
         flaky_more,
         injection,
         guardrail,
+        load: s.load.as_ref().map(super::load::LoadView::of),
         details: order[..shown_details]
             .iter()
             .map(|d| detail_view(d, budget))

@@ -1,9 +1,11 @@
 //! The run report: the JSON of SPEC §5 (what `check --format json` prints and what the
 //! bot stores per run) and the markdown PR comment rendered from it.
 
+pub mod load;
 pub mod markdown;
 pub mod tickets;
 
+pub use load::{LoadGate, LoadReport};
 pub use tickets::{Ticket, TicketStatus};
 
 use serde::{Deserialize, Serialize};
@@ -400,6 +402,9 @@ pub struct SuiteReport {
     pub injection: Option<InjectionBlock>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub guardrail: Option<GuardrailBlock>,
+    /// The suite's load test, when it ran (release tier, `--load`, `run load`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub load: Option<LoadReport>,
     /// Errors that made the suite's verdict `error`, each naming file:line or the case.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<String>,
@@ -429,6 +434,7 @@ impl SuiteReport {
             failures: Vec::new(),
             injection: None,
             guardrail: None,
+            load: None,
             errors: Vec::new(),
             flaky: Vec::new(),
             details: Vec::new(),
@@ -449,11 +455,14 @@ pub struct CostByKind {
     /// Injection attacks: the attacked generations and their judge calls.
     #[serde(default)]
     pub attack: f64,
+    /// Load tests' requests.
+    #[serde(default)]
+    pub load: f64,
 }
 
 impl CostByKind {
     pub fn total(&self) -> f64 {
-        self.generation + self.judge + self.embedding + self.attack
+        self.generation + self.judge + self.embedding + self.attack + self.load
     }
 
     pub fn add(&mut self, other: &CostByKind) {
@@ -461,6 +470,7 @@ impl CostByKind {
         self.judge += other.judge;
         self.embedding += other.embedding;
         self.attack += other.attack;
+        self.load += other.load;
     }
 }
 
