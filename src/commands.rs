@@ -2,6 +2,7 @@
 //!
 //! ```text
 //! /promptgate run [SUITE...] [--full]
+//! /promptgate run load [SUITE...]
 //! /promptgate approve
 //! /promptgate cancel
 //! /promptgate help

@@ -805,8 +805,13 @@ async fn a_gitlab_push_hook_to_the_default_branch_is_a_baseline() {
 /// context says UNSUPPORTED) as hallucinated, under a hallucination gate it passes, and
 /// `tickets` on hallucinations.
 fn seed_ticketed(h: &Harness, model_url: &str, heads: &[&str]) {
+    seed_tickets_with(h, model_url, heads, "fine", "")
+}
+
+/// [`seed_ticketed`] with case `a`'s note and more `tickets` keys.
+fn seed_tickets_with(h: &Harness, model_url: &str, heads: &[&str], note_a: &str, more: &str) {
     let config = format!(
-        "version: 1\nsuites:\n  billing:\n    prompts: {{ user: prompts/user.j2 }}\n    model: models/m.yaml\n    dataset: evals/b.jsonl\n    metrics:\n      assertions: {{ min: 1.0 }}\n      hallucination_rate: {{ max: 0.6 }}\nevaluators:\n  judge: {{ provider: openai, model: judge, base_url: \"{model_url}\" }}\ntickets:\n  on: [hallucination]\n  labels: [llm-quality]\n"
+        "version: 1\nsuites:\n  billing:\n    prompts: {{ user: prompts/user.j2 }}\n    model: models/m.yaml\n    dataset: evals/b.jsonl\n    metrics:\n      assertions: {{ min: 1.0 }}\n      hallucination_rate: {{ max: 1.0 }}\nevaluators:\n  judge: {{ provider: openai, model: judge, base_url: \"{model_url}\" }}\ntickets:\n  on: [hallucination]\n  labels: [llm-quality]\n{more}"
     );
     for sha in std::iter::once(BASE).chain(heads.iter().copied()) {
         h.put_file(sha, ".promptgate.yml", config.as_bytes());
@@ -818,7 +823,7 @@ fn seed_ticketed(h: &Harness, model_url: &str, heads: &[&str]) {
         h.put_file(
             sha,
             "evals/b.jsonl",
-            b"{\"id\": \"a\", \"vars\": {\"n\": 1, \"note\": \"fine\"}, \"assert\": [{\"type\": \"icontains\", \"value\": \"invoice\"}]}\n{\"id\": \"b\", \"vars\": {\"n\": 2, \"note\": \"UNSUPPORTED, write to jane@example.com\"}, \"assert\": [{\"type\": \"icontains\", \"value\": \"invoice\"}]}\n",
+            format!("{{\"id\": \"a\", \"vars\": {{\"n\": 1, \"note\": \"{note_a}\"}}, \"assert\": [{{\"type\": \"icontains\", \"value\": \"invoice\"}}]}}\n{{\"id\": \"b\", \"vars\": {{\"n\": 2, \"note\": \"UNSUPPORTED, write to jane@example.com\"}}, \"assert\": [{{\"type\": \"icontains\", \"value\": \"invoice\"}}]}}\n").as_bytes(),
         );
         let prompt: &[u8] = if sha == BASE {
             b"Explain invoice {{ n }}. ({{ note }})"
@@ -940,5 +945,46 @@ async fn a_hallucination_under_a_passing_gate_opens_one_ticket_and_later_runs_co
     )
     .unwrap();
     assert_eq!(run3["tickets"][0]["status"], "closed", "{run3}");
+    svc.stop().await;
+}
+
+/// Past `max_per_run`, the findings share one summary issue; a second PR run at the
+/// same head does not open it again.
+#[tokio::test]
+async fn tickets_over_the_cap_share_one_summary_issue() {
+    let h = Harness::start().await;
+    let m = common::fake_openai().await;
+    let model_url = format!("{}/v1", m.uri());
+    seed_tickets_with(
+        &h,
+        &model_url,
+        &[HEAD],
+        "UNSUPPORTED too",
+        "  max_per_run: 1\n",
+    );
+    h.state().pulls = vec![pull(HEAD, REPO)];
+    let dir = tempfile::tempdir().unwrap();
+    let svc = start(&h, &db_path(&dir)).await;
+    let opened = fixture("github/webhook.pull_request.opened.octokit.json");
+    assert_eq!(
+        svc.github("pull_request", "c-1", SECRET, &opened).await,
+        202
+    );
+    assert_eq!(final_status(&h, HEAD).await.state, "success");
+    let issues = h.issues();
+    assert_eq!(issues.len(), 2, "one ticket and one summary: {issues:#?}");
+    assert!(
+        issues.iter().any(|i| i.title.contains("1 more findings")),
+        "{issues:#?}"
+    );
+    let report: Value =
+        serde_json::from_str(&svc.text("SELECT report_json FROM runs WHERE id = 1").await).unwrap();
+    let statuses: Vec<&str> = report["tickets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(statuses, ["opened", "capped"], "{report}");
     svc.stop().await;
 }
