@@ -64,9 +64,28 @@ pub fn environment() -> anyhow::Result<Environment<'static>> {
     env.add_filter("num", num);
     env.add_filter("signed", signed);
     env.add_filter("threshold", threshold);
+    env.add_filter("load_plot", load_plot);
     env.add_template(TEMPLATE_NAME, TEMPLATE)
         .context("the run page template does not parse")?;
     Ok(env)
+}
+
+/// A suite's load test as an inline SVG (latency over time, the p95 gate dashed),
+/// drawn by the server: the page needs no script. Empty when the value is no load test.
+fn load_plot(v: Value) -> Value {
+    let report = serde_json::to_value(&v)
+        .ok()
+        .and_then(|j| serde_json::from_value::<crate::report::LoadReport>(j).ok());
+    let Some(report) = report else {
+        return Value::from("");
+    };
+    let gate = report
+        .gates
+        .iter()
+        .find(|g| g.metric == crate::config::load::LoadMetric::LatencyP95Ms)
+        .and_then(|g| g.threshold.max)
+        .map(|ms| ms.round() as u64);
+    Value::from_safe_string(crate::load::svg_plot(&report.outcome, gate))
 }
 
 fn as_f64(v: &Value) -> Option<f64> {
@@ -158,4 +177,36 @@ pub fn render(env: &Environment<'_>, settings: &Settings, run: &RunRow) -> anyho
         report_error => report_error,
     })
     .map_err(|e| anyhow::anyhow!("rendering the run page: {e:#}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_load_test_is_plotted_inline_and_anything_else_is_not() {
+        let env = environment().unwrap();
+        let load = serde_json::json!({
+            "offered_rps": 12.0, "achieved_rps": 12.0, "requests": 2,
+            "latency_ms": {"p50": 80, "p95": 90, "p99": 90, "max": 90},
+            "errors": {"throttled": 0, "server": 0, "timeout": 0, "overload": 0},
+            "error_rate": 0.0, "peak_in_flight": 1,
+            "timeline": [{"t_ms": 0, "latency_ms": 80, "ok": true}, {"t_ms": 83, "latency_ms": 90, "ok": true}],
+            "schedule_lag_us": {"p50": 1, "p99": 2, "max": 2},
+            "duration_s": 0.17, "max_in_flight": 32, "pass": true, "cost_usd": 0.0,
+            "gates": [{"metric": "latency_p95_ms", "value": 90.0, "threshold": {"max": 450.0}, "pass": true}]
+        });
+        let out = env
+            .render_str(
+                "{{ load | load_plot }}",
+                minijinja::context! { load => load },
+            )
+            .unwrap();
+        assert!(out.starts_with("<svg"), "{out}");
+        assert!(out.contains("gate 450 ms"), "{out}");
+        let none = env
+            .render_str("{{ x | load_plot }}", minijinja::context! { x => "<b>" })
+            .unwrap();
+        assert_eq!(none, "");
+    }
 }
