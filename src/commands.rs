@@ -55,6 +55,8 @@ pub enum Command {
         suites: Vec<String>,
         full: bool,
         load: bool,
+        /// An approver runs a run that is over budget.
+        confirm: bool,
     },
     Approve,
     Cancel,
@@ -76,7 +78,13 @@ impl Command {
     /// so that two spellings of the same command read the same there.
     pub fn to_text(&self) -> String {
         let mut text = format!("{PREFIX} {}", self.name());
-        if let Command::Run { suites, full, load } = self {
+        if let Command::Run {
+            suites,
+            full,
+            load,
+            confirm,
+        } = self
+        {
             if *load {
                 text.push_str(" load");
             }
@@ -86,6 +94,9 @@ impl Command {
             }
             if *full {
                 text.push_str(" --full");
+            }
+            if *confirm {
+                text.push_str(" --confirm");
             }
         }
         text
@@ -276,6 +287,7 @@ fn parse_line(text: &str) -> Result<Command, String> {
 fn parse_run(mut words: VecDeque<&str>) -> Result<Command, String> {
     let mut suites: Vec<String> = Vec::new();
     let mut full = false;
+    let mut confirm = false;
     // `run load [SUITE...]` (SPEC §6): `load` first is the sub-command, not a suite.
     let load = words.front() == Some(&"load");
     if load {
@@ -284,9 +296,11 @@ fn parse_run(mut words: VecDeque<&str>) -> Result<Command, String> {
     for word in words {
         if word == "--full" {
             full = true;
+        } else if word == "--confirm" {
+            confirm = true;
         } else if word.starts_with('-') {
             return Err(format!(
-                "unknown flag {} for run (the only flag is --full)",
+                "unknown flag {} for run (the flags are --full and --confirm)",
                 quoted(word)
             ));
         } else if !is_suite_name(word) {
@@ -298,7 +312,12 @@ fn parse_run(mut words: VecDeque<&str>) -> Result<Command, String> {
             suites.push(word.to_string());
         }
     }
-    Ok(Command::Run { suites, full, load })
+    Ok(Command::Run {
+        suites,
+        full,
+        load,
+        confirm,
+    })
 }
 
 /// `[a-z0-9_-]+`, the suite name grammar of SPEC §1.
@@ -328,13 +347,17 @@ mod tests {
             suites: suites.iter().map(|s| s.to_string()).collect(),
             full,
             load: false,
+            confirm: false,
         }
     }
 
     #[test]
     fn run_load_is_a_sub_command() {
         let parsed = parse("/promptgate run load billing --full");
-        let Some(Ok(Command::Run { suites, full, load })) = parsed.first() else {
+        let Some(Ok(Command::Run {
+            suites, full, load, ..
+        })) = parsed.first()
+        else {
             panic!("{parsed:?}")
         };
         assert_eq!(
@@ -457,7 +480,7 @@ mod tests {
                 "/promptgate run --fast",
                 vec![err(
                     1,
-                    "unknown flag \"--fast\" for run (the only flag is --full)",
+                    "unknown flag \"--fast\" for run (the flags are --full and --confirm)",
                 )],
             ),
             (
@@ -465,7 +488,7 @@ mod tests {
                 "/promptgate run -f",
                 vec![err(
                     1,
-                    "unknown flag \"-f\" for run (the only flag is --full)",
+                    "unknown flag \"-f\" for run (the flags are --full and --confirm)",
                 )],
             ),
             // Errors.

@@ -190,6 +190,9 @@ pub struct RunCommandEvent {
     /// Also run the suites' load tests (`/promptgate run load`).
     #[serde(default)]
     pub load: bool,
+    /// An approver confirmed the run over budget (`--confirm`).
+    #[serde(default)]
+    pub confirm: bool,
 }
 
 impl RunCommandEvent {

@@ -115,6 +115,9 @@ struct CheckArgs {
     /// does); with --suite, only theirs.
     #[arg(long)]
     load: bool,
+    /// Print what the run would call and cost, and call nothing.
+    #[arg(long)]
+    estimate: bool,
     #[arg(long, value_enum, default_value = "markdown")]
     format: Format,
     /// Write the output here instead of stdout.
@@ -423,6 +426,8 @@ async fn run_check(args: CheckArgs) -> anyhow::Result<u8> {
         // The CLI's cache lives in the repository's own .git folder.
         namespace: None,
         load: args.load,
+        estimate_only: args.estimate,
+        budget: None,
     };
 
     let progress = std::io::stderr().is_terminal().then(|| {
@@ -453,6 +458,7 @@ async fn run_check(args: CheckArgs) -> anyhow::Result<u8> {
 
     let text = match args.format {
         Format::Json => serde_json::to_string_pretty(&report).context("encoding the report")?,
+        Format::Markdown if args.estimate => check::estimate_summary(&report),
         Format::Markdown => {
             let opts = RenderOptions {
                 templates_dir: args.templates,
@@ -546,6 +552,8 @@ async fn run_baseline(args: BaselineArgs) -> anyhow::Result<u8> {
         endpoints: args.run.endpoint_rules(),
         namespace: None,
         load: false,
+        estimate_only: false,
+        budget: None,
     };
     let report = check::baseline(&source, Rev::Commit(sha.clone()), &sha, &opts, &client).await;
     let text = match args.format {

@@ -805,3 +805,67 @@ async fn a_run_comment_delivered_twice_evaluates_once() {
     assert_eq!(w.svc.count("SELECT COUNT(*) FROM runs").await, 1);
     assert_eq!(w.model_calls().await, 4);
 }
+
+/// SPEC §6 `--confirm`, issue 18: a run whose estimate breaks `budget.per_run_usd`
+/// starts nothing and stays `pending` saying so; a maintainer who is not an approver
+/// cannot confirm it; an approver's `/promptgate run --confirm` runs it (audited), and
+/// what it paid is in `/metrics`.
+#[tokio::test]
+async fn a_run_over_budget_waits_for_an_approvers_confirm() {
+    let w = World::start("main", FAILING).await;
+    let model_url = format!("{}/v1", w.model.uri());
+    let cfg = config(false) + "budget: { per_run_usd: 0.0001 }\n";
+    for sha in [BASE, HEAD] {
+        w.h.put_file(sha, ".promptgate.yml", cfg.as_bytes());
+        w.h.put_file(
+            sha,
+            "models/m.yaml",
+            format!("provider: openai\nmodel: chat\nbase_url: {model_url}\npricing: {{ input_per_1k_tokens: 1.0, output_per_1k_tokens: 1.0 }}\n").as_bytes(),
+        );
+    }
+    w.open().await;
+    w.svc.drained().await;
+    assert_eq!(w.model_calls().await, 0, "nothing runs over budget");
+    let waiting = w.last("promptgate", HEAD).unwrap();
+    assert_eq!(waiting.state, "pending", "{waiting:?}");
+    assert!(
+        waiting.description.starts_with("over budget: $"),
+        "{waiting:?}"
+    );
+    assert!(
+        waiting.description.contains("$0.0001 allowed"),
+        "{waiting:?}"
+    );
+    let sticky = w.h.state().ours()[0].body.clone();
+    assert!(sticky.contains("**Over budget.**"), "{sticky}");
+    assert!(sticky.contains("/promptgate run --confirm"), "{sticky}");
+
+    w.comment(MAINTAINER, "/promptgate run --confirm").await;
+    assert_eq!(w.model_calls().await, 0, "a maintainer is not an approver");
+    assert!(
+        w.replies()
+            .iter()
+            .any(|r| r.contains("`--confirm` runs a run over budget")),
+        "{:?}",
+        w.replies()
+    );
+
+    w.comment(APPROVER, "/promptgate run --confirm").await;
+    assert_eq!(w.model_calls().await, 4, "2 cases at base and head");
+    let done = w.last("promptgate", HEAD).unwrap();
+    assert_eq!(done.state, "failure", "{done:?}");
+    let audit = w.audit().await;
+    assert!(
+        audit
+            .iter()
+            .any(|(k, who, _)| *k == AuditKind::Command && who == APPROVER.0),
+        "{audit:?}"
+    );
+    let (_, metrics) = w.svc.get("/metrics").await;
+    let line = metrics
+        .lines()
+        .find(|l| l.starts_with("promptgate_spend_usd_total{forge=\"github\""))
+        .unwrap_or_else(|| panic!("{metrics}"));
+    let usd: f64 = line.rsplit(' ').next().unwrap().parse().unwrap();
+    assert!(usd > 0.0, "{line}");
+}

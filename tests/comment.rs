@@ -91,6 +91,8 @@ fn report(verdict: Verdict, suites: Vec<SuiteReport>) -> Report {
         judge_calibration: None,
         tickets: Vec::new(),
         ticket_policy: None,
+        estimate: None,
+        over_budget: None,
     }
 }
 

@@ -303,8 +303,9 @@ fn schema_refuses_what_the_loader_refuses() {
             base.replace("    model:", "    modle:"),
         ),
         (
+            // `budget` is a key now (issue 18); a misspelling of it is not.
             "an unknown top-level key",
-            format!("{base}budget: {{ per_run_usd: 5 }}\n"),
+            format!("{base}budgets: {{ per_run_usd: 5 }}\n"),
         ),
         (
             "an unknown metric",

@@ -27,6 +27,9 @@ impl Bot {
             endpoints: self.endpoint_rules.clone(),
             namespace: Some(super::cache_namespace(&push.repo)),
             load: false,
+            estimate_only: false,
+            // A baseline has nobody to confirm it; a run over budget is noted in the log.
+            budget: None,
         };
         let (revs, options) = baseline_run(Rev::Commit(push.after.clone()), &push.after, &options);
         let in_flight = self.metrics.run_in_flight();

@@ -50,6 +50,8 @@ pub struct RunRequest {
     pub allow_fork: bool,
     /// Also run the suites' load tests (`/promptgate run load`).
     pub load: bool,
+    /// An approver confirmed a run over budget (`/promptgate run --confirm`).
+    pub confirm: bool,
 }
 
 /// The cache is shared by every repository the bot serves: results are served back
@@ -71,6 +73,8 @@ pub struct Bot {
     audit: AuditLog,
     /// Which forge issue holds each finding's ticket.
     tickets: crate::store::tickets::Tickets,
+    /// What each run paid, for budgets.
+    spend: crate::store::spend::SpendLog,
     /// Where evaluations run: in process (the default) or fanned out to CodeBuild.
     executor: Arc<dyn Executor>,
     metrics: Arc<Metrics>,
@@ -99,6 +103,7 @@ impl Bot {
             runs: Runs::new(store.pool().clone()),
             audit: AuditLog::new(store.pool().clone()),
             tickets: crate::store::tickets::Tickets::new(store.pool().clone()),
+            spend: crate::store::spend::SpendLog::new(store.pool().clone()),
             executor: Arc::new(LocalExecutor::new(store.clone(), max_concurrency)),
             forges,
             metrics: state.metrics.clone(),
@@ -273,6 +278,14 @@ impl Bot {
             endpoints: self.endpoint_rules.clone(),
             namespace: Some(cache_namespace(repo_ref)),
             load: request.load,
+            estimate_only: false,
+            budget: Some(crate::check::BudgetState {
+                spent: self
+                    .spend
+                    .spent(repo_ref.forge, &repo.full_name, number)
+                    .await?,
+                confirmed: request.confirm,
+            }),
         };
 
         let started = Instant::now();
@@ -317,6 +330,19 @@ impl Bot {
             .await;
         self.publish(&forge, &repo, &pr, row.id, &report, is_release)
             .await?;
+        if let Err(e) = self
+            .spend
+            .record(
+                repo_ref.forge,
+                &repo.full_name,
+                number,
+                row.id,
+                report.usage.cost_usd,
+            )
+            .await
+        {
+            tracing::error!(run = row.id, error = %format!("{e:#}"), "could not record the run's spend");
+        }
         self.audit_run(repo_ref, &pr, &report, request).await;
         self.metrics.record_run(report.verdict, started.elapsed());
         Ok(())
@@ -552,6 +578,22 @@ pub fn statuses(
     is_release: bool,
 ) -> Vec<(&'static str, StatusState, String)> {
     let short = &short_sha(sha);
+    // Over budget: nothing ran, so nothing is final, and no earlier approval applies.
+    if let Some(over) = report.over_budget.as_ref().filter(|o| o.held) {
+        let description = format!(
+            "over budget: ${:.4} estimated, ${:.4} allowed (budget.{}); an approver can /promptgate run --confirm",
+            over.estimate_usd, over.allowed_usd, over.setting
+        );
+        let mut out = vec![(STATUS_CONTEXT, StatusState::Pending, description)];
+        if is_release {
+            out.push((
+                release::RELEASE_CONTEXT,
+                StatusState::Pending,
+                format!("Waiting for the full evaluation at {short}, which is over budget"),
+            ));
+        }
+        return out;
+    }
     let (mut state, mut description) = final_status(report);
     if let (Verdict::NeedsReview, Some(login)) = (report.verdict, approved_by) {
         state = StatusState::Success;
@@ -774,6 +816,7 @@ impl EventHandler for Bot {
                     full: e.full,
                     allow_fork: true,
                     load: e.load,
+                    confirm: e.confirm,
                 };
                 self.evaluate_with(&e.repo, e.number, &request).await
             }

@@ -120,8 +120,18 @@ impl Bot {
         }
         let pr = forge.pull_request(repo, e.number).await?;
         match command {
-            Command::Run { suites, full, load } => {
-                self.command_run(forge, repo, e, &pr, (suites, *full, *load), replies)
+            Command::Run {
+                suites,
+                full,
+                load,
+                confirm,
+            } => {
+                let flags = RunFlags {
+                    full: *full,
+                    load: *load,
+                    confirm: *confirm,
+                };
+                self.command_run(forge, repo, e, &pr, (suites, flags), replies)
                     .await
             }
             Command::Cancel => self.command_cancel(forge, repo, e, &pr, replies).await,
@@ -136,9 +146,23 @@ impl Bot {
         repo: &RepoId,
         e: &CommentEvent,
         pr: &PullRequestInfo,
-        (suites, full, load): (&[String], bool, bool),
+        (suites, flags): (&[String], RunFlags),
         replies: &mut Replies,
     ) -> anyhow::Result<()> {
+        if flags.confirm {
+            if let Some(reason) = approver_refusal(forge, repo, pr, &e.author).await? {
+                let command = Command::Run {
+                    suites: suites.to_vec(),
+                    full: flags.full,
+                    load: flags.load,
+                    confirm: true,
+                };
+                let reason = format!("`--confirm` runs a run over budget: {reason}");
+                return self
+                    .deny(e, &command, Some(pr.head_sha.as_str()), &reason, replies)
+                    .await;
+            }
+        }
         if !suites.is_empty() {
             let policy = release::base_policy(forge, repo, &pr.base_sha).await?;
             let known: Vec<String> = policy
@@ -159,8 +183,9 @@ impl Bot {
         forge.acknowledge(repo, e.number, e.comment_id).await?;
         let command = Command::Run {
             suites: suites.to_vec(),
-            full,
-            load,
+            full: flags.full,
+            load: flags.load,
+            confirm: flags.confirm,
         };
         self.audit(
             AuditKind::Command,
@@ -181,7 +206,7 @@ impl Bot {
             )
             .await?;
         }
-        self.queue_run(e, &command, suites, full, load).await
+        self.queue_run(e, &command, suites, flags).await
     }
 
     /// Queues the evaluation a `run` asked for as a delivery of its own, so this
@@ -193,15 +218,15 @@ impl Bot {
         e: &CommentEvent,
         command: &Command,
         suites: &[String],
-        full: bool,
-        load: bool,
+        flags: RunFlags,
     ) -> anyhow::Result<()> {
         let job = RunCommandEvent {
             repo: e.repo.clone(),
             number: e.number,
             suites: suites.to_vec(),
-            full,
-            load,
+            full: flags.full,
+            load: flags.load,
+            confirm: flags.confirm,
         };
         let digest = Sha256::new()
             .chain_update(e.body.as_bytes())
@@ -272,24 +297,8 @@ impl Bot {
         pr: &PullRequestInfo,
         replies: &mut Replies,
     ) -> anyhow::Result<()> {
-        // Approvers come from the base branch's config: a PR cannot name its own.
         let policy = release::base_policy(forge, repo, &pr.base_sha).await?;
-        let approvers = policy
-            .as_ref()
-            .and_then(|c| c.release.as_ref())
-            .map(|r| r.approvers.clone())
-            .unwrap_or_default();
-        let refusal = if approvers.is_empty() {
-            Some("no `release.approvers` are listed in the base branch's .promptgate.yml, so nobody can approve.".to_string())
-        } else if !release::is_approver(forge, repo, &approvers, &e.author).await? {
-            Some(format!(
-                "@{} is not one of the `release.approvers` in the base branch's .promptgate.yml.",
-                e.author.login
-            ))
-        } else {
-            None
-        };
-        if let Some(reason) = refusal {
+        if let Some(reason) = approver_refusal(forge, repo, pr, &e.author).await? {
             let sha = Some(pr.head_sha.as_str());
             return self.deny(e, &Command::Approve, sha, &reason, replies).await;
         }
@@ -497,4 +506,38 @@ impl Replies {
             .await?;
         Ok(())
     }
+}
+
+/// The flags of an accepted `run`.
+#[derive(Clone, Copy, Debug, Default)]
+struct RunFlags {
+    full: bool,
+    load: bool,
+    confirm: bool,
+}
+
+/// Why `author` may not act as an approver of `pr`, if they may not. Approvers come
+/// from the base branch's config: a PR cannot name its own.
+async fn approver_refusal(
+    forge: &dyn Forge,
+    repo: &RepoId,
+    pr: &PullRequestInfo,
+    author: &crate::event::UserRef,
+) -> anyhow::Result<Option<String>> {
+    let policy = release::base_policy(forge, repo, &pr.base_sha).await?;
+    let approvers = policy
+        .as_ref()
+        .and_then(|c| c.release.as_ref())
+        .map(|r| r.approvers.clone())
+        .unwrap_or_default();
+    Ok(if approvers.is_empty() {
+        Some("no `release.approvers` are listed in the base branch's .promptgate.yml, so nobody can approve.".to_string())
+    } else if !release::is_approver(forge, repo, &approvers, author).await? {
+        Some(format!(
+            "@{} is not one of the `release.approvers` in the base branch's .promptgate.yml.",
+            author.login
+        ))
+    } else {
+        None
+    })
 }

@@ -126,12 +126,9 @@ pub(super) async fn run(
     (calibration, spent, errors)
 }
 
-/// One labelled answer through the same judge prompt and key scheme the cases use.
-async fn grade(
-    p: &PlannedCalibration,
-    item: &CalibrationItem,
-    client: &ModelClient,
-) -> Result<(judge::JudgeScores, Spend), String> {
+/// The judge call that grades one labelled answer: the same prompt and key scheme the
+/// cases use.
+pub(super) fn grading_request(p: &PlannedCalibration, item: &CalibrationItem) -> ChatRequest {
     let mut vars = serde_json::Map::new();
     vars.insert("question".into(), json!(item.question));
     vars.insert("context".into(), json!(item.context));
@@ -141,13 +138,22 @@ async fn grade(
         keys::JUDGE,
         &json!({"model": p.judge.identity(), "messages": messages}),
     );
+    ChatRequest {
+        key,
+        spec: p.judge.clone(),
+        messages,
+        guardrail: None,
+    }
+}
+
+/// One labelled answer through the same judge prompt and key scheme the cases use.
+async fn grade(
+    p: &PlannedCalibration,
+    item: &CalibrationItem,
+    client: &ModelClient,
+) -> Result<(judge::JudgeScores, Spend), String> {
     let answer = client
-        .chat(ChatRequest {
-            key,
-            spec: p.judge.clone(),
-            messages,
-            guardrail: None,
-        })
+        .chat(grading_request(p, item))
         .await
         .map_err(|e| e.to_string())?;
     let mut spent = Spend::default();

@@ -5,9 +5,11 @@
 
 pub mod calibration;
 mod config_change;
+mod estimate;
 mod evaluate;
 mod findings;
 mod load;
+mod preflight;
 pub mod security;
 pub mod spend;
 mod suite_plan;
@@ -47,6 +49,19 @@ pub struct CheckOptions {
     /// Also run the suites' load tests (`check --load`, `/promptgate run load`); the
     /// release tier always does.
     pub load: bool,
+    /// Plan and price the run, and call nothing (`check --estimate`).
+    pub estimate_only: bool,
+    /// Enforce the base config's `budget` against this spend so far (the bot); `None`
+    /// only notes a run over budget (the CLI, whose user pays and asked).
+    pub budget: Option<BudgetState>,
+}
+
+/// What the bot's store knows of past spending, and whether an approver confirmed
+/// this run over its budget (`/promptgate run --confirm`).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct BudgetState {
+    pub spent: crate::config::budget::Spent,
+    pub confirmed: bool,
 }
 
 impl Default for CheckOptions {
@@ -58,6 +73,8 @@ impl Default for CheckOptions {
             endpoints: EndpointRules::default(),
             namespace: None,
             load: false,
+            estimate_only: false,
+            budget: None,
         }
     }
 }
@@ -140,6 +157,47 @@ pub fn baseline_summary(report: &Report) -> String {
     out
 }
 
+/// `check --estimate` as text: the calls by kind, the tokens and the dollars.
+pub fn estimate_summary(report: &Report) -> String {
+    let Some(e) = &report.estimate else {
+        let mut out =
+            "promptgate estimate: no estimate (the run could not be planned)\n".to_string();
+        for err in &report.errors {
+            out.push_str(&format!("  error: {err}\n"));
+        }
+        return out;
+    };
+    let c = &e.calls_by_kind;
+    let k = &e.cost_by_kind;
+    let mut out = format!(
+        "promptgate estimate for {}..{}: {} model calls, ${:.6}\n",
+        report.base, report.head, e.calls, e.cost_usd
+    );
+    for (kind, calls, usd) in [
+        ("generation", c.generation, k.generation),
+        ("judge", c.judge, k.judge),
+        ("embedding", c.embedding, k.embedding),
+        ("attack", c.attack, k.attack),
+        ("load", c.load, k.load),
+    ] {
+        out.push_str(&format!("  {kind}: {calls} calls, ${usd:.6}\n"));
+    }
+    out.push_str(&format!(
+        "  guardrail: {} ApplyGuardrail calls (not priced)\n  tokens: {} input, {} output\n  how: {}\n",
+        c.guardrail, e.input_tokens, e.output_tokens, e.method
+    ));
+    if let Some(o) = &report.over_budget {
+        out.push_str(&format!(
+            "  over budget: budget.{} allows ${:.4}, this run would make it ${:.4}\n",
+            o.setting, o.allowed_usd, o.would_be_usd
+        ));
+    }
+    for err in &report.errors {
+        out.push_str(&format!("  error: {err}\n"));
+    }
+    out
+}
+
 /// A planned run: the suites to evaluate and the report so far (skipped and invalid
 /// suites, notes, planning errors). Split from [`execute`] so an executor can fan the
 /// model calls out (see [`CheckPlan::work`]) before the report is computed.
@@ -150,6 +208,12 @@ pub struct CheckPlan {
     /// names a set.
     calibration: Option<calibration::PlannedCalibration>,
     started: Instant,
+    estimate_only: bool,
+    budget: Option<BudgetState>,
+    /// The base config's `budget`.
+    limits: Option<crate::config::budget::BudgetConfig>,
+    /// The preflight ran (its estimate is in the report).
+    preflown: bool,
 }
 
 /// Reads the config and files at base and head and plans every affected suite. Makes
@@ -159,13 +223,14 @@ pub async fn plan(source: &dyn Source, revs: &Revisions, opts: &CheckOptions) ->
     let mut report = Report::new(revs.base_label.clone(), revs.head_label.clone(), opts.tier);
     let mut suites = Vec::new();
     let mut calibration = None;
+    let mut limits = None;
     if let Err(e) = plan_into(
         source,
         revs,
         opts,
         &mut report,
         &mut suites,
-        &mut calibration,
+        (&mut calibration, &mut limits),
     )
     .await
     {
@@ -176,17 +241,25 @@ pub async fn plan(source: &dyn Source, revs: &Revisions, opts: &CheckOptions) ->
         suites,
         calibration,
         started,
+        estimate_only: opts.estimate_only,
+        budget: opts.budget,
+        limits,
+        preflown: false,
     }
 }
 
 /// Evaluates a plan through `client` and computes the report. With every result
 /// already cached (what the CodeBuild executor arranges) it makes no model call.
-pub async fn execute(plan: CheckPlan, client: &ModelClient) -> Report {
+pub async fn execute(mut plan: CheckPlan, client: &ModelClient) -> Report {
+    if let Some(early) = plan.preflight(client).await {
+        return early;
+    }
     let CheckPlan {
         mut report,
         suites,
         calibration,
         started,
+        ..
     } = plan;
     evaluate_planned(&suites, calibration.as_ref(), client, &mut report).await;
     keep_ticketed_findings(&mut report);
@@ -252,7 +325,10 @@ async fn plan_into(
     opts: &CheckOptions,
     report: &mut Report,
     planned: &mut Vec<PlannedSuite>,
-    calibration: &mut Option<calibration::PlannedCalibration>,
+    (calibration, limits): (
+        &mut Option<calibration::PlannedCalibration>,
+        &mut Option<crate::config::budget::BudgetConfig>,
+    ),
 ) -> Result<(), String> {
     let read_config = |rev: Rev| async move {
         read_text(source, &rev, CONFIG_PATH)
@@ -288,6 +364,7 @@ async fn plan_into(
             policy_rev.label()
         )
     })?;
+    *limits = config.budget.clone();
     // Tickets write to the forge: only a policy the PR did not write may ask for them.
     if !policy_is_heads {
         report.ticket_policy = config.tickets.clone();
@@ -516,11 +593,7 @@ async fn evaluate_planned(
         judge_gate = result.reason.clone();
         report.judge_calibration = Some(result);
     }
-    let planned_keys: Vec<String> = planned
-        .iter()
-        .flat_map(PlannedSuite::planned_keys)
-        .collect();
-    client.prefetch(&planned_keys).await;
+    // The planned keys are prefetched by `execute`, for the estimate.
     let results = join_all(planned.iter().map(|p| evaluate_suite(p, client))).await;
     for (p, results) in planned.iter().zip(results) {
         let mut spent = spend::Spend::default();

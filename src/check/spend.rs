@@ -3,16 +3,8 @@
 //! its price is kept apart as what a live run would have paid.
 
 use crate::config::Pricing;
+pub use crate::report::CallKind;
 use crate::report::CostByKind;
-
-/// Which `cost_by_kind` bucket a call's price goes to.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum CallKind {
-    Generation,
-    Judge,
-    Embedding,
-    Attack,
-}
 
 /// How one answer was obtained.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -53,13 +45,9 @@ impl Spend {
             Source::Cached => {}
             Source::Replayed => self.replayed_usd += cost,
             Source::Called => {
-                let bucket = match kind {
-                    CallKind::Generation => &mut self.paid.generation,
-                    CallKind::Judge => &mut self.paid.judge,
-                    CallKind::Embedding => &mut self.paid.embedding,
-                    CallKind::Attack => &mut self.paid.attack,
-                };
-                *bucket += cost;
+                if let Some(bucket) = self.paid.bucket(kind) {
+                    *bucket += cost;
+                }
             }
         }
     }

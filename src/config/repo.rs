@@ -25,6 +25,8 @@ pub struct RepoConfig {
     pub release: Option<ReleaseConfig>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tickets: Option<super::tickets::TicketsConfig>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget: Option<super::budget::BudgetConfig>,
 }
 
 /// Message role → template file. Messages are sent in the order system, user, assistant.
@@ -545,6 +547,15 @@ impl RepoConfig {
                     format!(
                         "suite `{name}` uses `similarity` but `evaluators.embedding` is not set"
                     ),
+                ));
+            }
+        }
+        if let Some(b) = &cfg.budget {
+            for name in b.invalid() {
+                diags.push(Diagnostic::new(
+                    file,
+                    line_of(text, name),
+                    format!("`budget.{name}` must be a number of dollars, 0 or more"),
                 ));
             }
         }

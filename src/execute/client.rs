@@ -440,6 +440,13 @@ impl ModelClient {
         }
     }
 
+    /// The cached result of `key` known to this run (after [`ModelClient::prefetch`]):
+    /// what an estimate reads to know which calls a run will not make, and how long
+    /// earlier answers were.
+    pub fn known(&self, key: &str) -> Option<Value> {
+        self.memo_get(key)
+    }
+
     fn memo_get(&self, key: &str) -> Option<Value> {
         self.memo.lock().ok().and_then(|m| m.get(key).cloned())
     }

@@ -735,7 +735,12 @@ impl Executor for CodeBuildExecutor {
     async fn run(&self, req: RunRequest<'_>) -> Report {
         let started = Instant::now();
         let (_guard, mut cancel) = self.runs.start(&req.run_id);
-        let plan = check::plan(req.source, req.revs, req.opts).await;
+        let mut plan = check::plan(req.source, req.revs, req.opts).await;
+        // The estimate and the budget come before any build is started.
+        let preflight_client = self.cache_only_client(req.opts.namespace.clone());
+        if let Some(report) = plan.preflight(&preflight_client).await {
+            return report;
+        }
         let units = plan.work();
         let planned = units.len();
         let missing = self.missing(units, req.opts.namespace.clone()).await;

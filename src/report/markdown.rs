@@ -315,10 +315,30 @@ struct CommentView {
     suites_skipped: usize,
     usage: UsageView,
     tickets: super::tickets::TicketsView,
+    /// The preflight: calls and dollars expected before the run.
+    estimate: Option<EstimateView>,
+    /// The run waits for `/promptgate run --confirm` (or ran over budget, confirmed).
+    over_budget: Option<OverBudgetView>,
     report_url: Option<String>,
     budget: Budget,
     /// True when the size budget is down to verdict, tables and usage.
     compact: bool,
+}
+
+#[derive(Serialize)]
+struct EstimateView {
+    calls: u64,
+    cost: String,
+}
+
+#[derive(Serialize)]
+struct OverBudgetView {
+    setting: String,
+    estimate: String,
+    would_be: String,
+    allowed: String,
+    confirmed: bool,
+    held: bool,
 }
 
 #[derive(Serialize)]
@@ -500,9 +520,18 @@ impl CommentView {
                 changes_more,
             }
         });
+        let waiting = report.over_budget.as_ref().is_some_and(|o| o.held);
         CommentView {
             marker: COMMENT_MARKER,
-            verdict: verdict_view(report.verdict),
+            verdict: if waiting {
+                VerdictView {
+                    key: "over_budget",
+                    emoji: "⏸️",
+                    label: "waiting — over budget",
+                }
+            } else {
+                verdict_view(report.verdict)
+            },
             base: short_rev(&report.base),
             head: short_rev(&report.head),
             tier: match report.tier {
@@ -527,6 +556,18 @@ impl CommentView {
                 .count(),
             usage: usage_view(&report.usage, report.duration_ms),
             tickets: super::tickets::TicketsView::build(&report.tickets, budget.max_items),
+            estimate: report.estimate.as_ref().map(|e| EstimateView {
+                calls: e.calls,
+                cost: fmt_usd(e.cost_usd),
+            }),
+            over_budget: report.over_budget.as_ref().map(|o| OverBudgetView {
+                setting: o.setting.clone(),
+                estimate: fmt_usd(o.estimate_usd),
+                would_be: fmt_usd(o.would_be_usd),
+                allowed: fmt_usd(o.allowed_usd),
+                confirmed: o.confirmed,
+                held: o.held,
+            }),
             report_url: opts.report_url.as_deref().map(link_destination),
             budget: budget.clone(),
             compact: budget.compact,

@@ -1,10 +1,12 @@
 //! The run report: the JSON of SPEC §5 (what `check --format json` prints and what the
 //! bot stores per run) and the markdown PR comment rendered from it.
 
+pub mod estimate;
 pub mod load;
 pub mod markdown;
 pub mod tickets;
 
+pub use estimate::Estimate;
 pub use load::{LoadGate, LoadReport};
 pub use tickets::{Ticket, TicketStatus};
 
@@ -109,6 +111,13 @@ pub struct Report {
     pub tier: Tier,
     pub suites: Vec<SuiteReport>,
     pub usage: Usage,
+    /// What the run was expected to call and pay, before it called anything.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub estimate: Option<Estimate>,
+    /// The estimate breaks a `budget` limit: the bot waits for an approver's
+    /// `/promptgate run --confirm` (`confirmed` false: nothing was called).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub over_budget: Option<OverBudget>,
     pub duration_ms: u64,
     /// Run-level errors (config that does not parse, a revision that cannot be read),
     /// each naming the file and line where there is one.
@@ -166,6 +175,8 @@ impl Report {
             tier,
             suites: Vec::new(),
             usage: Usage::default(),
+            estimate: None,
+            over_budget: None,
             duration_ms: 0,
             errors: Vec::new(),
             notes: Vec::new(),
@@ -443,6 +454,23 @@ impl SuiteReport {
     }
 }
 
+/// A run whose estimate breaks a budget limit.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct OverBudget {
+    /// `per_run_usd`, `per_pr_usd` or `per_month_usd`.
+    pub setting: String,
+    pub estimate_usd: f64,
+    /// What the limit would reach with this run (the PR's or month's spend included).
+    pub would_be_usd: f64,
+    pub allowed_usd: f64,
+    /// An approver confirmed the run (`/promptgate run --confirm`).
+    pub confirmed: bool,
+    /// The run waits for that confirmation: nothing was called (the bot only; the CLI
+    /// notes the budget and runs).
+    #[serde(default)]
+    pub held: bool,
+}
+
 /// Dollars by kind of call (SPEC §5 `usage.cost_by_kind`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct CostByKind {
@@ -460,7 +488,31 @@ pub struct CostByKind {
     pub load: f64,
 }
 
+/// Which kind of call a price (or a count) belongs to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CallKind {
+    Generation,
+    Judge,
+    Embedding,
+    Attack,
+    Load,
+    /// ApplyGuardrail: counted, never priced.
+    Guardrail,
+}
+
 impl CostByKind {
+    /// The dollars of `kind`; `None` for calls that are not priced.
+    pub fn bucket(&mut self, kind: CallKind) -> Option<&mut f64> {
+        match kind {
+            CallKind::Generation => Some(&mut self.generation),
+            CallKind::Judge => Some(&mut self.judge),
+            CallKind::Embedding => Some(&mut self.embedding),
+            CallKind::Attack => Some(&mut self.attack),
+            CallKind::Load => Some(&mut self.load),
+            CallKind::Guardrail => None,
+        }
+    }
+
     pub fn total(&self) -> f64 {
         self.generation + self.judge + self.embedding + self.attack + self.load
     }

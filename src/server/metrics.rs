@@ -308,6 +308,32 @@ impl Metrics {
     }
 }
 
+/// `promptgate_spend_usd_total{forge,repo}`: what each repository's runs paid this UTC
+/// month (the figure `budget.per_month_usd` is checked against). A gauge: it starts
+/// again at 0 each month.
+pub fn spend_lines(rows: &[crate::store::spend::MonthSpend]) -> String {
+    let mut out = String::from(
+        "# HELP promptgate_spend_usd_total Dollars the repository's runs paid this UTC month.\n# TYPE promptgate_spend_usd_total gauge\n",
+    );
+    for r in rows {
+        let _ = writeln!(
+            out,
+            "promptgate_spend_usd_total{{forge=\"{}\",repo=\"{}\"}} {}",
+            label_value(&r.forge),
+            label_value(&r.repo),
+            r.usd
+        );
+    }
+    out
+}
+
+/// A Prometheus label value: backslash, quote and newline escaped.
+fn label_value(s: &str) -> String {
+    s.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -476,12 +476,20 @@ async fn metrics_text(State(st): State<AppState>) -> Response {
             None
         }
     };
+    let mut text = st.metrics.render(queue);
+    match crate::store::spend::SpendLog::new(st.store.pool().clone())
+        .this_month()
+        .await
+    {
+        Ok(rows) => text.push_str(&metrics::spend_lines(&rows)),
+        Err(e) => tracing::error!("metrics: {e:#}"),
+    }
     (
         [(
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        st.metrics.render(queue),
+        text,
     )
         .into_response()
 }

@@ -14,6 +14,7 @@ use sqlx::{Row, SqlitePool};
 
 pub mod queue;
 pub mod runs;
+pub mod spend;
 pub mod tickets;
 
 /// Kinds of cached result, stored beside the value for inspection and clean-up.
