@@ -187,7 +187,17 @@ async fn evaluate_sample(
         source,
     );
     if !case.case.asserts.is_empty() {
-        sample.assertions = Some(assertions::evaluate(&case.case.asserts, &out.text));
+        let subject = assertions::Subject {
+            output: &out.text,
+            expected: case.case.expected.as_deref(),
+            latency_ms: out.latency_ms,
+            cost_usd: sample.cost_usd,
+        };
+        sample.assertions = Some(assertions::evaluate(
+            &case.case.asserts,
+            case.case.threshold,
+            &subject,
+        ));
     }
     if let (Some(spec), Some(expected)) = (&ctx.evaluators.embedding, &case.case.expected) {
         let embed = |text: String| {

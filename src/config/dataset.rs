@@ -6,46 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::diag::{Diagnostic, Diagnostics};
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum AssertionKind {
-    #[serde(rename = "contains")]
-    Contains,
-    #[serde(rename = "not-contains")]
-    NotContains,
-    #[serde(rename = "icontains")]
-    IContains,
-    #[serde(rename = "regex")]
-    Regex,
-    #[serde(rename = "equals")]
-    Equals,
-    #[serde(rename = "is-json")]
-    IsJson,
-    #[serde(rename = "json-schema")]
-    JsonSchema,
-}
-
-impl AssertionKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            AssertionKind::Contains => "contains",
-            AssertionKind::NotContains => "not-contains",
-            AssertionKind::IContains => "icontains",
-            AssertionKind::Regex => "regex",
-            AssertionKind::Equals => "equals",
-            AssertionKind::IsJson => "is-json",
-            AssertionKind::JsonSchema => "json-schema",
-        }
-    }
-}
-
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Assertion {
-    #[serde(rename = "type")]
-    pub kind: AssertionKind,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub value: Option<serde_json::Value>,
-}
+pub use super::assertion::{Assertion, AssertionKind};
 
 /// One golden case.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -58,6 +19,10 @@ pub struct Case {
     pub expected: Option<String>,
     #[serde(default, rename = "assert", skip_serializing_if = "Vec::is_empty")]
     pub asserts: Vec<Assertion>,
+    /// The weighted share of `assert` that must pass (promptfoo's test `threshold`);
+    /// absent, every assertion with a weight above 0 must.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub threshold: Option<f64>,
     /// 1-based line in the dataset file; not part of the case's content.
     #[serde(skip)]
     pub line: usize,
@@ -117,8 +82,15 @@ impl Dataset {
                 continue;
             }
             seen.insert(case.id.clone(), line);
+            if let Some(t) = case.threshold.filter(|t| !(0.0..=1.0).contains(t)) {
+                diags.push(Diagnostic::new(
+                    file,
+                    Some(line),
+                    format!("case `{}`: `threshold` {t} must lie in 0..1", case.id),
+                ));
+            }
             for a in &case.asserts {
-                if let Err(msg) = check_assertion(a) {
+                if let Err(msg) = a.compile(case.expected.as_deref()) {
                     diags.push(Diagnostic::new(
                         file,
                         Some(line),
@@ -144,31 +116,6 @@ impl Dataset {
         } else {
             Err(diags)
         }
-    }
-}
-
-/// Checks that an assertion has the value its type needs, and that regexes and
-/// schemas compile, so a bad assertion fails at load rather than scoring as a miss.
-fn check_assertion(a: &Assertion) -> Result<(), String> {
-    let kind = a.kind.as_str();
-    match a.kind {
-        AssertionKind::IsJson => Ok(()),
-        AssertionKind::JsonSchema => match &a.value {
-            Some(schema) => jsonschema::validator_for(schema)
-                .map(|_| ())
-                .map_err(|e| format!("assertion `json-schema` has an invalid schema: {e}")),
-            None => Err("assertion `json-schema` needs a `value` (the schema)".into()),
-        },
-        AssertionKind::Regex => match a.value.as_ref().and_then(|v| v.as_str()) {
-            Some(re) => regex::Regex::new(re)
-                .map(|_| ())
-                .map_err(|e| format!("assertion `regex` does not compile: {e}")),
-            None => Err("assertion `regex` needs a string `value`".into()),
-        },
-        _ => match a.value.as_ref().and_then(|v| v.as_str()) {
-            Some(_) => Ok(()),
-            None => Err(format!("assertion `{kind}` needs a string `value`")),
-        },
     }
 }
 
@@ -222,5 +169,39 @@ mod tests {
             err.to_string().starts_with("g.jsonl:1: invalid case"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn new_assertion_types_load_and_bad_ones_name_their_line() {
+        let good = r#"{"id":"a","expected":"30 days","threshold":0.5,"assert":[{"type":"contains-any","value":["30","thirty"],"weight":2},{"type":"rouge-l"},{"type":"regex","value":"^yes","flags":"i"},{"type":"json-path","value":{"path":"$.q","equals":"billing"}},{"type":"latency","threshold":2000}]}"#;
+        let d = Dataset::parse("g.jsonl", good).unwrap();
+        assert_eq!(d.cases[0].threshold, Some(0.5));
+        assert_eq!(d.cases[0].asserts[0].weight, Some(2.0));
+        let bad = [
+            r#"{"id":"a","assert":[{"type":"contains-any","value":"30"}]}"#,
+            r#"{"id":"b","assert":[{"type":"regex","value":"(","flags":"i"}]}"#,
+            r#"{"id":"c","assert":[{"type":"bleu"}]}"#,
+            r#"{"id":"d","threshold":1.5,"assert":[{"type":"contains","value":"x"}]}"#,
+            r#"{"id":"e","assert":[{"type":"contains","value":"x","wieght":1}]}"#,
+            r#"{"id":"f","assert":[{"type":"starts_with","value":"x"}]}"#,
+        ];
+        let err = Dataset::parse("g.jsonl", &bad.join("\n")).unwrap_err();
+        let lines: Vec<_> = err.0.iter().map(|d| d.line).collect();
+        assert_eq!(
+            lines,
+            vec![Some(1), Some(2), Some(3), Some(4), Some(5), Some(6)],
+            "{err}"
+        );
+        let text = err.to_string();
+        for want in [
+            "g.jsonl:1: case `a`: assertion `contains-any` needs a `value` that is a non-empty list of strings",
+            "g.jsonl:2: case `b`: assertion `regex` does not compile",
+            "g.jsonl:3: case `c`: assertion `bleu` needs a string `value` or the case's `expected`",
+            "g.jsonl:4: case `d`: `threshold` 1.5 must lie in 0..1",
+            "wieght",
+            "did you mean `starts-with`?",
+        ] {
+            assert!(text.contains(want), "{want} in:\n{text}");
+        }
     }
 }

@@ -3,10 +3,12 @@
 //! Parsing is pure over text so the CLI (local git) and the bot (forge API) share it.
 //! Every error names the file and, where it can be found, the line.
 
+pub mod assertion;
 pub mod budget;
 pub mod calibration;
 pub mod dataset;
 pub mod guardrail;
+pub mod jsonpath;
 pub mod load;
 pub mod manifest;
 pub mod repo;

@@ -21,7 +21,12 @@ pub fn dataset_changes(base: &[&Case], head: &[&Case]) -> Vec<DatasetChange> {
             });
             continue;
         };
-        let lost = lost_assertions(b, h);
+        let mut lost = lost_assertions(b, h);
+        // A lower case `threshold` lets failing assertions pass the case (absent: all).
+        let (bt, ht) = (b.threshold.unwrap_or(1.0), h.threshold.unwrap_or(1.0));
+        if ht < bt && !b.asserts.is_empty() {
+            lost.push(format!("case threshold {bt} (now {ht})"));
+        }
         if !lost.is_empty() {
             out.push(DatasetChange {
                 case: b.id.clone(),
@@ -98,5 +103,21 @@ mod tests {
         );
         assert!(changes[0].detail.contains("contains"), "{changes:?}");
         assert!(dataset_changes(&[&c], &[&c2]).is_empty());
+    }
+
+    #[test]
+    fn a_lower_case_threshold_weakens_a_higher_one_does_not() {
+        let strict = case(r#"{"id": "a", "assert": [{"type": "contains", "value": "30"}]}"#);
+        let loose = case(
+            r#"{"id": "a", "threshold": 0.5, "assert": [{"type": "contains", "value": "30"}]}"#,
+        );
+        let changes = dataset_changes(&[&strict], &[&loose]);
+        assert_eq!(changes.len(), 1, "{changes:?}");
+        assert_eq!(changes[0].change, DatasetChangeKind::AssertionsRemoved);
+        assert!(
+            changes[0].detail.contains("case threshold 1 (now 0.5)"),
+            "{changes:?}"
+        );
+        assert!(dataset_changes(&[&loose], &[&strict]).is_empty());
     }
 }

@@ -386,17 +386,19 @@ pub fn input_key_through(
 }
 
 /// The score key adds what scoring depends on: expected output, assertions, evaluators.
+/// The case's `threshold` joins only when set, so every other key stays as it was.
 pub fn score_key(input_keys: &[String], case: &Case, evaluators: &EvaluatorSpecs) -> String {
-    keys::digest(
-        keys::SCORE,
-        &json!({
-            "inputs": input_keys,
-            "expected": case.expected,
-            "assert": case.asserts,
-            "embedding": evaluators.embedding.as_ref().map(ModelSpec::identity),
-            "judge": evaluators.judge.as_ref().map(ModelSpec::identity),
-        }),
-    )
+    let mut key = json!({
+        "inputs": input_keys,
+        "expected": case.expected,
+        "assert": case.asserts,
+        "embedding": evaluators.embedding.as_ref().map(ModelSpec::identity),
+        "judge": evaluators.judge.as_ref().map(ModelSpec::identity),
+    });
+    if let (Some(t), Some(map)) = (case.threshold, key.as_object_mut()) {
+        map.insert("threshold".into(), json!(t));
+    }
+    keys::digest(keys::SCORE, &key)
 }
 
 /// Renders a suite's messages from its templates, parsed once per revision.
@@ -701,5 +703,43 @@ mod tests {
             join_template("shared/a.j2", "prompts/s/user.j2", &known),
             "shared/a.j2"
         );
+    }
+
+    #[test]
+    fn weights_and_thresholds_change_the_score_key_not_the_input_key() {
+        use crate::config::{Dataset, ModelManifest, RepoConfig};
+        let cfg = RepoConfig::parse(
+            "version: 1\nsuites:\n  s:\n    prompts: { user: u.j2 }\n    model: m.yaml\n    dataset: d.jsonl\n    metrics: { assertions: { min: 1.0 } }\n",
+        )
+        .unwrap();
+        let suite = &cfg.suites["s"];
+        let manifest = ModelManifest::parse(
+            "m.yaml",
+            "provider: openai\nmodel: m\nbase_url: http://127.0.0.1:9/v1\n",
+        )
+        .unwrap();
+        let keys = |line: &str| {
+            let files = SuiteFiles {
+                manifest: manifest.clone(),
+                templates: [("u.j2".to_string(), "Q: {{ q }}".to_string())].into(),
+                dataset: Dataset::parse("d.jsonl", line).unwrap(),
+                guardrail: None,
+                watch_digest: None,
+                attacks: Vec::new(),
+            };
+            let plan = plan_side(suite, &files, &EvaluatorSpecs::default(), 1).unwrap();
+            let c = &plan.cases[0];
+            (c.input_keys.clone(), c.score_key.clone())
+        };
+        let base = keys(r#"{"id":"a","vars":{"q":"x"},"assert":[{"type":"rouge-l","value":"y"}]}"#);
+        for changed in [
+            r#"{"id":"a","vars":{"q":"x"},"assert":[{"type":"rouge-l","value":"y","weight":2}]}"#,
+            r#"{"id":"a","vars":{"q":"x"},"assert":[{"type":"rouge-l","value":"y","threshold":0.7}]}"#,
+            r#"{"id":"a","vars":{"q":"x"},"threshold":0.5,"assert":[{"type":"rouge-l","value":"y"}]}"#,
+        ] {
+            let (inputs, score) = keys(changed);
+            assert_eq!(inputs, base.0, "{changed}");
+            assert_ne!(score, base.1, "{changed}");
+        }
     }
 }

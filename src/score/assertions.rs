@@ -1,6 +1,7 @@
 //! The dataset `assert` types (SPEC §2), checked against one output.
 
-use crate::config::{Assertion, AssertionKind};
+use crate::config::assertion::{Check, Compiled, PathExpect};
+use crate::config::Assertion;
 
 /// The result of a case's assertion list on one output.
 #[derive(Clone, Debug, PartialEq)]
@@ -10,83 +11,305 @@ pub struct AssertOutcome {
     pub failures: Vec<String>,
 }
 
-/// Checks every assertion; the case passes when all do.
-pub fn evaluate(asserts: &[Assertion], output: &str) -> AssertOutcome {
-    let failures: Vec<String> = asserts
-        .iter()
-        .filter_map(|a| check(a, output).err())
-        .collect();
-    AssertOutcome {
-        pass: failures.is_empty(),
-        failures,
-    }
+/// What assertions look at: one generation of a case, and the case's reference answer.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Subject<'a> {
+    pub output: &'a str,
+    pub expected: Option<&'a str>,
+    pub latency_ms: u64,
+    /// `None` when the model manifest has no `pricing`.
+    pub cost_usd: Option<f64>,
 }
 
-fn text_value(a: &Assertion) -> Result<&str, String> {
-    a.value
-        .as_ref()
-        .and_then(|v| v.as_str())
-        .ok_or_else(|| format!("{}: needs a string value", a.kind.as_str()))
-}
-
-fn check(a: &Assertion, output: &str) -> Result<(), String> {
-    match a.kind {
-        AssertionKind::Contains => {
-            let v = text_value(a)?;
-            output
-                .contains(v)
-                .then_some(())
-                .ok_or_else(|| format!("contains {v:?}: not found"))
-        }
-        AssertionKind::NotContains => {
-            let v = text_value(a)?;
-            (!output.contains(v))
-                .then_some(())
-                .ok_or_else(|| format!("not-contains {v:?}: found"))
-        }
-        AssertionKind::IContains => {
-            let v = text_value(a)?;
-            output
-                .to_lowercase()
-                .contains(&v.to_lowercase())
-                .then_some(())
-                .ok_or_else(|| format!("icontains {v:?}: not found"))
-        }
-        AssertionKind::Equals => {
-            let v = text_value(a)?;
-            (output.trim() == v.trim())
-                .then_some(())
-                .ok_or_else(|| format!("equals {v:?}: output differs"))
-        }
-        AssertionKind::Regex => {
-            let v = text_value(a)?;
-            let re =
-                regex::Regex::new(v).map_err(|e| format!("regex {v:?} does not compile: {e}"))?;
-            re.is_match(output)
-                .then_some(())
-                .ok_or_else(|| format!("regex {v:?}: no match"))
-        }
-        AssertionKind::IsJson => parse_json(output).map(|_| ()),
-        AssertionKind::JsonSchema => {
-            let schema = a
-                .value
-                .as_ref()
-                .ok_or("json-schema: needs a schema value")?;
-            let doc = parse_json(output)?;
-            let validator = jsonschema::validator_for(schema)
-                .map_err(|e| format!("json-schema: invalid schema: {e}"))?;
-            let errors: Vec<String> = validator
-                .iter_errors(&doc)
-                .take(3)
-                .map(|e| e.to_string())
-                .collect();
-            if errors.is_empty() {
-                Ok(())
-            } else {
-                Err(format!("json-schema: {}", errors.join("; ")))
+/// Checks every assertion. With no case `threshold` the case passes when every
+/// assertion of weight above 0 does; with one, when the weighted share of passing
+/// assertions reaches it.
+pub fn evaluate(asserts: &[Assertion], threshold: Option<f64>, subject: &Subject) -> AssertOutcome {
+    let mut failures = Vec::new();
+    let (mut total, mut passed) = (0.0, 0.0);
+    let mut heavy_failed = false;
+    for a in asserts {
+        let (weight, result) = match a.compile(subject.expected) {
+            Ok(c) => (c.weight, run(&c, subject)),
+            Err(e) => (a.weight.unwrap_or(1.0).max(0.0), Err(e)),
+        };
+        total += weight;
+        match result {
+            Ok(()) => passed += weight,
+            Err(e) => {
+                heavy_failed |= weight > 0.0;
+                failures.push(e);
             }
         }
     }
+    let pass = match threshold {
+        None => !heavy_failed,
+        Some(t) => {
+            let score = if total > 0.0 { passed / total } else { 1.0 };
+            // A tolerance, so three passing thirds reach a threshold of 1.
+            let pass = score + 1e-9 >= t;
+            if !pass {
+                failures.push(format!(
+                    "weighted score {score:.2} is below the case threshold {t}"
+                ));
+            }
+            pass
+        }
+    };
+    AssertOutcome { pass, failures }
+}
+
+/// Runs one compiled assertion: `Err` is the failure line.
+fn run(c: &Compiled, subject: &Subject) -> Result<(), String> {
+    let (held, fact) = holds(&c.check, subject);
+    if held != c.negated {
+        Ok(())
+    } else {
+        Err(format!("{}: {fact}", c.label))
+    }
+}
+
+/// Whether the check holds on the subject, and what was observed, phrased so that it
+/// explains a failure of the check or of its `not-` form.
+fn holds(check: &Check, s: &Subject) -> (bool, String) {
+    let out = s.output;
+    match check {
+        Check::Contains {
+            needles,
+            all,
+            fold_case,
+        } => {
+            let hay = if *fold_case {
+                out.to_lowercase()
+            } else {
+                out.to_string()
+            };
+            let found = |n: &&String| {
+                if *fold_case {
+                    hay.contains(&n.to_lowercase())
+                } else {
+                    hay.contains(n.as_str())
+                }
+            };
+            let (hits, misses): (Vec<&String>, Vec<&String>) = needles.iter().partition(found);
+            match (needles.len(), *all) {
+                (1, _) if misses.is_empty() => (true, "found".into()),
+                (1, _) => (false, "not found".into()),
+                (_, true) if misses.is_empty() => (true, "all found".into()),
+                (_, true) => (false, format!("missing {}", quoted(&misses))),
+                (_, false) if hits.is_empty() => (false, "none found".into()),
+                (_, false) => (true, format!("found {}", quoted(&hits))),
+            }
+        }
+        Check::StartsWith(prefix) => {
+            let held = out.trim_start().starts_with(prefix.as_str());
+            (held, if held { "it does" } else { "it does not" }.into())
+        }
+        Check::Regex(re) => match re.find(out) {
+            Some(m) => (true, format!("matches {:?}", m.as_str())),
+            None => (false, "no match".into()),
+        },
+        Check::Equals(v) => {
+            let held = out.trim() == v.trim();
+            (
+                held,
+                if held {
+                    "output is equal"
+                } else {
+                    "output differs"
+                }
+                .into(),
+            )
+        }
+        Check::Json => match parse_json(out) {
+            Ok(_) => (true, "output is JSON".into()),
+            Err(e) => (false, e),
+        },
+        Check::JsonSchema(validator) => match parse_json(out) {
+            Ok(doc) => {
+                let errors: Vec<String> = validator
+                    .iter_errors(&doc)
+                    .take(3)
+                    .map(|e| e.to_string())
+                    .collect();
+                (errors.is_empty(), errors.join("; "))
+            }
+            Err(e) => (false, e),
+        },
+        Check::JsonPath(checks) => {
+            let doc = match parse_json(out) {
+                Ok(doc) => doc,
+                Err(e) => return (false, e),
+            };
+            for c in checks {
+                let got = c.path.select(&doc);
+                let miss = match (&c.expect, got) {
+                    (PathExpect::Exists(want), got) if got.is_some() != *want => Some(match got {
+                        Some(v) => format!("`{}` exists ({v})", c.text),
+                        None => format!("`{}` does not exist", c.text),
+                    }),
+                    (PathExpect::Equals(want), Some(v)) if !json_eq(v, want) => {
+                        Some(format!("`{}` is {v}, not {want}", c.text))
+                    }
+                    (PathExpect::Equals(_), None) => Some(format!("`{}` does not exist", c.text)),
+                    _ => None,
+                };
+                if let Some(m) = miss {
+                    return (false, m);
+                }
+            }
+            (true, "every path check holds".into())
+        }
+        Check::Levenshtein { reference, max } => {
+            let d = levenshtein(out.trim(), reference.trim()) as f64;
+            (d <= *max, format!("edit distance {d} (at most {max})"))
+        }
+        Check::RougeL { reference, min } => {
+            let v = rouge_l(out, reference);
+            (v >= *min, format!("ROUGE-L {v:.3} (at least {min})"))
+        }
+        Check::Bleu { reference, min } => {
+            let v = bleu(out, reference);
+            (v >= *min, format!("BLEU {v:.3} (at least {min})"))
+        }
+        Check::WordCount { min, max } => {
+            let n = out.split_whitespace().count() as u64;
+            let held = min.is_none_or(|lo| n >= lo) && max.is_none_or(|hi| n <= hi);
+            let range = match (min, max) {
+                (Some(lo), Some(hi)) if lo == hi => format!("exactly {lo}"),
+                (Some(lo), Some(hi)) => format!("{lo}..{hi}"),
+                (Some(lo), None) => format!("at least {lo}"),
+                (None, Some(hi)) => format!("at most {hi}"),
+                (None, None) => "any".into(),
+            };
+            (held, format!("{n} words (want {range})"))
+        }
+        Check::Latency { max_ms } => (
+            s.latency_ms as f64 <= *max_ms,
+            format!("the generation took {} ms (at most {max_ms})", s.latency_ms),
+        ),
+        Check::Cost { max_usd } => match s.cost_usd {
+            Some(c) => (
+                c <= *max_usd,
+                format!("the generation cost ${c:.6} (at most ${max_usd})"),
+            ),
+            None => (false, "no cost: the model manifest has no `pricing`".into()),
+        },
+    }
+}
+
+fn quoted(items: &[&String]) -> String {
+    let q: Vec<String> = items.iter().map(|s| format!("{s:?}")).collect();
+    q.join(", ")
+}
+
+/// JSON equality where numbers compare by value, so `30` equals `30.0`.
+fn json_eq(a: &serde_json::Value, b: &serde_json::Value) -> bool {
+    use serde_json::Value::*;
+    match (a, b) {
+        (Number(x), Number(y)) => x == y || x.as_f64() == y.as_f64(),
+        (Array(x), Array(y)) => x.len() == y.len() && x.iter().zip(y).all(|(a, b)| json_eq(a, b)),
+        (Object(x), Object(y)) => {
+            x.len() == y.len()
+                && x.iter()
+                    .all(|(k, v)| y.get(k).is_some_and(|w| json_eq(v, w)))
+        }
+        _ => a == b,
+    }
+}
+
+/// Edit distance in characters (insertions, deletions, substitutions), two rows.
+fn levenshtein(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    let mut cur = vec![0; b.len() + 1];
+    for (i, ca) in a.chars().enumerate() {
+        cur[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let sub = prev[j] + usize::from(ca != *cb);
+            cur[j + 1] = sub.min(prev[j + 1] + 1).min(cur[j] + 1);
+        }
+        std::mem::swap(&mut prev, &mut cur);
+    }
+    prev[b.len()]
+}
+
+/// Lowercase words: runs of letters and digits, so punctuation and case do not count
+/// against an otherwise equal answer.
+fn words(text: &str) -> Vec<String> {
+    text.split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .map(str::to_lowercase)
+        .collect()
+}
+
+/// ROUGE-L: the F1 of precision and recall of the longest common word subsequence.
+fn rouge_l(candidate: &str, reference: &str) -> f64 {
+    let (c, r) = (words(candidate), words(reference));
+    if c.is_empty() || r.is_empty() {
+        return if c.is_empty() && r.is_empty() {
+            1.0
+        } else {
+            0.0
+        };
+    }
+    let mut prev = vec![0usize; r.len() + 1];
+    let mut cur = vec![0usize; r.len() + 1];
+    for cw in &c {
+        for (j, rw) in r.iter().enumerate() {
+            cur[j + 1] = if cw == rw {
+                prev[j] + 1
+            } else {
+                prev[j + 1].max(cur[j])
+            };
+        }
+        std::mem::swap(&mut prev, &mut cur);
+    }
+    let lcs = prev[r.len()] as f64;
+    if lcs == 0.0 {
+        return 0.0;
+    }
+    let (p, rec) = (lcs / c.len() as f64, lcs / r.len() as f64);
+    2.0 * p * rec / (p + rec)
+}
+
+/// Sentence BLEU-4: the geometric mean of clipped 1- to 4-gram precisions (add-one
+/// smoothed above unigrams, so one missing 4-gram does not zero a short answer) times
+/// the brevity penalty.
+fn bleu(candidate: &str, reference: &str) -> f64 {
+    use std::collections::HashMap;
+    let (c, r) = (words(candidate), words(reference));
+    if c.is_empty() || r.is_empty() {
+        return 0.0;
+    }
+    let grams = |w: &[String], n: usize| -> HashMap<Vec<String>, usize> {
+        let mut m = HashMap::new();
+        for g in w.windows(n) {
+            *m.entry(g.to_vec()).or_default() += 1;
+        }
+        m
+    };
+    let mut log_sum = 0.0;
+    for n in 1..=4 {
+        let (cg, rg) = (grams(&c, n), grams(&r, n));
+        let total: usize = cg.values().sum();
+        let matched: usize = cg
+            .iter()
+            .map(|(g, k)| (*k).min(rg.get(g).copied().unwrap_or(0)))
+            .sum();
+        let p = if n == 1 {
+            matched as f64 / total as f64
+        } else {
+            (matched as f64 + 1.0) / (total as f64 + 1.0)
+        };
+        if p == 0.0 {
+            return 0.0;
+        }
+        log_sum += p.ln() / 4.0;
+    }
+    let (cl, rl) = (c.len() as f64, r.len() as f64);
+    let brevity = if cl >= rl { 1.0 } else { (1.0 - rl / cl).exp() };
+    brevity * log_sum.exp()
 }
 
 /// Parses the output as JSON, accepting one surrounding markdown code fence because
@@ -119,58 +342,394 @@ mod tests {
         serde_json::from_value(json!({"type": kind, "value": value})).unwrap()
     }
 
+    fn raw(v: serde_json::Value) -> Assertion {
+        serde_json::from_value(v).unwrap()
+    }
+
+    fn on(output: &str) -> Subject<'_> {
+        Subject {
+            output,
+            ..Default::default()
+        }
+    }
+
+    fn check_rows(rows: &[(Assertion, Subject, bool)]) {
+        for (i, (assertion, subject, want)) in rows.iter().enumerate() {
+            let got = evaluate(std::slice::from_ref(assertion), None, subject);
+            assert_eq!(
+                got.pass, *want,
+                "row {i}: {assertion:?} on {subject:?}: {got:?}"
+            );
+            assert_eq!(got.failures.is_empty(), *want, "row {i}: {got:?}");
+        }
+    }
+
     #[test]
     fn table() {
         let schema = json!({"type": "object", "required": ["days"], "properties": {"days": {"type": "integer"}}});
-        let rows: Vec<(Assertion, &str, bool)> = vec![
-            (a("contains", json!("30 days")), "within 30 days.", true),
-            (a("contains", json!("30 days")), "within 30 Days.", false),
-            (a("icontains", json!("30 DAYS")), "within 30 days.", true),
-            (a("not-contains", json!("sorry")), "Sure!", true),
-            (a("not-contains", json!("sorry")), "I'm sorry", false),
-            (a("equals", json!("yes")), " yes\n", true),
-            (a("equals", json!("yes")), "yes!", false),
-            (a("regex", json!(r"^\d+ days$")), "30 days", true),
-            (a("regex", json!(r"^\d+ days$")), "thirty days", false),
+        let is_json = || raw(json!({"type": "is-json"}));
+        check_rows(&[
+            (a("contains", json!("30 days")), on("within 30 days."), true),
             (
-                serde_json::from_value(json!({"type": "is-json"})).unwrap(),
-                "{\"a\":1}",
-                true,
-            ),
-            (
-                serde_json::from_value(json!({"type": "is-json"})).unwrap(),
-                "```json\n{\"a\":1}\n```",
-                true,
-            ),
-            (
-                serde_json::from_value(json!({"type": "is-json"})).unwrap(),
-                "a: 1",
+                a("contains", json!("30 days")),
+                on("within 30 Days."),
                 false,
             ),
-            (a("json-schema", schema.clone()), "{\"days\": 30}", true),
+            (
+                a("icontains", json!("30 DAYS")),
+                on("within 30 days."),
+                true,
+            ),
+            (a("not-contains", json!("sorry")), on("Sure!"), true),
+            (a("not-contains", json!("sorry")), on("I'm sorry"), false),
+            (a("equals", json!("yes")), on(" yes\n"), true),
+            (a("equals", json!("yes")), on("yes!"), false),
+            (a("regex", json!(r"^\d+ days$")), on("30 days"), true),
+            (a("regex", json!(r"^\d+ days$")), on("thirty days"), false),
+            (is_json(), on("{\"a\":1}"), true),
+            (is_json(), on("```json\n{\"a\":1}\n```"), true),
+            (is_json(), on("a: 1"), false),
+            (a("json-schema", schema.clone()), on("{\"days\": 30}"), true),
             (
                 a("json-schema", schema.clone()),
-                "{\"days\": \"30\"}",
+                on("{\"days\": \"30\"}"),
                 false,
             ),
-            (a("json-schema", schema), "not json", false),
-        ];
-        for (i, (assertion, output, want)) in rows.iter().enumerate() {
-            let got = evaluate(std::slice::from_ref(assertion), output);
-            assert_eq!(
-                got.pass, *want,
-                "row {i}: {assertion:?} on {output:?}: {got:?}"
-            );
-            assert_eq!(got.failures.is_empty(), *want, "row {i}");
-        }
+            (a("json-schema", schema), on("not json"), false),
+        ]);
+    }
+
+    #[test]
+    fn string_lists_prefixes_and_negations() {
+        check_rows(&[
+            (
+                a("starts-with", json!("Yes")),
+                on("\n Yes, within 30 days"),
+                true,
+            ),
+            (a("starts-with", json!("Yes")), on("No."), false),
+            (a("not-starts-with", json!("Sorry")), on("Sure."), true),
+            (
+                a("not-starts-with", json!("Sorry")),
+                on("Sorry, no."),
+                false,
+            ),
+            (
+                a("contains-any", json!(["refund", "return"])),
+                on("a return"),
+                true,
+            ),
+            (
+                a("contains-any", json!(["refund", "return"])),
+                on("a Refund"),
+                false,
+            ),
+            (
+                a("not-contains-any", json!(["damn", "hell"])),
+                on("fine"),
+                true,
+            ),
+            (
+                a("not-contains-any", json!(["damn", "hell"])),
+                on("oh hell"),
+                false,
+            ),
+            (
+                a("contains-all", json!(["30", "days"])),
+                on("30 days"),
+                true,
+            ),
+            (
+                a("contains-all", json!(["30", "days"])),
+                on("30 weeks"),
+                false,
+            ),
+            (a("not-contains-all", json!(["a", "b"])), on("a only"), true),
+            (a("not-contains-all", json!(["a", "b"])), on("a b"), false),
+            (
+                a("icontains-any", json!(["REFUND", "x"])),
+                on("a refund"),
+                true,
+            ),
+            (
+                a("icontains-any", json!(["REFUND", "x"])),
+                on("nothing"),
+                false,
+            ),
+            (a("not-icontains-any", json!(["SORRY"])), on("sure"), true),
+            (a("not-icontains-any", json!(["SORRY"])), on("Sorry"), false),
+            (
+                a("icontains-all", json!(["Free", "SHIPPING"])),
+                on("free shipping"),
+                true,
+            ),
+            (
+                a("icontains-all", json!(["Free", "SHIPPING"])),
+                on("free returns"),
+                false,
+            ),
+            (a("not-icontains-all", json!(["a", "b"])), on("A"), true),
+            (a("not-icontains-all", json!(["a", "b"])), on("A B"), false),
+            (a("not-icontains", json!("SORRY")), on("sure"), true),
+            (a("not-icontains", json!("SORRY")), on("so sorry"), false),
+            (a("not-equals", json!("no")), on("yes"), true),
+            (a("not-equals", json!("no")), on(" no "), false),
+            (a("not-regex", json!(r"\bI am an AI\b")), on("Sure"), true),
+            (
+                a("not-regex", json!(r"\bI am an AI\b")),
+                on("I am an AI model"),
+                false,
+            ),
+        ]);
+    }
+
+    #[test]
+    fn regex_flags() {
+        let re =
+            |flags: &str| raw(json!({"type": "regex", "value": "^total: \\d+$", "flags": flags}));
+        check_rows(&[
+            (re(""), on("Total: 3"), false),
+            (re("i"), on("Total: 3"), true),
+            (re("i"), on("sum\nTotal: 3"), false),
+            (re("im"), on("sum\nTotal: 3"), true),
+            (
+                raw(json!({"type": "regex", "value": "a.b", "flags": "s"})),
+                on("a\nb"),
+                true,
+            ),
+            (
+                raw(json!({"type": "regex", "value": "a.b"})),
+                on("a\nb"),
+                false,
+            ),
+            (
+                raw(json!({"type": "not-regex", "value": "SORRY", "flags": "i"})),
+                on("sorry"),
+                false,
+            ),
+        ]);
+    }
+
+    #[test]
+    fn json_types_and_paths() {
+        let doc =
+            "```json\n{\"queue\": \"billing\", \"items\": [{\"qty\": 2}], \"note\": null}\n```";
+        let path = |v: serde_json::Value| a("json-path", v);
+        check_rows(&[
+            (raw(json!({"type": "is-valid-json"})), on("[1]"), true),
+            (raw(json!({"type": "is-valid-json"})), on("nope"), false),
+            (raw(json!({"type": "not-is-valid-json"})), on("nope"), true),
+            (raw(json!({"type": "not-is-valid-json"})), on("{}"), false),
+            (
+                path(json!({"path": "$.queue", "equals": "billing"})),
+                on(doc),
+                true,
+            ),
+            (
+                path(json!({"path": "$.queue", "equals": "shipping"})),
+                on(doc),
+                false,
+            ),
+            (
+                path(
+                    json!([{"path": "$.items[0].qty", "equals": 2.0}, {"path": "$['note']", "exists": true}]),
+                ),
+                on(doc),
+                true,
+            ),
+            (
+                path(json!([{"path": "$.queue"}, {"path": "$.items[1]"}])),
+                on(doc),
+                false,
+            ),
+            (
+                path(json!({"path": "$.items[1]", "exists": false})),
+                on(doc),
+                true,
+            ),
+            (
+                path(json!({"path": "$.queue", "exists": false})),
+                on(doc),
+                false,
+            ),
+            (
+                path(json!({"path": "$.missing", "equals": null})),
+                on(doc),
+                false,
+            ),
+            (path(json!({"path": "$.queue"})), on("not json"), false),
+        ]);
+        let out = evaluate(
+            &[path(json!({"path": "$.queue", "equals": "shipping"}))],
+            None,
+            &on(doc),
+        );
+        assert!(
+            out.failures[0].contains("`$.queue` is \"billing\", not \"shipping\""),
+            "{out:?}"
+        );
+    }
+
+    #[test]
+    fn similarity_types_against_value_or_expected() {
+        let with_expected = |output| Subject {
+            output,
+            expected: Some("You can return them within 30 days."),
+            ..Default::default()
+        };
+        let t = |kind: &str, t: f64| raw(json!({"type": kind, "threshold": t}));
+        check_rows(&[
+            (a("levenshtein", json!("colour")), on("color"), true),
+            (
+                raw(json!({"type": "levenshtein", "value": "colour", "threshold": 0})),
+                on("color"),
+                false,
+            ),
+            (
+                t("levenshtein", 2.0),
+                with_expected("You can return them within 30 days!"),
+                true,
+            ),
+            (
+                t("levenshtein", 2.0),
+                with_expected("Returns: 30 days."),
+                false,
+            ),
+            (
+                raw(json!({"type": "rouge-l"})),
+                with_expected("you can return them within 30 days"),
+                true,
+            ),
+            (
+                raw(json!({"type": "rouge-l"})),
+                with_expected("We ship worldwide."),
+                false,
+            ),
+            (
+                t("rouge-l", 0.9),
+                with_expected("You can return them in 30 days."),
+                false,
+            ),
+            (
+                raw(json!({"type": "bleu"})),
+                with_expected("You can return them within 30 days."),
+                true,
+            ),
+            (
+                raw(json!({"type": "bleu"})),
+                with_expected("Shipping takes a week."),
+                false,
+            ),
+            (
+                a("bleu", json!("the cat sat on the mat")),
+                on("the cat sat on a mat"),
+                true,
+            ),
+        ]);
+        assert_eq!(levenshtein("kitten", "sitting"), 3);
+        assert_eq!(levenshtein("", "abc"), 3);
+        assert!((rouge_l("a b c d", "a c d e") - 0.75).abs() < 1e-9);
+        assert!((bleu("same words here", "same words here") - 1.0).abs() < 1e-9);
+        assert_eq!(bleu("", "x"), 0.0);
+    }
+
+    #[test]
+    fn word_count_latency_and_cost() {
+        let wc = |v: serde_json::Value| raw(v);
+        let timed = |latency_ms, cost_usd| Subject {
+            output: "ok",
+            latency_ms,
+            cost_usd,
+            ..Default::default()
+        };
+        check_rows(&[
+            (
+                wc(json!({"type": "word-count", "min": 2, "max": 3})),
+                on("one two"),
+                true,
+            ),
+            (
+                wc(json!({"type": "word-count", "min": 2, "max": 3})),
+                on("one"),
+                false,
+            ),
+            (
+                wc(json!({"type": "word-count", "max": 3})),
+                on("a b c d"),
+                false,
+            ),
+            (
+                wc(json!({"type": "word-count", "value": 2})),
+                on(" a\n b "),
+                true,
+            ),
+            (
+                wc(json!({"type": "word-count", "value": {"min": 3}})),
+                on("a b"),
+                false,
+            ),
+            (
+                raw(json!({"type": "latency", "threshold": 1000})),
+                timed(999, None),
+                true,
+            ),
+            (
+                raw(json!({"type": "latency", "threshold": 1000})),
+                timed(1001, None),
+                false,
+            ),
+            (
+                raw(json!({"type": "cost", "threshold": 0.01})),
+                timed(1, Some(0.002)),
+                true,
+            ),
+            (
+                raw(json!({"type": "cost", "threshold": 0.01})),
+                timed(1, Some(0.02)),
+                false,
+            ),
+            (
+                raw(json!({"type": "cost", "threshold": 0.01})),
+                timed(1, None),
+                false,
+            ),
+        ]);
     }
 
     #[test]
     fn all_must_pass() {
         let asserts = vec![a("contains", json!("a")), a("contains", json!("z"))];
-        let out = evaluate(&asserts, "abc");
+        let out = evaluate(&asserts, None, &on("abc"));
         assert!(!out.pass);
         assert_eq!(out.failures, vec!["contains \"z\": not found"]);
-        assert!(evaluate(&[], "anything").pass);
+        assert!(evaluate(&[], None, &on("anything")).pass);
+    }
+
+    #[test]
+    fn weighted_share_against_the_case_threshold() {
+        let w = |value: &str, weight: f64| {
+            raw(json!({"type": "contains", "value": value, "weight": weight}))
+        };
+        // Weights 3 (passes) and 1 (fails): a weighted score of 0.75.
+        let asserts = vec![w("a", 3.0), w("z", 1.0)];
+        assert!(!evaluate(&asserts, None, &on("abc")).pass);
+        assert!(evaluate(&asserts, Some(0.75), &on("abc")).pass);
+        let out = evaluate(&asserts, Some(0.8), &on("abc"));
+        assert!(!out.pass);
+        assert_eq!(
+            out.failures,
+            vec![
+                "contains \"z\": not found",
+                "weighted score 0.75 is below the case threshold 0.8"
+            ]
+        );
+        // A weight of 0 reports but never fails the case by default.
+        let out = evaluate(&[w("a", 1.0), w("z", 0.0)], None, &on("abc"));
+        assert!(out.pass);
+        assert_eq!(out.failures.len(), 1);
+        // Three thirds reach a threshold of 1 despite rounding.
+        let thirds = vec![w("a", 0.1), w("b", 0.1), w("c", 0.1)];
+        assert!(evaluate(&thirds, Some(1.0), &on("abc")).pass);
+        assert!(evaluate(&[w("z", 0.0)], Some(1.0), &on("abc")).pass);
     }
 }
