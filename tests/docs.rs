@@ -9,7 +9,9 @@ use std::collections::BTreeSet;
 use std::process::Command;
 
 use common::TestRepo;
-use promptgate::config::{Dataset, GuardrailConfig, MetricName, ModelManifest, RepoConfig};
+use promptgate::config::{
+    AssertionKind, Dataset, GuardrailConfig, MetricName, ModelManifest, RepoConfig,
+};
 use promptgate::report::Report;
 use serde_json::Value;
 
@@ -68,6 +70,16 @@ fn schema() -> jsonschema::Validator {
         "the YAML language server needs $schema"
     );
     jsonschema::validator_for(&schema).expect("the schema compiles")
+}
+
+/// The schema's `$defs/case`: one dataset line.
+fn case_schema() -> jsonschema::Validator {
+    let mut schema: Value = serde_json::from_str(&read(SCHEMA)).expect("the schema is JSON");
+    schema["$ref"] = Value::String("#/$defs/case".into());
+    for k in ["type", "required", "properties", "additionalProperties"] {
+        schema.as_object_mut().unwrap().remove(k);
+    }
+    jsonschema::validator_for(&schema).expect("the case schema compiles")
 }
 
 fn yaml_to_json(text: &str) -> Value {
@@ -147,6 +159,7 @@ fn promptgate_validate(config_text: &str, config: &Value) -> (i32, String) {
 #[test]
 fn every_example_on_the_page_parses_with_the_real_loaders() {
     let validator = schema();
+    let case_schema = case_schema();
     let mut seen: BTreeSet<String> = BTreeSet::new();
     let mut configs = 0;
     for b in blocks() {
@@ -179,6 +192,11 @@ fn every_example_on_the_page_parses_with_the_real_loaders() {
             "jsonl dataset" => {
                 if let Err(d) = Dataset::parse("golden.jsonl", &b.text) {
                     panic!("{at}: {d}");
+                }
+                for line in b.text.lines().filter(|l| !l.trim().is_empty()) {
+                    let v: Value = serde_json::from_str(line).expect("a JSON line");
+                    let errors = schema_errors(&case_schema, &v);
+                    assert!(errors.is_empty(), "{at}: {line}: {errors:?}");
                 }
             }
             "jsonl attacks" => {
@@ -238,18 +256,8 @@ fn the_page_documents_every_metric_assertion_type_and_provider() {
             m.as_str()
         );
     }
-    for t in [
-        "contains",
-        "not-contains",
-        "icontains",
-        "regex",
-        "equals",
-        "is-json",
-        "json-schema",
-    ] {
-        let kind: promptgate::config::AssertionKind =
-            serde_json::from_value(Value::String(t.into())).expect("an assertion type");
-        assert_eq!(kind.as_str(), t);
+    for kind in AssertionKind::ALL {
+        let t = kind.as_str();
         assert!(page.contains(&format!("| `{t}` |")), "assertion {t}");
         assert!(
             page.contains(&format!("{{\"type\": \"{t}\"")),
@@ -288,6 +296,53 @@ fn schema_names_what_the_loader_names() {
         assert_eq!(kind.as_str(), p);
     }
     assert_eq!(providers.len(), 3);
+    let types: Vec<&str> = schema["$defs"]["assertion"]["properties"]["type"]["enum"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_str().unwrap())
+        .collect();
+    let loader: Vec<&str> = AssertionKind::ALL.iter().map(|k| k.as_str()).collect();
+    assert_eq!(types, loader);
+}
+
+#[test]
+fn the_case_schema_refuses_what_the_dataset_loader_refuses() {
+    let validator = case_schema();
+    let good = r#"{"id": "a", "threshold": 0.5, "assert": [{"type": "regex", "value": "x", "flags": "i", "weight": 2}]}"#;
+    assert!(schema_errors(&validator, &serde_json::from_str(good).unwrap()).is_empty());
+    Dataset::parse("g.jsonl", good).expect("the good line parses");
+    for (what, line) in [
+        (
+            "an unknown type",
+            good.replace("\"regex\"", "\"startswith\""),
+        ),
+        (
+            "an unknown assertion key",
+            good.replace("\"weight\"", "\"wieght\""),
+        ),
+        (
+            "an unknown case key",
+            good.replace("\"threshold\"", "\"assert_threshold\""),
+        ),
+        ("a case threshold above 1", good.replace("0.5", "1.5")),
+        (
+            "a negative weight",
+            good.replace("\"weight\": 2", "\"weight\": -2"),
+        ),
+        ("an unknown regex flag", good.replace("\"i\"", "\"g\"")),
+        ("an empty id", good.replace("\"a\"", "\"\"")),
+    ] {
+        let v: Value = serde_json::from_str(&line).unwrap();
+        assert!(
+            !schema_errors(&validator, &v).is_empty(),
+            "the schema accepts {what}: {line}"
+        );
+        assert!(
+            Dataset::parse("g.jsonl", &line).is_err(),
+            "the loader accepts {what}: {line}"
+        );
+    }
 }
 
 #[test]
