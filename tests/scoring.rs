@@ -413,3 +413,76 @@ async fn the_cli_lists_tickets_and_files_none() {
     };
     assert!(markdown.contains("2 not filed"), "{markdown}");
 }
+
+/// The fake model echoes each case's `q`, so every output is known: one case passes
+/// every assertion, one passes on weights against its `threshold`, one fails.
+#[tokio::test]
+async fn new_assertion_types_and_a_weighted_case_threshold_through_the_binary() {
+    let server = common::fake_openai().await;
+    let url = format!("{}/v1", server.uri());
+    let repo = TestRepo::new();
+    repo.write(
+        ".promptgate.yml",
+        "version: 1\nsuites:\n  s:\n    prompts: { user: prompts/user.j2 }\n    model: models/m.yaml\n    dataset: evals/s.jsonl\n    metrics:\n      assertions: { min: 0.5 }\n",
+    );
+    repo.write("prompts/user.j2", "{{ q }}");
+    repo.write(
+        "models/m.yaml",
+        &format!("provider: openai\nmodel: chat-1\nbase_url: {url}\npricing: {{ input_per_1k_tokens: 0.001, output_per_1k_tokens: 0.002 }}\n"),
+    );
+    let cases = [
+        json!({"id": "json", "vars": {"q": "{\"queue\": \"billing\", \"tags\": [\"refund\"], \"escalate\": false}"}, "assert": [
+            {"type": "is-valid-json"},
+            {"type": "json-path", "value": [{"path": "$.queue", "equals": "billing"}, {"path": "$.tags[0]", "equals": "refund"}, {"path": "$['escalate']", "equals": false}]},
+            {"type": "not-icontains-any", "value": ["sorry"]},
+            {"type": "cost", "threshold": 0.001},
+            {"type": "latency", "threshold": 60000}
+        ]}),
+        json!({"id": "weighted", "vars": {"q": "Yes, you can return them within 30 days."}, "expected": "You can return them within 30 days.", "threshold": 0.75, "assert": [
+            {"type": "starts-with", "value": "Yes", "weight": 3},
+            {"type": "rouge-l"},
+            {"type": "contains-all", "value": ["30 days", "receipt"]}
+        ]}),
+        json!({"id": "fails", "vars": {"q": "Sorry, I cannot help with that."}, "assert": [
+            {"type": "not-starts-with", "value": "Sorry"},
+            {"type": "icontains-any", "value": ["HELP"]},
+            {"type": "regex", "value": "^sorry", "flags": "i"},
+            {"type": "word-count", "max": 3}
+        ]}),
+    ];
+    let lines: Vec<String> = cases.iter().map(|c| c.to_string()).collect();
+    repo.write("evals/s.jsonl", &(lines.join("\n") + "\n"));
+    let base = repo.commit("base");
+    // A new temperature: every case is affected and the fake answers as before.
+    repo.write(
+        "models/m.yaml",
+        &format!("provider: openai\nmodel: chat-1\nbase_url: {url}\nparameters: {{ temperature: 0.1 }}\npricing: {{ input_per_1k_tokens: 0.001, output_per_1k_tokens: 0.002 }}\n"),
+    );
+    let head = repo.commit("temperature");
+    let (code, report) = check(&repo, &base, &head, &[]);
+    assert_eq!(code, 0, "{report}");
+    let suite = &report["suites"][0];
+    assert_eq!(suite["cases"]["evaluated"], 3, "{suite}");
+    let assertions = metric_of(suite, "assertions");
+    assert!(
+        (assertions["head"].as_f64().unwrap() - 2.0 / 3.0).abs() < 1e-9,
+        "{assertions}"
+    );
+    let failures = suite["failures"].as_array().unwrap();
+    let failed: Vec<&str> = failures
+        .iter()
+        .filter(|f| f["metric"] == "assertions")
+        .map(|f| f["case"].as_str().unwrap())
+        .collect();
+    assert_eq!(failed, vec!["fails"], "{suite}");
+    let detail = failures[0]["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("not-starts-with \"Sorry\": it does"),
+        "{detail}"
+    );
+    assert!(
+        detail.contains("word-count: 6 words (want at most 3)"),
+        "{detail}"
+    );
+    assert!(!detail.contains("icontains-any"), "{detail}");
+}
