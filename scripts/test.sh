@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The README's test command: installs what the tests need that cargo cannot (moto_server,
 # the local stand-in for AWS CodeBuild and S3 that tests/codebuild.rs starts on
-# loopback; the linters and renderers of tests/deploy.rs), then runs
+# loopback; the linters and renderers of tests/deploy.rs; Chromium, which
+# tests/run_page.rs drives headless), then runs
 # the whole test suite. Extra arguments go to `cargo test`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,6 +16,13 @@ if ! command -v moto_server >/dev/null 2>&1; then
   # A distribution Python refuses installs into its own site (PEP 668).
   python3 -m pip install --quiet --disable-pip-version-check 'moto[server]' 2>/dev/null \
     || python3 -m pip install --quiet --disable-pip-version-check --break-system-packages 'moto[server]'
+  hash -r
+fi
+# tests/run_page.rs opens the run page in headless Chromium (Debian's `chromium`,
+# /usr/bin/chromium) and fails without it.
+if ! command -v chromium >/dev/null 2>&1; then
+  echo "scripts/test.sh: installing chromium (apt, for tests/run_page.rs)" >&2
+  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium
   hash -r
 fi
 # The linters tests/deploy.rs runs, each in a venv of its own under

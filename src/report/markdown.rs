@@ -874,7 +874,7 @@ fn fmt_value(kind: MetricUnit, v: f64) -> String {
 
 /// Dollars with 4 to 6 decimals, enough for about three significant digits:
 /// `$0.0421`, `$0.00291`, `$0.000120`.
-fn fmt_usd(v: f64) -> String {
+pub(crate) fn fmt_usd(v: f64) -> String {
     if !v.is_finite() {
         return "n/a".to_string();
     }
@@ -985,16 +985,7 @@ fn metric_view(m: &MetricRow) -> MetricView {
             ));
         }
     }
-    let delta = match (m.delta, m.delta_ci) {
-        (Some(d), Some([low, high])) => format!(
-            "{} [{}, {}]",
-            fmt_delta(kind, d),
-            fmt_delta(kind, low),
-            fmt_delta(kind, high)
-        ),
-        (Some(d), None) => fmt_delta(kind, d),
-        (None, _) => "—".to_string(),
-    };
+    let delta = delta_with_ci(m, |d| fmt_delta(kind, d));
     MetricView {
         name: m.name.as_str().to_string(),
         base: opt(m.base),
@@ -1010,8 +1001,18 @@ fn metric_view(m: &MetricRow) -> MetricView {
     }
 }
 
+/// A row's delta and its confidence interval, `Δ [low, high]`, each written by `fmt`;
+/// `—` without a delta.
+pub(crate) fn delta_with_ci(m: &MetricRow, fmt: impl Fn(f64) -> String) -> String {
+    match (m.delta, m.delta_ci) {
+        (Some(d), Some([low, high])) => format!("{} [{}, {}]", fmt(d), fmt(low), fmt(high)),
+        (Some(d), None) => fmt(d),
+        (None, _) => "—".to_string(),
+    }
+}
+
 /// `4873` → `4,873`.
-fn thousands(n: i64) -> String {
+pub(crate) fn thousands(n: i64) -> String {
     let digits = n.unsigned_abs().to_string();
     let mut out = String::with_capacity(digits.len() + digits.len() / 3 + 1);
     if n < 0 {

@@ -5,13 +5,16 @@
 //!   `deliveries` table (unique on the delivery id), answer 202 — or 200 for a
 //!   redelivery, 401 for a bad or missing signature (nothing stored), 404 for a forge
 //!   without a configured secret. Parsing and all work happen later, in a worker.
-//! * `GET /healthz`, `GET /metrics` (Prometheus text), `GET /runs/{id}` (HTML).
+//! * `GET /healthz`, `GET /metrics` (Prometheus text), `GET /runs` (recent runs),
+//!   `GET /runs/{id}` (the report as HTML), `GET /runs/{id}.json` (the stored report).
 
 pub mod admission;
 pub mod links;
 pub mod listen;
 pub mod metrics;
+pub mod run_view;
 pub mod runs;
+pub mod word_diff;
 pub mod worker;
 
 use std::future::Future;
@@ -101,6 +104,7 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(healthz))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics_text))
+        .route("/runs", get(runs_index))
         .route("/runs/{id}", get(run_page))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
@@ -494,50 +498,92 @@ async fn metrics_text(State(st): State<AppState>) -> Response {
         .into_response()
 }
 
-/// The query of a signed run link.
-#[derive(serde::Deserialize)]
-struct LinkQuery {
-    exp: Option<u64>,
-    sig: Option<String>,
-}
-
-async fn run_page(
-    State(st): State<AppState>,
-    Path(id): Path<String>,
-    axum::extract::Query(link): axum::extract::Query<LinkQuery>,
-    headers: HeaderMap,
-) -> Response {
-    // Public ids are 32 hex characters; anything else (a row number) is no run.
-    if id.len() != 32 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return plain(StatusCode::NOT_FOUND, "no such run\n");
-    }
-    let signed = match (link.exp, link.sig.as_deref()) {
-        (Some(exp), Some(sig)) => st.links.verify(&id, exp, sig, std::time::SystemTime::now()),
+/// Who may read reports: the holder of this run's signed link (`link` is the run's
+/// page id and the link's query), a web user (basic auth), or the user an
+/// authenticating proxy names. The index has no link that signs it (`link` is `None`).
+fn may_read(
+    st: &AppState,
+    headers: &HeaderMap,
+    link: Option<(&str, &run_view::PageQuery)>,
+) -> bool {
+    let signed = link.is_some_and(|(id, q)| match (q.exp, q.sig.as_deref()) {
+        (Some(exp), Some(sig)) => st.links.verify(id, exp, sig, std::time::SystemTime::now()),
         _ => false,
-    };
+    });
     let proxied = st
         .settings
         .web_auth_header
         .as_deref()
-        .and_then(|h| header(&headers, h))
+        .and_then(|h| header(headers, h))
         .is_some_and(|user| !user.trim().is_empty());
-    let basic = links::basic_auth_ok(&st.settings, header(&headers, "authorization"));
-    if !(signed || proxied || basic) {
-        let mut r = plain(
-            StatusCode::UNAUTHORIZED,
-            "this run page needs the signed link the bot posted, or a sign-in\n",
+    signed || proxied || links::basic_auth_ok(&st.settings, header(headers, "authorization"))
+}
+
+/// 401, with a basic-auth challenge when there are web users to sign in as.
+fn unauthorized(st: &AppState, msg: &'static str) -> Response {
+    let mut r = plain(StatusCode::UNAUTHORIZED, msg);
+    if !st.settings.web_users.is_empty() {
+        r.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            axum::http::HeaderValue::from_static("Basic realm=\"promptgate\""),
         );
-        if !st.settings.web_users.is_empty() {
-            r.headers_mut().insert(
-                header::WWW_AUTHENTICATE,
-                axum::http::HeaderValue::from_static("Basic realm=\"promptgate\""),
-            );
-        }
-        return r;
     }
-    match runs::load_run(st.store.pool(), &id).await {
+    r
+}
+
+/// Reports are private data: no cache keeps them, no Referer carries a signed link to
+/// the sites a page links to, and an HTML page runs only its own script.
+fn private(mut r: Response, csp: Option<&str>) -> Response {
+    use axum::http::HeaderValue;
+    let h = r.headers_mut();
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    if let Some(v) = csp.and_then(|c| HeaderValue::from_str(c).ok()) {
+        h.insert(header::CONTENT_SECURITY_POLICY, v);
+    }
+    r
+}
+
+/// `GET /runs/{id}` (the page, filtered by the query) and `GET /runs/{id}.json` (the
+/// stored report, byte for byte); the run's signed link opens both.
+async fn run_page(
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+    axum::extract::Query(query): axum::extract::Query<run_view::PageQuery>,
+    headers: HeaderMap,
+) -> Response {
+    let (id, json) = match id.strip_suffix(".json") {
+        Some(id) => (id, true),
+        None => (id.as_str(), false),
+    };
+    // Public ids are 32 hex characters; anything else (a row number) is no run.
+    if id.len() != 32 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return private(plain(StatusCode::NOT_FOUND, "no such run\n"), None);
+    }
+    if !may_read(&st, &headers, Some((id, &query))) {
+        return private(
+            unauthorized(
+                &st,
+                "this run page needs the signed link the bot posted, or a sign-in\n",
+            ),
+            None,
+        );
+    }
+    let csp = runs::content_security_policy();
+    let response = match st.store.runs().by_public_id(id).await {
         Ok(None) => plain(StatusCode::NOT_FOUND, "no such run\n"),
-        Ok(Some(run)) => match runs::render(&st.pages, &st.settings, &run) {
+        Ok(Some(run)) if json => match run.report_json {
+            Some(body) => ([(header::CONTENT_TYPE, "application/json")], body).into_response(),
+            None => plain(StatusCode::NOT_FOUND, "this run has no report yet\n"),
+        },
+        Ok(Some(run)) => match runs::render(&st.pages, &st.settings, &run, id, &query) {
             Ok(html) => Html(html).into_response(),
             Err(e) => {
                 tracing::error!(run = id, "{e:#}");
@@ -551,5 +597,43 @@ async fn run_page(
             tracing::error!(run = id, "{e:#}");
             plain(StatusCode::SERVICE_UNAVAILABLE, "database unavailable\n")
         }
+    };
+    private(response, Some(&csp))
+}
+
+/// `GET /runs`: recent runs, newest first, `?repo=owner/name&pr=N&page=P&per_page=K`.
+/// No link signs it: a web user or the proxy's user only.
+async fn runs_index(
+    State(st): State<AppState>,
+    axum::extract::Query(query): axum::extract::Query<runs::IndexQuery>,
+    headers: HeaderMap,
+) -> Response {
+    if !may_read(&st, &headers, None) {
+        return private(unauthorized(&st, "the run index needs a sign-in\n"), None);
     }
+    let (page, per_page) = query.page();
+    let offset = (page - 1).saturating_mul(u64::from(per_page));
+    // One more than a page: whether there is a next one.
+    let response = match st
+        .store
+        .runs()
+        .recent(&query.filter(), per_page + 1, offset)
+        .await
+    {
+        Ok(list) => match runs::render_index(&st.pages, &st.settings, &query, list) {
+            Ok(html) => Html(html).into_response(),
+            Err(e) => {
+                tracing::error!("{e:#}");
+                plain(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "cannot render the runs\n",
+                )
+            }
+        },
+        Err(e) => {
+            tracing::error!("{e:#}");
+            plain(StatusCode::SERVICE_UNAVAILABLE, "database unavailable\n")
+        }
+    };
+    private(response, Some(&runs::content_security_policy()))
 }

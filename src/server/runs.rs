@@ -1,72 +1,44 @@
-//! `GET /runs/{id}`: the stored run and its full report as a plain HTML page, rendered
-//! from `comment-templates/run.html.j2` (embedded at build time, HTML-escaped).
+//! `GET /runs/{id}`: the stored run and its full report as an HTML page, rendered from
+//! `comment-templates/run.html.j2` (embedded at build time, HTML-escaped), with the
+//! small script `run.js` inline; `GET /runs`: the index of recent runs
+//! (`runs.html.j2`).
 
 use anyhow::Context;
+use base64::Engine;
 use minijinja::{AutoEscape, Environment, Value};
-use serde::Serialize;
-use sqlx::{Row, SqlitePool};
+use sha2::{Digest, Sha256};
 
+use super::run_view::{self, PageQuery};
 use crate::settings::Settings;
+use crate::store::runs::{RunFilter, RunListing, RunPage};
 
 pub const TEMPLATE_NAME: &str = "run.html.j2";
 const TEMPLATE: &str = include_str!("../../comment-templates/run.html.j2");
+pub const INDEX_TEMPLATE_NAME: &str = "runs.html.j2";
+const INDEX_TEMPLATE: &str = include_str!("../../comment-templates/runs.html.j2");
+/// The page's only script; the Content-Security-Policy allows it by its hash.
+const SCRIPT: &str = include_str!("../../comment-templates/run.js");
 
-/// One row of the `runs` table.
-#[derive(Clone, Debug, Serialize)]
-pub struct RunRow {
-    pub id: i64,
-    pub forge: String,
-    pub repo: String,
-    pub pr: i64,
-    pub head_sha: String,
-    pub base_sha: Option<String>,
-    pub status: String,
-    pub verdict: Option<String>,
-    pub report_json: Option<String>,
-    pub comment_id: Option<String>,
-    pub created_at: String,
-    pub updated_at: String,
-}
-
-/// The run whose page id is `public_id`.
-pub async fn load_run(pool: &SqlitePool, public_id: &str) -> anyhow::Result<Option<RunRow>> {
-    let row = sqlx::query(
-        "SELECT id, forge, repo, pr, head_sha, base_sha, status, verdict, report_json, \
-         comment_id, created_at, updated_at FROM runs WHERE public_id = ?1",
+/// The pages' Content-Security-Policy: nothing is loaded from anywhere, and the one
+/// inline script runs because its hash is listed, so text from a report that slipped
+/// past escaping could still not run.
+pub fn content_security_policy() -> String {
+    let hash = base64::engine::general_purpose::STANDARD.encode(Sha256::digest(SCRIPT));
+    format!(
+        "default-src 'none'; style-src 'unsafe-inline'; img-src data:; script-src 'sha256-{hash}'; \
+         form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
     )
-    .bind(public_id)
-    .fetch_optional(pool)
-    .await
-    .context("reading the run")?;
-    let Some(r) = row else {
-        return Ok(None);
-    };
-    Ok(Some(RunRow {
-        id: r.try_get("id")?,
-        forge: r.try_get("forge")?,
-        repo: r.try_get("repo")?,
-        pr: r.try_get("pr")?,
-        head_sha: r.try_get("head_sha")?,
-        base_sha: r.try_get("base_sha")?,
-        status: r.try_get("status")?,
-        verdict: r.try_get("verdict")?,
-        report_json: r.try_get("report_json")?,
-        comment_id: r.try_get("comment_id")?,
-        created_at: r.try_get("created_at")?,
-        updated_at: r.try_get("updated_at")?,
-    }))
 }
 
 /// The template environment of the page, with its filters.
 pub fn environment() -> anyhow::Result<Environment<'static>> {
     let mut env = Environment::new();
     env.set_auto_escape_callback(|_| AutoEscape::Html);
-    env.add_filter("num", num);
-    env.add_filter("signed", signed);
-    env.add_filter("threshold", threshold);
     env.add_filter("load_plot", load_plot);
     env.add_template(TEMPLATE_NAME, TEMPLATE)
         .context("the run page template does not parse")?;
+    env.add_template(INDEX_TEMPLATE_NAME, INDEX_TEMPLATE)
+        .context("the run index template does not parse")?;
     Ok(env)
 }
 
@@ -86,48 +58,6 @@ fn load_plot(v: Value) -> Value {
         .and_then(|g| g.threshold.max)
         .map(|ms| ms.round() as u64);
     Value::from_safe_string(crate::load::svg_plot(&report.outcome, gate))
-}
-
-fn as_f64(v: &Value) -> Option<f64> {
-    if v.is_none() || v.is_undefined() {
-        return None;
-    }
-    f64::try_from(v.clone()).ok()
-}
-
-fn fmt3(x: f64) -> String {
-    let s = format!("{x:.3}");
-    if s == "-0.000" {
-        "0.000".to_string()
-    } else {
-        s
-    }
-}
-
-fn num(v: Value) -> String {
-    as_f64(&v).map(fmt3).unwrap_or_else(|| "—".to_string())
-}
-
-fn signed(v: Value) -> String {
-    match as_f64(&v) {
-        Some(x) if x > 0.0 => format!("+{}", fmt3(x)),
-        Some(x) => fmt3(x),
-        None => "—".to_string(),
-    }
-}
-
-fn threshold(v: Value) -> String {
-    if v.is_none() || v.is_undefined() {
-        return "—".to_string();
-    }
-    let min = v.get_attr("min").ok().as_ref().and_then(as_f64);
-    let max = v.get_attr("max").ok().as_ref().and_then(as_f64);
-    match (min, max) {
-        (Some(a), Some(b)) => format!("{} … {}", fmt3(a), fmt3(b)),
-        (Some(a), None) => format!("≥ {}", fmt3(a)),
-        (None, Some(b)) => format!("≤ {}", fmt3(b)),
-        (None, None) => "—".to_string(),
-    }
 }
 
 /// Link to the PR/MR on its forge, when the forge's web address can be derived.
@@ -151,14 +81,31 @@ pub fn pr_url(settings: &Settings, forge: &str, repo: &str, pr: i64) -> Option<S
     }
 }
 
-/// Renders the page of `run`.
-pub fn render(env: &Environment<'_>, settings: &Settings, run: &RunRow) -> anyhow::Result<String> {
-    let (report, report_error) = match &run.report_json {
+/// Renders the page of `run` (page id `public_id`) with the filters of `query`.
+pub fn render(
+    env: &Environment<'_>,
+    settings: &Settings,
+    run: &RunPage,
+    public_id: &str,
+    query: &PageQuery,
+) -> anyhow::Result<String> {
+    let (report, mut report_error) = match &run.report_json {
         None => (None, None),
         Some(text) => match serde_json::from_str::<serde_json::Value>(text) {
             Ok(v) => (Some(v), None),
             Err(e) => (None, Some(format!("not valid JSON: {e}"))),
         },
+    };
+    let view = match report
+        .clone()
+        .map(serde_json::from_value::<crate::report::Report>)
+    {
+        Some(Ok(r)) => Some(run_view::page_view(&r, run_view::Filter::of(query))),
+        Some(Err(e)) => {
+            report_error = Some(format!("not a report this version can show in full: {e}"));
+            None
+        }
+        None => None,
     };
     let mut run_ctx = serde_json::to_value(run).context("encoding the run")?;
     if let Some(obj) = run_ctx.as_object_mut() {
@@ -168,6 +115,10 @@ pub fn render(env: &Environment<'_>, settings: &Settings, run: &RunRow) -> anyho
             serde_json::to_value(pr_url(settings, &run.forge, &run.repo, run.pr))?,
         );
     }
+    let grant = match (query.exp, query.sig.as_deref()) {
+        (Some(exp), Some(sig)) => format!("?exp={exp}&sig={}", run_view::query_escape(sig)),
+        _ => String::new(),
+    };
     let tmpl = env
         .get_template(TEMPLATE_NAME)
         .context("the run page template is missing")?;
@@ -175,8 +126,105 @@ pub fn render(env: &Environment<'_>, settings: &Settings, run: &RunRow) -> anyho
         run => Value::from_serialize(&run_ctx),
         report => Value::from_serialize(&report),
         report_error => report_error,
+        view => Value::from_serialize(&view),
+        grant => minijinja::context! { exp => query.exp, sig => query.sig },
+        json_href => format!("{public_id}.json{grant}"),
+        script => Value::from_safe_string(SCRIPT.to_string()),
     })
     .map_err(|e| anyhow::anyhow!("rendering the run page: {e:#}"))
+}
+
+/// Runs the index shows per page unless `per_page` says otherwise, and at most.
+pub const INDEX_PER_PAGE: u32 = 50;
+pub const INDEX_MAX_PER_PAGE: u32 = 200;
+
+/// The index's query: which runs, and which page of them.
+#[derive(Clone, Debug, Default, serde::Deserialize)]
+pub struct IndexQuery {
+    #[serde(default)]
+    pub repo: String,
+    pub pr: Option<i64>,
+    pub page: Option<u64>,
+    pub per_page: Option<u32>,
+}
+
+impl IndexQuery {
+    pub fn filter(&self) -> RunFilter {
+        RunFilter {
+            repo: Some(self.repo.trim().to_string()).filter(|r| !r.is_empty()),
+            pr: self.pr,
+        }
+    }
+
+    /// (page from 1, runs per page).
+    pub fn page(&self) -> (u64, u32) {
+        (
+            self.page.unwrap_or(1).max(1),
+            self.per_page
+                .unwrap_or(INDEX_PER_PAGE)
+                .clamp(1, INDEX_MAX_PER_PAGE),
+        )
+    }
+
+    /// The index URL of page `page` with these filters.
+    fn href(&self, page: u64) -> String {
+        let mut q = Vec::new();
+        if let Some(repo) = self.filter().repo {
+            q.push(format!("repo={}", run_view::query_escape(&repo)));
+        }
+        if let Some(pr) = self.pr {
+            q.push(format!("pr={pr}"));
+        }
+        if let Some(n) = self.per_page {
+            q.push(format!("per_page={n}"));
+        }
+        q.push(format!("page={page}"));
+        format!("/runs?{}", q.join("&"))
+    }
+}
+
+/// Renders the index page: `runs` is one page plus possibly one more row, which only
+/// says that a next page exists.
+pub fn render_index(
+    env: &Environment<'_>,
+    settings: &Settings,
+    query: &IndexQuery,
+    mut runs: Vec<RunListing>,
+) -> anyhow::Result<String> {
+    let (page, per_page) = query.page();
+    let more = runs.len() > per_page as usize;
+    runs.truncate(per_page as usize);
+    let rows: Vec<serde_json::Value> = runs
+        .iter()
+        .map(|r| {
+            let mut v = serde_json::to_value(r)?;
+            if let Some(obj) = v.as_object_mut() {
+                obj.insert(
+                    "pr_url".into(),
+                    serde_json::to_value(pr_url(settings, &r.forge, &r.repo, r.pr))?,
+                );
+                obj.insert(
+                    "pr_href".into(),
+                    format!("/runs?repo={}&pr={}", run_view::query_escape(&r.repo), r.pr).into(),
+                );
+            }
+            Ok(v)
+        })
+        .collect::<Result<_, serde_json::Error>>()
+        .context("encoding the runs")?;
+    let filter = query.filter();
+    let tmpl = env
+        .get_template(INDEX_TEMPLATE_NAME)
+        .context("the run index template is missing")?;
+    tmpl.render(minijinja::context! {
+        runs => rows,
+        page => page,
+        prev_href => (page > 1).then(|| query.href(page - 1)),
+        next_href => more.then(|| query.href(page + 1)),
+        repo => filter.repo,
+        pr => filter.pr,
+    })
+    .map_err(|e| anyhow::anyhow!("rendering the run index: {e:#}"))
 }
 
 #[cfg(test)]

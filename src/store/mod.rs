@@ -219,6 +219,11 @@ impl Store {
     pub fn pool(&self) -> &SqlitePool {
         &self.pool
     }
+
+    /// The `runs` table of this database.
+    pub fn runs(&self) -> runs::Runs {
+        runs::Runs::new(self.pool.clone())
+    }
 }
 
 #[cfg(test)]

@@ -290,6 +290,82 @@ impl Runs {
     }
 }
 
+/// A run as its page shows it (`GET /runs/{id}`, `GET /runs/{id}.json`).
+#[derive(Clone, Debug, serde::Serialize, sqlx::FromRow)]
+pub struct RunPage {
+    pub id: i64,
+    pub forge: String,
+    pub repo: String,
+    pub pr: i64,
+    pub head_sha: String,
+    pub base_sha: Option<String>,
+    pub status: String,
+    pub verdict: Option<String>,
+    /// The SPEC §5 report exactly as stored; the JSON endpoint serves these bytes.
+    pub report_json: Option<String>,
+    pub comment_id: Option<String>,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+/// One line of the run index (`GET /runs`): no report, so a page of them stays small.
+#[derive(Clone, Debug, serde::Serialize, sqlx::FromRow)]
+pub struct RunListing {
+    pub public_id: String,
+    pub forge: String,
+    pub repo: String,
+    pub pr: i64,
+    pub head_sha: String,
+    pub status: String,
+    pub verdict: Option<String>,
+    pub tier: Option<String>,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+/// Which runs the index lists: all, or those of one repository, or of one PR of it.
+#[derive(Clone, Debug, Default)]
+pub struct RunFilter {
+    pub repo: Option<String>,
+    pub pr: Option<i64>,
+}
+
+impl Runs {
+    /// The run whose page id is `public_id`.
+    pub async fn by_public_id(&self, public_id: &str) -> anyhow::Result<Option<RunPage>> {
+        sqlx::query_as::<_, RunPage>(
+            "SELECT id, forge, repo, pr, head_sha, base_sha, status, verdict, report_json, \
+             comment_id, created_at, updated_at FROM runs WHERE public_id = ?1",
+        )
+        .bind(public_id)
+        .fetch_optional(&self.pool)
+        .await
+        .context("reading the run")
+    }
+
+    /// Up to `limit` runs matching `filter` after skipping `offset`, newest first (the
+    /// row id breaks ties between runs opened in the same millisecond).
+    pub async fn recent(
+        &self,
+        filter: &RunFilter,
+        limit: u32,
+        offset: u64,
+    ) -> anyhow::Result<Vec<RunListing>> {
+        sqlx::query_as::<_, RunListing>(
+            "SELECT public_id, forge, repo, pr, head_sha, status, verdict, tier, created_at, updated_at \
+             FROM runs WHERE public_id IS NOT NULL AND (?1 IS NULL OR repo = ?1) AND (?2 IS NULL OR pr = ?2) \
+             ORDER BY created_at DESC, id DESC LIMIT ?3 OFFSET ?4",
+        )
+        .bind(filter.repo.as_deref())
+        .bind(filter.pr)
+        .bind(i64::from(limit))
+        .bind(i64::try_from(offset).unwrap_or(i64::MAX))
+        .fetch_all(&self.pool)
+        .await
+        .context("listing runs")
+    }
+}
+
 #[cfg(test)]
 mod status_tests {
     use super::RunStatus;
