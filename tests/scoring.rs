@@ -486,3 +486,83 @@ async fn new_assertion_types_and_a_weighted_case_threshold_through_the_binary() 
     );
     assert!(!detail.contains("icontains-any"), "{detail}");
 }
+
+/// Grades by model: the cheap judge (`judge-1`) is unsure (0.5) about answers to
+/// "How long…", sure (0.95) about the rest; the heavy judge (`big-judge`) gives 0.9.
+struct TwoJudges;
+
+impl Respond for TwoJudges {
+    fn respond(&self, req: &Request) -> ResponseTemplate {
+        let body: Value = serde_json::from_slice(&req.body).unwrap_or(Value::Null);
+        let text = body["messages"].to_string();
+        let content = match body["model"].as_str() {
+            Some("judge-1") if text.contains("How long") => {
+                json!({"faithfulness": 0.5, "relevance": 0.9, "hallucination": false, "reason": "unsure"}).to_string()
+            }
+            Some("judge-1") => json!({"faithfulness": 0.95, "relevance": 0.9, "hallucination": false, "reason": "ok"}).to_string(),
+            Some("big-judge") => json!({"faithfulness": 0.9, "relevance": 0.9, "hallucination": false, "reason": "checked"}).to_string(),
+            _ => "Returns within 30 days.".to_string(),
+        };
+        ResponseTemplate::new(200).set_body_json(json!({
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 100, "completion_tokens": 10}
+        }))
+    }
+}
+
+/// SPEC §1 `judge_escalation`: answers whose cheap-judge score lands in the band are
+/// graded again by `release.judge`, whose grade counts; the report says how many and
+/// what it cost; the band and the heavy judge are in the score key.
+#[tokio::test]
+async fn ambiguous_answers_are_escalated_to_the_release_judge() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/v1/chat/completions"))
+        .respond_with(TwoJudges)
+        .mount(&server)
+        .await;
+    let url = format!("{}/v1", server.uri());
+    let (repo, _) = setup(&url, 1, true);
+    let config = repo.read(".promptgate.yml").replace(
+        "    metrics:\n",
+        "    judge_escalation: { band: [0.4, 0.7] }\n    metrics:\n",
+    );
+    repo.write(".promptgate.yml", &config);
+    repo.write(
+        "models/judge.yaml",
+        &format!("provider: openai\nmodel: big-judge\nbase_url: {url}\npricing: {{ input_per_1k_tokens: 1.0, output_per_1k_tokens: 1.0 }}\n"),
+    );
+    let base = repo.commit("escalation");
+    repo.write("prompts/user.j2", "Q: {{ q }}");
+    let head = repo.commit("prompt");
+    let (code, report) = check(&repo, &base, &head, &[]);
+    assert_eq!(code, 0, "{report}");
+    let suite = &report["suites"][0];
+    let e = &suite["judge_escalation"];
+    assert_eq!(e["judge"], "big-judge", "{suite}");
+    assert_eq!(e["judged"], 4, "2 cases at base and head: {e}");
+    assert_eq!(e["escalated"], 2, "case a at both sides: {e}");
+    // 2 escalated calls × (100 + 10 tokens) at $1 per 1k.
+    assert!((e["cost_usd"].as_f64().unwrap() - 0.22).abs() < 1e-9, "{e}");
+    // The heavy judge's 0.9 replaces the cheap 0.5: (0.9 + 0.95) / 2.
+    let faith = metric_of(suite, "faithfulness");
+    assert!(
+        (faith["head"].as_f64().unwrap() - 0.925).abs() < 1e-9,
+        "{faith}"
+    );
+    // 4 generations, 4 cheap judge calls, 2 escalations.
+    assert_eq!(report["usage"]["model_calls"], 10, "{report}");
+
+    // A wider band escalates more: a new score key, so the cases are scored again.
+    let wider = repo
+        .read(".promptgate.yml")
+        .replace("[0.4, 0.7]", "[0.4, 0.99]");
+    repo.write(".promptgate.yml", &wider);
+    let base2 = repo.commit("wider band");
+    let (_, again) = check(&repo, &base2, &base2, &["--full"]);
+    let e = &again["suites"][0]["judge_escalation"];
+    assert_eq!(
+        e["escalated"], e["judged"],
+        "every grade is in the band now: {e}"
+    );
+}

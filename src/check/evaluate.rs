@@ -234,29 +234,56 @@ async fn evaluate_sample(
             case.case.expected.as_deref(),
             &out.text,
         );
-        let key = keys::digest(
-            keys::JUDGE,
-            &json!({"model": spec.identity(), "messages": messages}),
-        );
-        let verdict = client
-            .chat(ChatRequest {
-                key,
-                spec: spec.clone(),
-                messages,
-                guardrail: None,
-            })
-            .await
-            .map_err(|e| format!("judge: {e}"))?;
-        all_cached &= verdict.cached;
-        let source = spend::Source::of(verdict.cached, client.replays(spec));
-        sample.calls += u64::from(source == spend::Source::Called);
-        sample.spend.charge(
-            CallKind::Judge,
-            ctx.evaluators.judge_pricing.as_ref(),
-            (verdict.value.input_tokens, verdict.value.output_tokens),
-            source,
-        );
-        sample.judge = Some(judge::parse(&verdict.value.text)?);
+        let pricing = ctx.evaluators.judge_pricing.as_ref();
+        let (grade, cached) = judge_once(client, spec, pricing, &messages, &mut sample).await?;
+        all_cached &= cached;
+        sample.judge = Some(grade);
+        // An ambiguous grade is asked again of the heavy judge, whose grade counts.
+        if let (Some(e), Some(g)) = (&ctx.evaluators.escalation, &sample.judge) {
+            if e.band.contains(g.faithfulness) || e.band.contains(g.relevance) {
+                let before = sample.spend.paid.judge;
+                let (grade, cached) =
+                    judge_once(client, &e.judge, e.pricing.as_ref(), &messages, &mut sample)
+                        .await
+                        .map_err(|m| format!("escalated {m}"))?;
+                all_cached &= cached;
+                sample.escalated = Some(sample.spend.paid.judge - before);
+                sample.judge = Some(grade);
+            }
+        }
     }
     Ok((sample, all_cached))
+}
+
+/// One judge call on `messages`, booked into `sample`: the parsed grade, and whether
+/// the answer came from the cache.
+async fn judge_once(
+    client: &ModelClient,
+    spec: &crate::config::ModelSpec,
+    pricing: Option<&crate::config::Pricing>,
+    messages: &[crate::execute::Message],
+    sample: &mut SampleScores,
+) -> Result<(judge::JudgeScores, bool), String> {
+    let key = keys::digest(
+        keys::JUDGE,
+        &json!({"model": spec.identity(), "messages": messages}),
+    );
+    let verdict = client
+        .chat(ChatRequest {
+            key,
+            spec: spec.clone(),
+            messages: messages.to_vec(),
+            guardrail: None,
+        })
+        .await
+        .map_err(|e| format!("judge: {e}"))?;
+    let source = spend::Source::of(verdict.cached, client.replays(spec));
+    sample.calls += u64::from(source == spend::Source::Called);
+    sample.spend.charge(
+        CallKind::Judge,
+        pricing,
+        (verdict.value.input_tokens, verdict.value.output_tokens),
+        source,
+    );
+    Ok((judge::parse(&verdict.value.text)?, verdict.cached))
 }

@@ -410,18 +410,23 @@ async fn plan_into(
 
     let full = opts.full || opts.tier == Tier::Release;
     let release = config.release.clone().unwrap_or_default();
-    let evaluators =
+    let (evaluators, escalation_judge) =
         match resolve_evaluators(source, &policy_rev, &config, opts.tier, &policy_text).await {
             Ok(e) => e,
             Err(d) => return Err(d.to_string()),
         };
 
+    let evaluator_specs: Vec<ModelSpec> = evaluators
+        .iter()
+        .chain(escalation_judge.as_ref().map(|(judge, _)| judge))
+        .cloned()
+        .collect();
     let endpoints = endpoint_policy(
         source,
         opts,
         &config,
         (!policy_is_heads).then_some(&policy_rev),
-        &evaluators,
+        &evaluator_specs,
     )
     .await?;
 
@@ -452,7 +457,7 @@ async fn plan_into(
             Tier::Release => release.samples.unwrap_or(suite.samples),
             Tier::Pr => suite.samples,
         };
-        let evaluators = suite_evaluators(suite, &evaluators);
+        let evaluators = suite_evaluators(suite, &evaluators, escalation_judge.as_ref());
         match plan_suite(
             source,
             revs,
@@ -517,7 +522,7 @@ async fn endpoint_policy(
     opts: &CheckOptions,
     config: &RepoConfig,
     trusted_rev: Option<&Rev>,
-    evaluators: &EvaluatorSpecs,
+    evaluators: &[ModelSpec],
 ) -> Result<EndpointPolicy, String> {
     let mut base_specs = Vec::new();
     if let Some(policy_rev) = trusted_rev {
@@ -643,14 +648,15 @@ async fn evaluate_planned(
     report.suites.sort_by(|a, b| a.name.cmp(&b.name));
 }
 
-/// The evaluators in force for the tier: `release.judge` replaces the judge on release.
+/// The evaluators in force for the tier: `release.judge` replaces the judge on release;
+/// on a PR it is the judge `judge_escalation` escalates to, when a suite asks.
 async fn resolve_evaluators(
     source: &dyn Source,
     rev: &Rev,
     config: &RepoConfig,
     tier: Tier,
     config_text: &str,
-) -> Result<EvaluatorSpecs, Diagnostics> {
+) -> Result<(EvaluatorSpecs, Option<(ModelSpec, Option<Pricing>)>), Diagnostics> {
     let judge_ref = match (tier, config.release.as_ref().and_then(|r| r.judge.as_ref())) {
         (Tier::Release, Some(j)) => Some(j),
         _ => config.evaluators.judge.as_ref(),
@@ -697,21 +703,47 @@ async fn resolve_evaluators(
     let (judge, judge_pricing) = resolve(judge_ref)
         .await
         .map_or((None, None), |(s, p)| (Some(s), p));
+    let escalates =
+        tier == Tier::Pr && config.suites.values().any(|s| s.judge_escalation.is_some());
+    let escalation_judge = if escalates {
+        resolve(config.release.as_ref().and_then(|r| r.judge.as_ref())).await
+    } else {
+        None
+    };
     if diags.is_empty() {
-        Ok(EvaluatorSpecs {
-            embedding,
-            judge,
-            embedding_pricing,
-            judge_pricing,
-        })
+        Ok((
+            EvaluatorSpecs {
+                embedding,
+                judge,
+                embedding_pricing,
+                judge_pricing,
+                escalation: None,
+            },
+            escalation_judge,
+        ))
     } else {
         Err(diags)
     }
 }
 
 /// Only the evaluators a suite's metrics use go into its score keys and calls.
-fn suite_evaluators(suite: &SuiteConfig, all: &EvaluatorSpecs) -> EvaluatorSpecs {
+fn suite_evaluators(
+    suite: &SuiteConfig,
+    all: &EvaluatorSpecs,
+    escalation_judge: Option<&(ModelSpec, Option<Pricing>)>,
+) -> EvaluatorSpecs {
+    let escalation = match (suite.judge_escalation, escalation_judge) {
+        (Some(band), Some((judge, pricing))) if suite.uses_judge() => {
+            Some(crate::plan::Escalation {
+                judge: judge.clone(),
+                pricing: pricing.clone(),
+                band,
+            })
+        }
+        _ => None,
+    };
     EvaluatorSpecs {
+        escalation,
         embedding: if suite.uses_embedding() {
             all.embedding.clone()
         } else {

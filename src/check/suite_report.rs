@@ -295,6 +295,27 @@ pub(super) fn suite_report(
     report.details = details;
     report.findings =
         super::findings::findings(p, &jobs, &head, &attacks_head, &report.flips.regressed);
+    report.judge_escalation = p.evaluators.escalation.as_ref().map(|e| {
+        // A shared case's one evaluation serves both sides: count it once.
+        let shared: HashSet<&str> = jobs
+            .iter()
+            .filter(|j| j.shared)
+            .map(|j| j.head.case.id.as_str())
+            .collect();
+        let samples: Vec<_> = head
+            .iter()
+            .chain(base.iter().filter(|c| !shared.contains(c.id.as_str())))
+            .flat_map(|c| c.samples.iter())
+            .filter(|s| s.judge.is_some())
+            .collect();
+        crate::report::EscalationSummary {
+            band: e.band.band,
+            judge: e.judge.model.clone(),
+            judged: samples.len(),
+            escalated: samples.iter().filter(|s| s.escalated.is_some()).count(),
+            cost_usd: samples.iter().filter_map(|s| s.escalated).sum(),
+        }
+    });
     report
 }
 

@@ -82,6 +82,24 @@ pub struct SuiteConfig {
     /// The suite's load test (release tier, `check --load`, `/promptgate run load`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub load: Option<super::load::LoadConfig>,
+    /// Re-judge ambiguous answers with `release.judge` (PR tier).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub judge_escalation: Option<JudgeEscalation>,
+}
+
+/// `judge_escalation: { band: [low, high] }`: an answer whose PR-judge faithfulness or
+/// relevance lands inside the band is judged again by `release.judge`, whose grade then
+/// counts ("use the heavy model when the cheaper model detects ambiguity").
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JudgeEscalation {
+    pub band: [f64; 2],
+}
+
+impl JudgeEscalation {
+    pub fn contains(&self, score: f64) -> bool {
+        score >= self.band[0] - 1e-12 && score <= self.band[1] + 1e-12
+    }
 }
 
 fn one() -> u32 {
@@ -507,6 +525,35 @@ impl RepoConfig {
             }
             if let Some(load) = &suite.load {
                 load.check(name, text, diags);
+            }
+            if let Some(e) = &suite.judge_escalation {
+                let [low, high] = e.band;
+                if !(0.0..=1.0).contains(&low) || !(0.0..=1.0).contains(&high) || low > high {
+                    diags.push(Diagnostic::new(
+                        file,
+                        line_of(text, "judge_escalation"),
+                        format!("suite `{name}`: judge_escalation.band [{low}, {high}] must be two scores in 0..1, low first"),
+                    ));
+                }
+                if !suite.uses_judge() {
+                    diags.push(Diagnostic::new(
+                        file,
+                        line_of(text, "judge_escalation"),
+                        format!("suite `{name}` sets `judge_escalation` but gates on no judge metric (faithfulness, relevance, hallucination_rate)"),
+                    ));
+                }
+                if cfg
+                    .release
+                    .as_ref()
+                    .and_then(|r| r.judge.as_ref())
+                    .is_none()
+                {
+                    diags.push(Diagnostic::new(
+                        file,
+                        line_of(text, "judge_escalation"),
+                        format!("suite `{name}` sets `judge_escalation` but `release.judge`, the judge it escalates to, is not set"),
+                    ));
+                }
             }
             if suite.runs_injection() && suite.untrusted_vars.is_empty() {
                 diags.push(Diagnostic::new(

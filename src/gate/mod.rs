@@ -182,6 +182,7 @@ mod tests {
                 failures: vec![],
             }),
             similarity: Some(sim),
+            escalated: None,
             judge: Some(JudgeScores {
                 faithfulness: sim,
                 relevance: 1.0,

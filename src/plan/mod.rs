@@ -30,12 +30,27 @@ pub struct EvaluatorSpecs {
     pub embedding_pricing: Option<Pricing>,
     #[serde(default)]
     pub judge_pricing: Option<Pricing>,
+    /// `judge_escalation`: ambiguous answers are judged again by this judge.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub escalation: Option<Escalation>,
+}
+
+/// The judge a suite escalates ambiguous answers to, and the band that is ambiguous.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Escalation {
+    pub judge: ModelSpec,
+    #[serde(default)]
+    pub pricing: Option<Pricing>,
+    pub band: crate::config::repo::JudgeEscalation,
 }
 
 impl EvaluatorSpecs {
     /// The judge and the embedding model, where set.
     pub fn iter(&self) -> impl Iterator<Item = &ModelSpec> {
-        self.judge.iter().chain(self.embedding.iter())
+        self.judge
+            .iter()
+            .chain(self.embedding.iter())
+            .chain(self.escalation.iter().map(|e| &e.judge))
     }
 }
 
@@ -397,6 +412,13 @@ pub fn score_key(input_keys: &[String], case: &Case, evaluators: &EvaluatorSpecs
     });
     if let (Some(t), Some(map)) = (case.threshold, key.as_object_mut()) {
         map.insert("threshold".into(), json!(t));
+    }
+    // Escalation changes which judge's grade counts: in the key only when configured.
+    if let (Some(e), Some(map)) = (&evaluators.escalation, key.as_object_mut()) {
+        map.insert(
+            "escalation".into(),
+            json!({"judge": e.judge.identity(), "band": e.band.band}),
+        );
     }
     keys::digest(keys::SCORE, &key)
 }

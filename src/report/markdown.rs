@@ -326,6 +326,15 @@ struct CommentView {
 }
 
 #[derive(Serialize)]
+struct EscalationView {
+    band: [f64; 2],
+    judge: String,
+    judged: usize,
+    escalated: usize,
+    cost: String,
+}
+
+#[derive(Serialize)]
 struct EstimateView {
     calls: u64,
     cost: String,
@@ -382,6 +391,7 @@ struct SuiteView {
     injection: Option<InjectionView>,
     guardrail: Option<GuardrailView>,
     load: Option<super::load::LoadView>,
+    judge_escalation: Option<EscalationView>,
     details: Vec<DetailView>,
     details_total: usize,
     details_more: usize,
@@ -685,6 +695,13 @@ fn suite_view(s: &SuiteReport, budget: &Budget) -> SuiteView {
         injection,
         guardrail,
         load: s.load.as_ref().map(super::load::LoadView::of),
+        judge_escalation: s.judge_escalation.as_ref().map(|e| EscalationView {
+            band: e.band,
+            judge: e.judge.clone(),
+            judged: e.judged,
+            escalated: e.escalated,
+            cost: fmt_usd(e.cost_usd),
+        }),
         details: order[..shown_details]
             .iter()
             .map(|d| detail_view(d, budget))

@@ -416,6 +416,9 @@ pub struct SuiteReport {
     /// The suite's load test, when it ran (release tier, `--load`, `run load`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub load: Option<LoadReport>,
+    /// `judge_escalation`: how many answers the heavy judge graded again, and its cost.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub judge_escalation: Option<EscalationSummary>,
     /// Errors that made the suite's verdict `error`, each naming file:line or the case.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<String>,
@@ -446,12 +449,27 @@ impl SuiteReport {
             injection: None,
             guardrail: None,
             load: None,
+            judge_escalation: None,
             errors: Vec::new(),
             flaky: Vec::new(),
             details: Vec::new(),
             findings: Vec::new(),
         }
     }
+}
+
+/// What `judge_escalation` did in a suite.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EscalationSummary {
+    pub band: [f64; 2],
+    /// The heavy judge (`release.judge`).
+    pub judge: String,
+    /// Answers the PR judge graded in this run (base and head, samples counted).
+    pub judged: usize,
+    /// Of those, graded again by the heavy judge because a score fell in the band.
+    pub escalated: usize,
+    /// What the escalated calls cost this run.
+    pub cost_usd: f64,
 }
 
 /// A run whose estimate breaks a budget limit.

@@ -55,6 +55,9 @@ pub struct SampleScores {
     pub assertions: Option<assertions::AssertOutcome>,
     pub similarity: Option<f64>,
     pub judge: Option<judge::JudgeScores>,
+    /// `judge_escalation` re-judged this answer with the heavy judge: what that call
+    /// cost this run (0 when cached).
+    pub escalated: Option<f64>,
 }
 
 /// A case's scores at one revision: means over its samples.
