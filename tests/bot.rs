@@ -988,3 +988,96 @@ async fn tickets_over_the_cap_share_one_summary_issue() {
     assert_eq!(statuses, ["opened", "capped"], "{report}");
     svc.stop().await;
 }
+
+/// Another PR that produces the same output finds the same ticket: a comment naming
+/// that PR, no second issue.
+#[tokio::test]
+async fn a_second_pr_with_the_same_finding_comments_on_the_first_ticket() {
+    const OTHER_PR: u64 = 3;
+    let h = Harness::start().await;
+    let m = common::fake_openai().await;
+    let model_url = format!("{}/v1", m.uri());
+    seed_ticketed(&h, &model_url, &[HEAD, NEW_HEAD]);
+    let mut second = pull(NEW_HEAD, REPO);
+    second["number"] = json!(OTHER_PR);
+    h.state().pulls = vec![pull(HEAD, REPO), second];
+    let dir = tempfile::tempdir().unwrap();
+    let svc = start(&h, &db_path(&dir)).await;
+    let opened = fixture("github/webhook.pull_request.opened.octokit.json");
+    assert_eq!(svc.github("pull_request", "p2", SECRET, &opened).await, 202);
+    assert_eq!(final_status(&h, HEAD).await.state, "success");
+    let mut other: Value = serde_json::from_slice(&opened).unwrap();
+    other["number"] = json!(OTHER_PR);
+    other["pull_request"]["number"] = json!(OTHER_PR);
+    let other = serde_json::to_vec(&other).unwrap();
+    assert_eq!(svc.github("pull_request", "p3", SECRET, &other).await, 202);
+    assert_eq!(final_status(&h, NEW_HEAD).await.state, "success");
+    let issues = h.issues();
+    assert_eq!(issues.len(), 1, "{issues:#?}");
+    let comments = h.issue_comments(issues[0].number);
+    assert_eq!(comments.len(), 1, "{comments:#?}");
+    assert!(
+        comments[0].body.contains("Seen again in #3"),
+        "{}",
+        comments[0].body
+    );
+    svc.stop().await;
+}
+
+/// GitLab: the ticket is a project issue with the labels, found again by a later head.
+#[tokio::test]
+async fn a_gitlab_hallucination_opens_one_project_issue() {
+    use common::gitlab::{FakeGitLab, MergeRequest};
+    const PID: u64 = 4580910;
+    const IID: u64 = 12;
+    const GL_HEAD: &str = "d2eae324ca26242abca45d7b49d582cddb2a4f15";
+    let m = common::fake_openai().await;
+    let model_url = format!("{}/v1", m.uri());
+    let gl = FakeGitLab::start().await;
+    gl.add_project(PID, "lkysow/atlantis-example");
+    gl.set_branch(PID, "main", BASE);
+    let mut mr = MergeRequest::new(PID, IID, BASE, GL_HEAD);
+    mr.diffs = vec![("prompts/user.j2".into(), "prompts/user.j2".into())];
+    gl.add_mr(mr);
+    // The files seed_ticketed writes to the fake GitHub, here in the fake GitLab.
+    let h = Harness::start().await;
+    seed_ticketed(&h, &model_url, &[HEAD]);
+    let files = h.state().files.clone();
+    for ((sha, path), bytes) in files {
+        let sha = if sha == HEAD {
+            GL_HEAD.to_string()
+        } else {
+            sha
+        };
+        gl.add_file(PID, &sha, &path, &bytes);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let svc = start_gitlab(&gl, &db_path(&dir)).await;
+    let open = fixture("gitlab/webhook.merge_request.open.atlantis.json");
+    assert_eq!(
+        svc.gitlab("Merge Request Hook", "g-1", GITLAB_SECRET, &open)
+            .await,
+        202
+    );
+    svc.drained().await;
+    let issues = gl.issues(PID);
+    assert_eq!(issues.len(), 1, "{issues:#?}");
+    assert_eq!(issues[0].labels, vec!["llm-quality".to_string()]);
+    assert!(
+        issues[0].title.contains("hallucination in billing / b"),
+        "{issues:#?}"
+    );
+    assert!(
+        issues[0].description.contains("!12"),
+        "names the MR: {}",
+        issues[0].description
+    );
+    assert!(issues[0].description.contains("<!-- promptgate:ticket:"));
+    let notes = gl.notes(PID, IID);
+    assert!(
+        notes[0].body.contains("**Tickets:** 1 opened"),
+        "{}",
+        notes[0].body
+    );
+    svc.stop().await;
+}
