@@ -566,3 +566,119 @@ async fn ambiguous_answers_are_escalated_to_the_release_judge() {
         "every grade is in the band now: {e}"
     );
 }
+
+/// Echoes generations, embeds by bag of words, and grades rubrics: 0.9 when the graded
+/// answer says "please", else 0.2.
+struct Rubrics;
+
+impl Respond for Rubrics {
+    fn respond(&self, req: &Request) -> ResponseTemplate {
+        let body: Value = serde_json::from_slice(&req.body).unwrap_or(Value::Null);
+        if req.url.path().ends_with("/embeddings") {
+            let input = body["input"].as_str().unwrap_or_default();
+            return ResponseTemplate::new(200).set_body_json(json!({
+                "data": [{"index": 0, "embedding": common::bag_of_words(input)}],
+                "usage": {"prompt_tokens": 3}
+            }));
+        }
+        let messages = body["messages"].as_array().cloned().unwrap_or_default();
+        let last = messages
+            .last()
+            .and_then(|m| m["content"].as_str())
+            .unwrap_or_default()
+            .to_string();
+        let content = if messages[0]["content"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("against a rubric")
+        {
+            let answer = last.split("## Answer to grade").nth(1).unwrap_or_default();
+            let score = if answer.contains("please") { 0.9 } else { 0.2 };
+            json!({"score": score, "reason": "fake rubric"}).to_string()
+        } else {
+            last
+        };
+        ResponseTemplate::new(200).set_body_json(json!({
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 10, "completion_tokens": 5}
+        }))
+    }
+}
+
+/// SPEC §2 `similar` and `llm-rubric`: graded by the evaluators, whatever the suite's
+/// metrics; the grade and the threshold decide; the grader is in the score key.
+#[tokio::test]
+async fn similar_and_llm_rubric_assertions_are_graded_by_the_evaluators() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(Rubrics)
+        .mount(&server)
+        .await;
+    let url = format!("{}/v1", server.uri());
+    let repo = TestRepo::new();
+    repo.write(
+        ".promptgate.yml",
+        &format!("version: 1\nsuites:\n  s:\n    prompts: {{ user: prompts/user.j2 }}\n    model: models/m.yaml\n    dataset: evals/s.jsonl\n    metrics:\n      assertions: {{ min: 0.0 }}\nevaluators:\n  embedding: {{ provider: openai, model: embed-1, base_url: \"{url}\" }}\n  judge: {{ provider: openai, model: judge-1, base_url: \"{url}\" }}\n"),
+    );
+    repo.write("prompts/user.j2", "{{ q }}");
+    repo.write(
+        "models/m.yaml",
+        &format!("provider: openai\nmodel: chat-1\nbase_url: {url}\n"),
+    );
+    repo.write(
+        "evals/s.jsonl",
+        concat!(
+            r#"{"id": "polite", "vars": {"q": "please return the shoes within 30 days"}, "assert": [{"type": "similar", "value": "return the shoes within 30 days please", "threshold": 0.9}, {"type": "llm-rubric", "value": "The answer is polite.", "threshold": 0.8}]}"#,
+            "\n",
+            r#"{"id": "curt", "vars": {"q": "returns: 30 days"}, "assert": [{"type": "llm-rubric", "value": "The answer is polite.", "threshold": 0.8}]}"#,
+            "\n",
+            r#"{"id": "far", "vars": {"q": "our store opens at nine"}, "assert": [{"type": "similar", "value": "return the shoes within 30 days"}]}"#,
+            "\n"
+        ),
+    );
+    let base = repo.commit("base");
+    repo.write("prompts/user.j2", "{{ q }} ");
+    let head = repo.commit("head");
+    let (_, report) = check(&repo, &base, &head, &[]);
+    let suite = &report["suites"][0];
+    assert_eq!(suite["verdict"], "pass", "{suite}");
+    let failing: Vec<&str> = suite["failures"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["case"].as_str().unwrap())
+        .collect();
+    assert_eq!(failing, ["curt", "far"], "{suite}");
+    let detail = suite["failures"].to_string();
+    assert!(
+        detail.contains("scored 0.200 (at least 0.8): fake rubric"),
+        "{detail}"
+    );
+    // One in three cases passes its assertions.
+    let m = metric_of(suite, "assertions");
+    assert!(
+        (m["head"].as_f64().unwrap() - 1.0 / 3.0).abs() < 1e-9,
+        "{m}"
+    );
+
+    // No embedding evaluator: `similar` cannot be graded, and that is an error.
+    let no_embed = repo
+        .read(".promptgate.yml")
+        .lines()
+        .filter(|l| !l.contains("embedding:"))
+        .collect::<Vec<_>>()
+        .join("\n")
+        + "\n";
+    repo.write(".promptgate.yml", &no_embed);
+    let base2 = repo.commit("no embedding");
+    repo.write("prompts/user.j2", "{{ q }}  ");
+    let head2 = repo.commit("head2");
+    let (code, report) = check(&repo, &base2, &head2, &[]);
+    assert_eq!(code, 2, "{report}");
+    assert!(
+        report["suites"][0]["errors"]
+            .to_string()
+            .contains("assertion `similar` needs `evaluators.embedding`"),
+        "{report}"
+    );
+}

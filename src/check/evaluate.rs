@@ -187,11 +187,14 @@ async fn evaluate_sample(
         source,
     );
     if !case.case.asserts.is_empty() {
+        let (graded, cached) = grade_assertions(ctx, case, &out.text, client, &mut sample).await?;
+        all_cached &= cached;
         let subject = assertions::Subject {
             output: &out.text,
             expected: case.case.expected.as_deref(),
             latency_ms: out.latency_ms,
             cost_usd: sample.cost_usd,
+            graded: Some(&graded),
         };
         sample.assertions = Some(assertions::evaluate(
             &case.case.asserts,
@@ -253,6 +256,111 @@ async fn evaluate_sample(
         }
     }
     Ok((sample, all_cached))
+}
+
+/// The system prompt of an `llm-rubric` grade: the user's rubric, strict JSON back.
+const RUBRIC_SYSTEM: &str = "You grade an answer produced by an AI assistant against a rubric. \
+Reply with exactly one JSON object and nothing else, of the form \
+{\"score\": <number 0..1>, \"reason\": \"<one short sentence>\"}, where 1 means the answer \
+fully meets the rubric and 0 that it does not meet it at all.";
+
+/// Grades the case's model-graded assertions on `output`: `similar` by the cosine of
+/// the embeddings, `llm-rubric` by the judge. A grader that is missing or fails is an
+/// error of the case, never a failed (or passed) assertion.
+async fn grade_assertions(
+    ctx: &CaseCtx<'_>,
+    case: &PlannedCase,
+    output: &str,
+    client: &ModelClient,
+    sample: &mut SampleScores,
+) -> Result<(std::collections::HashMap<String, (f64, String)>, bool), String> {
+    use crate::config::assertion::grading_key;
+    use crate::config::AssertionKind;
+    let mut graded = std::collections::HashMap::new();
+    let mut all_cached = true;
+    for a in &case.case.asserts {
+        let Some(text) = a.graded_text(case.case.expected.as_deref()) else {
+            continue;
+        };
+        let text = text?;
+        let key = grading_key(a.kind, &text);
+        if graded.contains_key(&key) {
+            continue;
+        }
+        let grade = match a.kind {
+            AssertionKind::Similar => {
+                let spec =
+                    ctx.evaluators.assert_embedding.as_ref().ok_or(
+                        "assertion `similar` needs `evaluators.embedding` in .promptgate.yml",
+                    )?;
+                let pricing = ctx.evaluators.embedding_pricing.as_ref();
+                let mut vectors = Vec::new();
+                for t in [output, text.as_str()] {
+                    let req_key =
+                        keys::digest(keys::EMBED, &json!({"model": spec.identity(), "text": t}));
+                    let e = client
+                        .embed(EmbedRequest {
+                            key: req_key,
+                            spec: spec.clone(),
+                            text: t.to_string(),
+                        })
+                        .await
+                        .map_err(|e| format!("assertion `similar`: embedding: {e}"))?;
+                    all_cached &= e.cached;
+                    sample.spend.charge(
+                        CallKind::Embedding,
+                        pricing,
+                        (e.value.input_tokens, 0),
+                        spend::Source::of(e.cached, client.replays(spec)),
+                    );
+                    vectors.push(e.value.vector);
+                }
+                let cos = score::cosine(&vectors[0], &vectors[1])
+                    .ok_or("assertion `similar`: the embeddings cannot be compared")?;
+                (cos, "cosine of the embeddings".to_string())
+            }
+            AssertionKind::LlmRubric => {
+                let spec =
+                    ctx.evaluators.assert_judge.as_ref().ok_or(
+                        "assertion `llm-rubric` needs `evaluators.judge` in .promptgate.yml",
+                    )?;
+                let messages = vec![
+                    crate::execute::Message::new("system", RUBRIC_SYSTEM),
+                    crate::execute::Message::new(
+                        "user",
+                        format!("## Rubric\n{text}\n\n## Answer to grade\n{output}\n\nReply with the JSON object only."),
+                    ),
+                ];
+                let req_key = keys::digest(
+                    keys::JUDGE,
+                    &json!({"model": spec.identity(), "messages": messages}),
+                );
+                let answer = client
+                    .chat(ChatRequest {
+                        key: req_key,
+                        spec: spec.clone(),
+                        messages,
+                        guardrail: None,
+                    })
+                    .await
+                    .map_err(|e| format!("assertion `llm-rubric`: judge: {e}"))?;
+                all_cached &= answer.cached;
+                let source = spend::Source::of(answer.cached, client.replays(spec));
+                sample.calls += u64::from(source == spend::Source::Called);
+                sample.spend.charge(
+                    CallKind::Judge,
+                    ctx.evaluators.judge_pricing.as_ref(),
+                    (answer.value.input_tokens, answer.value.output_tokens),
+                    source,
+                );
+                judge::parse_rubric(&answer.value.text)
+                    .map_err(|e| format!("assertion `llm-rubric`: {e}"))?
+            }
+            _ => continue,
+        };
+        graded.insert(key, grade);
+    }
+    Ok((graded, all_cached))
 }
 
 /// One judge call on `messages`, booked into `sample`: the parsed grade, and whether

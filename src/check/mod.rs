@@ -718,6 +718,8 @@ async fn resolve_evaluators(
                 embedding_pricing,
                 judge_pricing,
                 escalation: None,
+                assert_embedding: None,
+                assert_judge: None,
             },
             escalation_judge,
         ))
@@ -744,6 +746,8 @@ fn suite_evaluators(
     };
     EvaluatorSpecs {
         escalation,
+        assert_embedding: all.embedding.clone(),
+        assert_judge: all.judge.clone(),
         embedding: if suite.uses_embedding() {
             all.embedding.clone()
         } else {

@@ -64,6 +64,8 @@ kinds! {
     WordCount = "word-count",
     Latency = "latency",
     Cost = "cost",
+    Similar = "similar",
+    LlmRubric = "llm-rubric",
 }
 
 impl AssertionKind {
@@ -75,7 +77,15 @@ impl AssertionKind {
     /// Whether the type is scored against a `threshold` (the others pass or fail).
     fn scored(self) -> bool {
         use AssertionKind::*;
-        matches!(self, Levenshtein | RougeL | Bleu | Latency | Cost)
+        matches!(
+            self,
+            Levenshtein | RougeL | Bleu | Latency | Cost | Similar | LlmRubric
+        )
+    }
+
+    /// Types graded by a model (the embedding evaluator, the judge) during evaluation.
+    pub fn model_graded(self) -> bool {
+        matches!(self, AssertionKind::Similar | AssertionKind::LlmRubric)
     }
 }
 
@@ -167,6 +177,22 @@ pub enum Check {
     Cost {
         max_usd: f64,
     },
+    /// `similar` / `llm-rubric`: the grade a model gave, looked up by [`grading_key`].
+    Graded {
+        key: String,
+        min: f64,
+    },
+}
+
+/// Default minimum cosine of a `similar` assertion.
+pub const DEFAULT_SIMILAR_MIN: f64 = 0.8;
+/// Default minimum rubric score of an `llm-rubric` assertion.
+pub const DEFAULT_RUBRIC_MIN: f64 = 0.5;
+
+/// Where a model-graded assertion's grade is kept for the run: its type and text (the
+/// reference of `similar`, the rubric of `llm-rubric`).
+pub fn grading_key(kind: AssertionKind, text: &str) -> String {
+    format!("{}\u{0}{text}", kind.as_str())
 }
 
 /// One `{path, equals | exists}` check of a `json-path` assertion.
@@ -253,6 +279,14 @@ impl Assertion {
             },
             Cost => Check::Cost {
                 max_usd: self.required_bound("the most USD the generation may cost")?,
+            },
+            Similar => Check::Graded {
+                key: grading_key(kind, &self.reference(expected)?),
+                min: self.bound(DEFAULT_SIMILAR_MIN, 1.0)?,
+            },
+            LlmRubric => Check::Graded {
+                key: grading_key(kind, self.text()?),
+                min: self.bound(DEFAULT_RUBRIC_MIN, 1.0)?,
             },
         };
         Ok(Compiled {
@@ -382,6 +416,17 @@ impl Assertion {
                 })
             })
             .collect()
+    }
+
+    /// What a model must grade for this assertion, when it is model-graded: the
+    /// reference text of `similar` (its `value`, else `expected`), the rubric of
+    /// `llm-rubric`.
+    pub fn graded_text(&self, expected: Option<&str>) -> Option<Result<String, String>> {
+        match self.kind {
+            AssertionKind::Similar => Some(self.reference(expected)),
+            AssertionKind::LlmRubric => Some(self.text().map(str::to_string)),
+            _ => None,
+        }
     }
 
     /// The text a similarity type compares with: its `value`, else the case's

@@ -33,6 +33,13 @@ pub struct EvaluatorSpecs {
     /// `judge_escalation`: ambiguous answers are judged again by this judge.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub escalation: Option<Escalation>,
+    /// The evaluators model-graded assertions use (`similar`: the embedding model,
+    /// `llm-rubric`: the judge), whatever the suite's metrics; in a case's score key
+    /// only when the case has such an assertion.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub assert_embedding: Option<ModelSpec>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub assert_judge: Option<ModelSpec>,
 }
 
 /// The judge a suite escalates ambiguous answers to, and the band that is ambiguous.
@@ -51,6 +58,8 @@ impl EvaluatorSpecs {
             .iter()
             .chain(self.embedding.iter())
             .chain(self.escalation.iter().map(|e| &e.judge))
+            .chain(self.assert_embedding.iter())
+            .chain(self.assert_judge.iter())
     }
 }
 
@@ -412,6 +421,25 @@ pub fn score_key(input_keys: &[String], case: &Case, evaluators: &EvaluatorSpecs
     });
     if let (Some(t), Some(map)) = (case.threshold, key.as_object_mut()) {
         map.insert("threshold".into(), json!(t));
+    }
+    // Model-graded assertions depend on their grader: in the key only where used.
+    let uses = |k: crate::config::AssertionKind| case.asserts.iter().any(|a| a.kind == k);
+    if let Some(map) = key.as_object_mut() {
+        if uses(crate::config::AssertionKind::Similar) {
+            map.insert(
+                "assert_embedding".into(),
+                json!(evaluators
+                    .assert_embedding
+                    .as_ref()
+                    .map(ModelSpec::identity)),
+            );
+        }
+        if uses(crate::config::AssertionKind::LlmRubric) {
+            map.insert(
+                "assert_judge".into(),
+                json!(evaluators.assert_judge.as_ref().map(ModelSpec::identity)),
+            );
+        }
     }
     // Escalation changes which judge's grade counts: in the key only when configured.
     if let (Some(e), Some(map)) = (&evaluators.escalation, key.as_object_mut()) {

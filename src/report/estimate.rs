@@ -11,8 +11,8 @@ pub const METHOD: &str = "calls: the planned requests not in the result cache; i
 characters / 4 of the rendered messages (a rule of thumb for English under BPE tokenizers, \
 no tokenizer is run); output tokens: the cached answer of the same case at the other side, \
 else the case's `expected` answer, else the manifest's max_tokens, else 256; judge answers 60 \
-tokens; priced with the manifests' pricing; judge escalations are not estimated (they depend on \
-the grades)";
+tokens; priced with the manifests' pricing; judge escalations and the grades of `similar` and \
+`llm-rubric` assertions are not estimated";
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Estimate {

@@ -19,6 +19,9 @@ pub struct Subject<'a> {
     pub latency_ms: u64,
     /// `None` when the model manifest has no `pricing`.
     pub cost_usd: Option<f64>,
+    /// The grades of model-graded assertions (`similar`, `llm-rubric`), by
+    /// [`grading_key`](crate::config::assertion::grading_key): a score and why.
+    pub graded: Option<&'a std::collections::HashMap<String, (f64, String)>>,
 }
 
 /// Checks every assertion. With no case `threshold` the case passes when every
@@ -194,6 +197,13 @@ fn holds(check: &Check, s: &Subject) -> (bool, String) {
                 format!("the generation cost ${c:.6} (at most ${max_usd})"),
             ),
             None => (false, "no cost: the model manifest has no `pricing`".into()),
+        },
+        Check::Graded { key, min } => match s.graded.and_then(|g| g.get(key)) {
+            Some((score, why)) => (
+                *score + 1e-12 >= *min,
+                format!("scored {score:.3} (at least {min}): {why}"),
+            ),
+            None => (false, "was not graded".into()),
         },
     }
 }

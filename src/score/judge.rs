@@ -52,13 +52,7 @@ pub fn prompt(
 /// Parses the judge's answer. One surrounding code fence is tolerated; any other text,
 /// a missing field, or a score outside 0..1 is an error that quotes the answer.
 pub fn parse(answer: &str) -> Result<JudgeScores, String> {
-    let text = strip_fence(answer.trim());
-    let excerpt: String = answer.chars().take(200).collect();
-    let value: serde_json::Value = serde_json::from_str(text)
-        .map_err(|e| format!("judge answer is not strict JSON ({e}): {excerpt:?}"))?;
-    let obj = value
-        .as_object()
-        .ok_or_else(|| format!("judge answer is not a JSON object: {excerpt:?}"))?;
+    let (obj, excerpt) = json_object(answer)?;
     let unit = |name: &str| -> Result<f64, String> {
         let v = obj
             .get(name)
@@ -87,6 +81,41 @@ pub fn parse(answer: &str) -> Result<JudgeScores, String> {
         hallucination,
         reason,
     })
+}
+
+/// The judge's answer as one JSON object (one surrounding code fence tolerated), and
+/// an excerpt of it for messages.
+fn json_object(
+    answer: &str,
+) -> Result<(serde_json::Map<String, serde_json::Value>, String), String> {
+    let text = strip_fence(answer.trim());
+    let excerpt: String = answer.chars().take(200).collect();
+    let value: serde_json::Value = serde_json::from_str(text)
+        .map_err(|e| format!("judge answer is not strict JSON ({e}): {excerpt:?}"))?;
+    match value {
+        serde_json::Value::Object(obj) => Ok((obj, excerpt)),
+        _ => Err(format!("judge answer is not a JSON object: {excerpt:?}")),
+    }
+}
+
+/// Parses an `llm-rubric` grade: `{"score": 0..1, "reason": "..."}`, strictly.
+pub fn parse_rubric(answer: &str) -> Result<(f64, String), String> {
+    let (obj, excerpt) = json_object(answer)?;
+    let score = obj
+        .get("score")
+        .and_then(|v| v.as_f64())
+        .ok_or_else(|| format!("rubric grade has no numeric `score`: {excerpt:?}"))?;
+    if !(0.0..=1.0).contains(&score) {
+        return Err(format!(
+            "rubric `score` {score} is outside 0..1: {excerpt:?}"
+        ));
+    }
+    let reason = obj
+        .get("reason")
+        .and_then(|v| v.as_str())
+        .unwrap_or_default()
+        .to_string();
+    Ok((score, reason))
 }
 
 #[cfg(test)]
