@@ -24,6 +24,7 @@ pub mod execute;
 pub mod executor;
 pub mod forge;
 pub mod gate;
+pub mod import;
 pub mod inject;
 pub mod load;
 pub mod plan;

@@ -74,6 +74,27 @@ enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// Translate another tool's config into promptgate files.
+    Import {
+        #[command(subcommand)]
+        command: ImportCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ImportCommand {
+    /// Write `.promptgate.yml`, templates, manifests and a dataset from a promptfoo
+    /// config, and list every construct that could not be translated.
+    Promptfoo {
+        /// The promptfoo config (`promptfooconfig.yaml`).
+        config: PathBuf,
+        /// The repository to write into (default: the current directory).
+        #[arg(long, default_value = ".")]
+        out: PathBuf,
+        /// Overwrite files that exist.
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -205,6 +226,9 @@ fn main() -> ExitCode {
             Command::Baseline(args) => run_baseline(*args).await,
             Command::Validate { repo, rev } => run_validate(repo, rev).await,
             Command::Serve { config } => run_serve(config).await,
+            Command::Import {
+                command: ImportCommand::Promptfoo { config, out, force },
+            } => run_import_promptfoo(&config, &out, force),
             Command::Audit { command } => match command {
                 AuditCommand::Verify { database } => {
                     audit::cli::verify_command(database.as_deref(), &mut std::io::stdout()).await
@@ -538,6 +562,40 @@ impl RunArgs {
 /// `promptgate baseline`: what the bot does on a push to the default branch, for CI
 /// systems without the bot. Exit 0 once every result is cached (whatever the gates say
 /// about the default branch: that is for PRs to compare against), 2 on an error.
+/// `promptgate import promptfoo`: exit 0 when everything was translated, 1 when some
+/// constructs were not (they are listed), 2 when nothing could be written.
+fn run_import_promptfoo(
+    config: &std::path::Path,
+    out: &std::path::Path,
+    force: bool,
+) -> anyhow::Result<u8> {
+    let text = std::fs::read_to_string(config)
+        .map_err(|e| anyhow::anyhow!("reading {}: {e}", config.display()))?;
+    let dir = config
+        .parent()
+        .map(std::path::Path::to_path_buf)
+        .unwrap_or_default();
+    let read = |rel: &str| {
+        std::fs::read_to_string(dir.join(rel))
+            .map_err(|e| format!("{}: file://{rel}: {e}", config.display()))
+    };
+    let imported = match promptgate::import::promptfoo::translate(&text, &read) {
+        Ok(i) => i,
+        Err(e) => {
+            eprintln!("promptgate: error: {}: {e}", config.display());
+            return Ok(2);
+        }
+    };
+    let written = promptgate::import::write(out, &imported, force)?;
+    for path in &written {
+        println!("wrote {}", path.display());
+    }
+    for u in &imported.untranslated {
+        println!("not translated: {}: {u}", config.display());
+    }
+    Ok(u8::from(!imported.untranslated.is_empty()))
+}
+
 async fn run_baseline(args: BaselineArgs) -> anyhow::Result<u8> {
     let source = GitSource::open(&args.repo).await?;
     let sha = match &args.rev {
