@@ -119,6 +119,7 @@ async fn converse_request_and_response() {
         max_tokens: Some(64),
         top_p: Some(0.25),
         stop: Some(vec!["END".into()]),
+        ..Parameters::default()
     };
     let c = client(3).await;
     let got = c.chat(chat_req(params)).await.unwrap();

@@ -75,6 +75,7 @@ async fn chat_sends_model_messages_and_parameters_and_parses_usage() {
         max_tokens: Some(64),
         top_p: Some(0.5),
         stop: Some(vec!["END".into()]),
+        ..Parameters::default()
     };
     let provider = OpenAiProvider::new();
     let resp = provider

@@ -195,6 +195,7 @@ async fn evaluate_sample(
             latency_ms: out.latency_ms,
             cost_usd: sample.cost_usd,
             graded: Some(&graded),
+            tool_calls: &out.tool_calls,
         };
         sample.assertions = Some(assertions::evaluate(
             &case.case.asserts,

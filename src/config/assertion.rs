@@ -66,6 +66,9 @@ kinds! {
     Cost = "cost",
     Similar = "similar",
     LlmRubric = "llm-rubric",
+    ToolCalled = "tool-called",
+    NotToolCalled = "not-tool-called",
+    ToolArgsSchema = "tool-args-schema",
 }
 
 impl AssertionKind {
@@ -176,6 +179,13 @@ pub enum Check {
     },
     Cost {
         max_usd: f64,
+    },
+    /// `tool-called`: the answer called the named tool.
+    ToolCalled(String),
+    /// `tool-args-schema`: the answer called the tool, with arguments the schema takes.
+    ToolArgsSchema {
+        name: String,
+        validator: Box<jsonschema::Validator>,
     },
     /// `similar` / `llm-rubric`: the grade a model gave, looked up by [`grading_key`].
     Graded {
@@ -288,6 +298,8 @@ impl Assertion {
                 key: grading_key(kind, self.text()?),
                 min: self.bound(DEFAULT_RUBRIC_MIN, 1.0)?,
             },
+            ToolCalled | NotToolCalled => Check::ToolCalled(self.text()?.to_string()),
+            ToolArgsSchema => self.tool_args_schema()?,
         };
         Ok(Compiled {
             check,
@@ -366,6 +378,29 @@ impl Assertion {
         }
         b.build()
             .map_err(|e| format!("assertion `{name}` does not compile: {e}"))
+    }
+
+    /// `tool-args-schema`'s `value`: `{"name": <tool>, "schema": <JSON Schema>}`.
+    fn tool_args_schema(&self) -> Result<Check, String> {
+        let bad = || {
+            "assertion `tool-args-schema` needs a `value` {\"name\": <tool name>, \"schema\": <JSON Schema>}".to_string()
+        };
+        let v = self
+            .value
+            .as_ref()
+            .and_then(Value::as_object)
+            .ok_or_else(bad)?;
+        if v.keys().any(|k| k != "name" && k != "schema") {
+            return Err(bad());
+        }
+        let name = v.get("name").and_then(Value::as_str).ok_or_else(bad)?;
+        let schema = v.get("schema").ok_or_else(bad)?;
+        let validator = jsonschema::validator_for(schema)
+            .map_err(|e| format!("assertion `tool-args-schema` has an invalid schema: {e}"))?;
+        Ok(Check::ToolArgsSchema {
+            name: name.to_string(),
+            validator: Box::new(validator),
+        })
     }
 
     fn path_checks(&self) -> Result<Vec<PathCheck>, String> {
@@ -516,6 +551,13 @@ impl Assertion {
         if self.kind == AssertionKind::JsonSchema {
             return name.to_string();
         }
+        if self.kind == AssertionKind::ToolArgsSchema {
+            // The schema is long; the tool it checks is what a reader needs.
+            return match v.get("name") {
+                Some(tool) => format!("{name} {tool}"),
+                None => name.to_string(),
+            };
+        }
         let shown = v.to_string();
         if shown.chars().count() <= MAX_CHARS {
             format!("{name} {shown}")
@@ -610,6 +652,19 @@ mod tests {
                 "takes no `value`",
             ),
             (json!({"type": "word-count"}), "needs `min` and/or `max`"),
+            (json!({"type": "tool-called"}), "needs a string `value`"),
+            (
+                json!({"type": "tool-args-schema", "value": {"schema": {}}}),
+                "needs a `value` {\"name\"",
+            ),
+            (
+                json!({"type": "tool-args-schema", "value": {"name": "f", "schema": {}, "x": 1}}),
+                "needs a `value` {\"name\"",
+            ),
+            (
+                json!({"type": "tool-args-schema", "value": {"name": "f", "schema": {"type": 3}}}),
+                "has an invalid schema",
+            ),
             (
                 json!({"type": "word-count", "min": 5, "max": 2}),
                 "is above `max`",

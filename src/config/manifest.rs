@@ -1,5 +1,7 @@
 //! Model manifests: which provider and model answers, with what parameters and prices.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 use super::parse_yaml;
@@ -23,8 +25,10 @@ impl ProviderKind {
     }
 }
 
-/// Generation parameters. Unknown parameters are rejected so a typo does not silently
-/// fall back to the provider default.
+/// What is sent with the messages: the sampling parameters and the request knobs a
+/// manifest adds (`seed`, `stop`, `response_format`, `extra_headers`, `tools`). They
+/// are one struct because [`ModelSpec::identity`] serialises it into every content key:
+/// a knob that is not set is not serialised, so keys made before it existed still match.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Parameters {
@@ -36,6 +40,78 @@ pub struct Parameters {
     pub top_p: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stop: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seed: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub response_format: Option<ResponseFormat>,
+    /// Headers added to OpenAI-compatible requests, checked by [`forbidden_header`].
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub extra_headers: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tools: Vec<Tool>,
+}
+
+/// The keys a YAML `parameters:` block takes. The other knobs are written at the top of
+/// a manifest (SPEC §2), so each has one place; `stop` is accepted in both.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SamplingBlock {
+    #[serde(default)]
+    temperature: Option<f64>,
+    #[serde(default)]
+    max_tokens: Option<u32>,
+    #[serde(default)]
+    top_p: Option<f64>,
+    #[serde(default)]
+    stop: Option<Vec<String>>,
+}
+
+/// Reads a `parameters:` block: only [`SamplingBlock`]'s keys.
+pub(crate) fn sampling_block<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Parameters, D::Error> {
+    let b = SamplingBlock::deserialize(d)?;
+    Ok(Parameters {
+        temperature: b.temperature,
+        max_tokens: b.max_tokens,
+        top_p: b.top_p,
+        stop: b.stop,
+        ..Parameters::default()
+    })
+}
+
+/// OpenAI's `response_format`, sent as written.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum ResponseFormat {
+    JsonObject,
+    /// `json_schema` is `{name, schema, strict?, description?}`; [`ModelManifest::parse`]
+    /// checks `name` and `schema`, the rest goes to the server untouched.
+    JsonSchema {
+        json_schema: serde_json::Value,
+    },
+}
+
+/// A function the model may call: OpenAI `tools[].function`, Converse `toolSpec`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Tool {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// The JSON Schema of the arguments.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parameters: Option<serde_json::Value>,
+}
+
+impl Tool {
+    /// The arguments' schema; a tool without one takes an empty object (Converse
+    /// requires an `inputSchema`).
+    pub fn schema(&self) -> serde_json::Value {
+        self.parameters
+            .clone()
+            .unwrap_or_else(|| serde_json::json!({"type": "object", "properties": {}}))
+    }
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -66,10 +142,22 @@ pub struct ModelManifest {
     pub base_url: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub api_key_env: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "sampling_block")]
     pub parameters: Parameters,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pricing: Option<Pricing>,
+    // The request knobs SPEC §2 puts at the top level; [`ModelManifest::spec`] moves
+    // them into the spec's `parameters`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seed: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub response_format: Option<ResponseFormat>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub extra_headers: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tools: Vec<Tool>,
 }
 
 /// What a provider needs to make a call: a manifest without its pricing.
@@ -108,7 +196,15 @@ impl ModelManifest {
             region: self.region.clone(),
             base_url: self.base_url.clone(),
             api_key_env: self.api_key_env.clone(),
-            parameters: self.parameters.clone(),
+            parameters: Parameters {
+                // `check` refuses `stop` in both places.
+                stop: self.stop.clone().or_else(|| self.parameters.stop.clone()),
+                seed: self.seed,
+                response_format: self.response_format.clone(),
+                extra_headers: self.extra_headers.clone(),
+                tools: self.tools.clone(),
+                ..self.parameters.clone()
+            },
         }
     }
 
@@ -162,7 +258,167 @@ impl ModelManifest {
                 ));
             }
         }
+        self.check_request_knobs(file, text, diags);
     }
+
+    /// The knobs SPEC §2 lets a manifest add: where each may be written, which
+    /// provider takes it, and the headers and tools a pull request may not send.
+    fn check_request_knobs(&self, file: &str, text: &str, diags: &mut Diagnostics) {
+        // The first line holding `needle` from the top-level `section:` key on, so a
+        // header or tool name is found in its own block.
+        let within = |section: &str, needle: &str| {
+            let key = format!("{section}:");
+            let start = text.lines().position(|l| l.starts_with(&key))?;
+            let found = text.lines().skip(start).position(|l| l.contains(needle));
+            Some(start + found.unwrap_or(0) + 1)
+        };
+        let mut push = |line: Option<usize>, message: String| {
+            diags.push(Diagnostic::new(file, line, message));
+        };
+        if self.stop.is_some() && self.parameters.stop.is_some() {
+            push(
+                line_of(text, "stop"),
+                "`stop` is set both at the top level and under `parameters`; keep one".into(),
+            );
+        }
+        if self.provider == ProviderKind::Bedrock {
+            let unsupported = [
+                ("seed", self.seed.is_some(), "Converse has no seed"),
+                (
+                    "response_format",
+                    self.response_format.is_some(),
+                    "Converse has no response format; ask for JSON in the prompt, or give a tool whose `parameters` schema shapes the answer and check it with `tool-args-schema`",
+                ),
+                (
+                    "extra_headers",
+                    !self.extra_headers.is_empty(),
+                    "they are sent to OpenAI-compatible servers only; Bedrock requests are signed by the AWS SDK",
+                ),
+            ];
+            for (key, _, why) in unsupported.iter().filter(|(_, set, _)| *set) {
+                push(
+                    within(key, key),
+                    format!("provider `bedrock` does not take `{key}`: {why}"),
+                );
+            }
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for (name, value) in &self.extra_headers {
+            let line = within("extra_headers", name);
+            if let Some(reason) = forbidden_header(name, value) {
+                push(line, reason);
+            } else if !seen.insert(name.to_ascii_lowercase()) {
+                push(
+                    line,
+                    format!("extra_headers: `{name}` is given twice (header names ignore case)"),
+                );
+            }
+        }
+        if let Some(ResponseFormat::JsonSchema { json_schema }) = &self.response_format {
+            let named = json_schema
+                .get("name")
+                .and_then(serde_json::Value::as_str)
+                .is_some_and(|n| !n.is_empty());
+            match json_schema.get("schema") {
+                Some(schema) if named && schema.is_object() => {
+                    if let Err(e) = jsonschema::validator_for(schema) {
+                        push(
+                            within("response_format", "json_schema"),
+                            format!("response_format: `json_schema.schema` is not a JSON Schema: {e}"),
+                        );
+                    }
+                }
+                _ => push(
+                    within("response_format", "json_schema"),
+                    "response_format `json_schema` needs `name` (a string) and `schema` (a JSON Schema object)".into(),
+                ),
+            }
+        }
+        let mut names = std::collections::BTreeSet::new();
+        for tool in &self.tools {
+            let name = tool.name.as_str();
+            let line = within("tools", name);
+            if let Some(reason) = bad_tool(tool) {
+                push(line, reason);
+            } else if !names.insert(name) {
+                push(line, format!("tools: `{name}` is given twice"));
+            }
+        }
+    }
+}
+
+/// Why a tool cannot be sent: both APIs want a name of 1 to 64 letters, digits, `_` or
+/// `-`, and an argument schema that is an object schema.
+fn bad_tool(tool: &Tool) -> Option<String> {
+    let name = &tool.name;
+    let good_name = (1..=64).contains(&name.len())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+    if !good_name {
+        return Some(format!(
+            "tools: name `{name}` must be 1 to 64 letters, digits, `_` or `-`"
+        ));
+    }
+    let schema = tool.parameters.as_ref()?;
+    if !schema.is_object() {
+        return Some(format!(
+            "tools: `{name}`: `parameters` must be a JSON Schema object"
+        ));
+    }
+    jsonschema::validator_for(schema)
+        .err()
+        .map(|e| format!("tools: `{name}`: `parameters` is not a JSON Schema: {e}"))
+}
+
+/// Why a manifest may not send this header, if it may not. Manifests come from the PR
+/// under test: a credential header (`Authorization`, `Cookie`, `Proxy-*`, API-key
+/// headers) would replace or sidestep the key promptgate pairs with the endpoint
+/// (`PROMPTGATE_MODEL_KEYS`); a routing or framing header (`Host`, `Content-Length`,
+/// `Transfer-Encoding`, hop-by-hop ones) would change where or how the request goes;
+/// a CR or LF in a value would start a header of its own.
+pub fn forbidden_header(name: &str, value: &str) -> Option<String> {
+    const CREDENTIALS: &[&str] = &["authorization", "cookie", "api-key", "x-api-key"];
+    const TRANSPORT: &[&str] = &[
+        "host",
+        "content-length",
+        "content-type",
+        "content-encoding",
+        "transfer-encoding",
+        "connection",
+        "keep-alive",
+        "te",
+        "trailer",
+        "upgrade",
+        "expect",
+    ];
+    if reqwest::header::HeaderName::from_bytes(name.as_bytes()).is_err() {
+        return Some(format!(
+            "extra_headers: `{name}` is not a valid header name"
+        ));
+    }
+    if value.contains(['\r', '\n']) {
+        return Some(format!(
+            "extra_headers: the value of `{name}` contains a line break"
+        ));
+    }
+    if reqwest::header::HeaderValue::from_str(value).is_err() {
+        return Some(format!(
+            "extra_headers: the value of `{name}` contains a control character"
+        ));
+    }
+    let lower = name.to_ascii_lowercase();
+    if lower.starts_with("proxy-") || CREDENTIALS.contains(&lower.as_str()) {
+        return Some(format!(
+            "extra_headers: `{name}` is not allowed: it carries credentials, and the key comes only from `api_key_env`, paired with the endpoint"
+        ));
+    }
+    if TRANSPORT.contains(&lower.as_str()) {
+        return Some(format!(
+            "extra_headers: `{name}` is not allowed: promptgate sets the request's routing and framing headers itself"
+        ));
+    }
+    None
 }
 
 /// Why `api_key_env` may not name this variable, if it may not. A manifest is read from
@@ -241,5 +497,185 @@ mod tests {
         assert!(err
             .to_string()
             .contains("m.yaml:1: provider `openai` needs `base_url`"));
+    }
+
+    fn key_of(text: &str) -> String {
+        let m = ModelManifest::parse("m.yaml", text).unwrap();
+        let msgs = [crate::execute::Message::new("user", "hi")];
+        crate::plan::input_key(&m.spec(), &msgs, 0, None)
+    }
+
+    const PLAIN: &str = "provider: openai\nmodel: m\nbase_url: http://x/v1\nparameters: { temperature: 0.2, stop: [END] }\n";
+
+    #[test]
+    fn a_manifest_without_the_new_knobs_keeps_its_input_key() {
+        // SHA-256 of the v1 input key encoding, computed apart from this code: cached
+        // results and recordings made before the knobs existed must still be found.
+        assert_eq!(
+            key_of(PLAIN),
+            "0a2204822ffe0317f811448b268e8724930866c703efbfe48ba1d299c5fd245f"
+        );
+        // `stop` at the top level is the same request, so the same key.
+        assert_eq!(
+            key_of("provider: openai\nmodel: m\nbase_url: http://x/v1\nstop: [END]\nparameters: { temperature: 0.2 }\n"),
+            key_of(PLAIN)
+        );
+    }
+
+    #[test]
+    fn every_request_knob_changes_the_input_key() {
+        let base = key_of(PLAIN);
+        let variants = [
+            "seed: 7\n",
+            "response_format: { type: json_object }\n",
+            "response_format: { type: json_schema, json_schema: { name: a, schema: { type: object } } }\n",
+            "extra_headers: { X-Route: blue }\n",
+            "tools:\n  - { name: lookup, description: Find an order }\n",
+            "tools:\n  - { name: lookup, parameters: { type: object, properties: { id: { type: string } } } }\n",
+        ];
+        let mut seen = std::collections::BTreeSet::from([base]);
+        for extra in variants {
+            let key = key_of(&format!("{PLAIN}{extra}"));
+            assert!(seen.insert(key), "{extra} did not change the key");
+        }
+        assert_ne!(
+            key_of(&format!("{PLAIN}seed: 8\n")),
+            key_of(&format!("{PLAIN}seed: 7\n"))
+        );
+    }
+
+    #[test]
+    fn top_level_knobs_reach_the_spec() {
+        let m = ModelManifest::parse(
+            "m.yaml",
+            "provider: openai\nmodel: m\nbase_url: http://x/v1\nseed: 42\nstop: [\"\\n\\n\"]\nresponse_format: { type: json_object }\nextra_headers:\n  X-Tenant: acme\ntools:\n  - name: lookup_order\n    description: Look an order up\n    parameters: { type: object, required: [id], properties: { id: { type: string } } }\n",
+        )
+        .unwrap();
+        let p = m.spec().parameters;
+        assert_eq!(p.seed, Some(42));
+        assert_eq!(p.stop, Some(vec!["\n\n".to_string()]));
+        assert_eq!(p.response_format, Some(ResponseFormat::JsonObject));
+        assert_eq!(
+            p.extra_headers.get("X-Tenant").map(String::as_str),
+            Some("acme")
+        );
+        assert_eq!(p.tools[0].name, "lookup_order");
+        assert_eq!(p.tools[0].schema()["required"], serde_json::json!(["id"]));
+    }
+
+    #[test]
+    fn knobs_have_one_place() {
+        let err = ModelManifest::parse(
+            "m.yaml",
+            "provider: openai\nmodel: m\nbase_url: http://x/v1\nparameters:\n  seed: 3\n",
+        )
+        .unwrap_err();
+        assert!(err.to_string().starts_with("m.yaml:5:"), "{err}");
+        let err = ModelManifest::parse(
+            "m.yaml",
+            "provider: openai\nmodel: m\nbase_url: http://x/v1\nstop: [a]\nparameters: { stop: [b] }\n",
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string().contains("m.yaml:4: `stop` is set both"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn bedrock_refuses_what_converse_cannot_send() {
+        let err = ModelManifest::parse(
+            "models/b.yaml",
+            "provider: bedrock\nmodel: m\nseed: 1\nresponse_format: { type: json_object }\nextra_headers: { X-A: b }\ntools: [{ name: ok }]\n",
+        )
+        .unwrap_err()
+        .to_string();
+        for want in [
+            "models/b.yaml:3: provider `bedrock` does not take `seed`",
+            "models/b.yaml:4: provider `bedrock` does not take `response_format`",
+            "models/b.yaml:5: provider `bedrock` does not take `extra_headers`",
+        ] {
+            assert!(err.contains(want), "{want} in {err}");
+        }
+        assert!(!err.contains("tools"), "{err}");
+    }
+
+    #[test]
+    fn credential_and_transport_headers_are_refused_with_their_line() {
+        for name in [
+            "Authorization",
+            "authorization",
+            "Host",
+            "Content-Length",
+            "Cookie",
+            "Proxy-Authorization",
+            "proxy-connection",
+            "Transfer-Encoding",
+            "Connection",
+            "X-Api-Key",
+        ] {
+            let text = format!(
+                "provider: openai\nmodel: m\nbase_url: http://x/v1\nextra_headers:\n  X-Ok: fine\n  {name}: v\n"
+            );
+            let err = ModelManifest::parse("m.yaml", &text)
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.starts_with(&format!("m.yaml:6: extra_headers: `{name}` is not allowed")),
+                "{name}: {err}"
+            );
+        }
+        let text = "provider: openai\nmodel: m\nbase_url: http://x/v1\nextra_headers:\n  X-Evil: \"a\\r\\nAuthorization: Bearer stolen\"\n";
+        let err = ModelManifest::parse("m.yaml", text)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("m.yaml:5: extra_headers: the value of `X-Evil` contains a line break"),
+            "{err}"
+        );
+        assert!(forbidden_header("bad name", "v").is_some());
+        assert!(forbidden_header("X-Ok", "a\u{7}").is_some());
+        assert_eq!(forbidden_header("X-Request-Source", "promptgate"), None);
+    }
+
+    #[test]
+    fn tools_and_response_formats_are_checked() {
+        let bad = [
+            (
+                "tools: [{ name: \"has space\" }]\n",
+                "must be 1 to 64 letters",
+            ),
+            (
+                "tools: [{ name: a, parameters: 3 }]\n",
+                "must be a JSON Schema object",
+            ),
+            (
+                "tools: [{ name: a, parameters: { type: 3 } }]\n",
+                "is not a JSON Schema",
+            ),
+            ("tools: [{ name: a }, { name: a }]\n", "`a` is given twice"),
+            (
+                "tools: [{ name: a, strict: true }]\n",
+                "unknown field `strict`",
+            ),
+            (
+                "response_format: { type: json_schema, json_schema: { schema: {} } }\n",
+                "needs `name`",
+            ),
+            (
+                "response_format: { type: text }\n",
+                "unknown variant `text`",
+            ),
+        ];
+        for (extra, want) in bad {
+            let text = format!("provider: openai\nmodel: m\nbase_url: http://x/v1\n{extra}");
+            let err = ModelManifest::parse("m.yaml", &text)
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains("m.yaml:4:") && err.contains(want),
+                "{extra}: {err}"
+            );
+        }
     }
 }

@@ -309,7 +309,9 @@ pub struct ModelRef {
     pub base_url: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub api_key_env: Option<String>,
-    #[serde(default)]
+    /// Sampling parameters only: the request knobs (`tools`, `extra_headers`, …) come
+    /// from a manifest file, where they are checked.
+    #[serde(default, deserialize_with = "super::manifest::sampling_block")]
     pub parameters: Parameters,
     /// Prices of an inline evaluator's calls, like a manifest's (not part of any key).
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -17,15 +17,16 @@ use aws_sdk_bedrockruntime::types::{
     ContentBlock, ConversationRole, ConverseOutput, GuardrailAction, GuardrailAssessment,
     GuardrailConfiguration, GuardrailContentBlock, GuardrailContentSource, GuardrailTextBlock,
     GuardrailTrace, InferenceConfiguration, Message as BedrockMessage, StopReason,
-    SystemContentBlock,
+    SystemContentBlock, Tool as BedrockTool, ToolConfiguration, ToolInputSchema, ToolSpecification,
 };
 use aws_sdk_bedrockruntime::Client;
+use aws_smithy_types::{Document, Number};
 use serde_json::{json, Value};
 use tokio::sync::Mutex;
 
 use super::{
     ChatRequest, ChatResponse, EmbedRequest, EmbedResponse, GuardrailRequest, GuardrailResponse,
-    Provider, ProviderError,
+    Provider, ProviderError, ToolCall,
 };
 use crate::config::{GuardrailSource, ModelSpec};
 
@@ -141,6 +142,94 @@ fn inference_config(spec: &ModelSpec) -> Option<InferenceConfiguration> {
             .set_stop_sequences(p.stop.clone())
             .build(),
     )
+}
+
+/// Refuses the knobs Converse has no field for, rather than calling without them: the
+/// manifest check says so at load, this covers specs built elsewhere.
+fn unsupported_knobs(spec: &ModelSpec) -> Result<(), ProviderError> {
+    let p = &spec.parameters;
+    let set = [
+        ("seed", p.seed.is_some()),
+        ("response_format", p.response_format.is_some()),
+        ("extra_headers", !p.extra_headers.is_empty()),
+    ];
+    match set.iter().find(|(_, on)| *on) {
+        Some((key, _)) => Err(ProviderError::Fatal(format!(
+            "model `{}`: Bedrock Converse does not take `{key}`",
+            spec.model
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// Converse `toolConfig`: each manifest tool as a `toolSpec` whose `inputSchema.json`
+/// is the tool's `parameters`.
+fn tool_config(spec: &ModelSpec) -> Result<Option<ToolConfiguration>, ProviderError> {
+    if spec.parameters.tools.is_empty() {
+        return Ok(None);
+    }
+    let fatal = |e: aws_smithy_types::error::operation::BuildError| {
+        ProviderError::Fatal(format!(
+            "model `{}`: cannot build the Converse tool config: {e}",
+            spec.model
+        ))
+    };
+    let tools = spec
+        .parameters
+        .tools
+        .iter()
+        .map(|t| {
+            ToolSpecification::builder()
+                .name(&t.name)
+                .set_description(t.description.clone())
+                .input_schema(ToolInputSchema::Json(to_document(&t.schema())))
+                .build()
+                .map(BedrockTool::ToolSpec)
+                .map_err(fatal)
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    ToolConfiguration::builder()
+        .set_tools(Some(tools))
+        .build()
+        .map(Some)
+        .map_err(fatal)
+}
+
+/// JSON to the SDK's `Document` (tool schemas go out as documents).
+fn to_document(v: &Value) -> Document {
+    match v {
+        Value::Null => Document::Null,
+        Value::Bool(b) => Document::Bool(*b),
+        Value::Number(n) => Document::Number(match (n.as_u64(), n.as_i64()) {
+            (Some(u), _) => Number::PosInt(u),
+            (None, Some(i)) => Number::NegInt(i),
+            _ => Number::Float(n.as_f64().unwrap_or(0.0)),
+        }),
+        Value::String(s) => Document::String(s.clone()),
+        Value::Array(xs) => Document::Array(xs.iter().map(to_document).collect()),
+        Value::Object(m) => {
+            Document::Object(m.iter().map(|(k, v)| (k.clone(), to_document(v))).collect())
+        }
+    }
+}
+
+/// The SDK's `Document` to JSON (tool-call inputs come back as documents). A float that
+/// JSON cannot hold (NaN, infinity) becomes null.
+fn from_document(d: &Document) -> Value {
+    match d {
+        Document::Null => Value::Null,
+        Document::Bool(b) => Value::Bool(*b),
+        Document::Number(Number::PosInt(u)) => json!(u),
+        Document::Number(Number::NegInt(i)) => json!(i),
+        Document::Number(Number::Float(f)) => json!(f),
+        Document::String(s) => Value::String(s.clone()),
+        Document::Array(xs) => Value::Array(xs.iter().map(from_document).collect()),
+        Document::Object(m) => Value::Object(
+            m.iter()
+                .map(|(k, v)| (k.clone(), from_document(v)))
+                .collect(),
+        ),
+    }
 }
 
 fn non_negative(n: i64) -> u64 {
@@ -326,6 +415,7 @@ impl Provider for BedrockProvider {
 
     async fn chat(&self, req: &ChatRequest) -> Result<ChatResponse, ProviderError> {
         let spec = &req.spec;
+        unsupported_knobs(spec)?;
         let (system, messages) = converse_messages(req)?;
         let subject = model_subject(&spec.model);
         let client = self.client(spec.region.as_deref(), &subject).await?;
@@ -338,6 +428,9 @@ impl Provider for BedrockProvider {
         }
         if let Some(config) = inference_config(spec) {
             call = call.inference_config(config);
+        }
+        if let Some(tools) = tool_config(spec)? {
+            call = call.tool_config(tools);
         }
         if let Some(guardrail) = &req.guardrail {
             call = call.guardrail_config(
@@ -355,14 +448,25 @@ impl Provider for BedrockProvider {
             .map_err(|e| map_sdk_error(&subject, "Converse", e))?;
         let wall_ms = u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX);
 
-        let text = match out.output() {
-            Some(ConverseOutput::Message(message)) => message
-                .content()
-                .iter()
-                .filter_map(|block| block.as_text().ok())
-                .map(String::as_str)
-                .collect::<Vec<_>>()
-                .join(""),
+        let (text, tool_calls) = match out.output() {
+            Some(ConverseOutput::Message(message)) => {
+                let blocks = message.content();
+                let text = blocks
+                    .iter()
+                    .filter_map(|block| block.as_text().ok())
+                    .map(String::as_str)
+                    .collect::<Vec<_>>()
+                    .join("");
+                let calls = blocks
+                    .iter()
+                    .filter_map(|block| block.as_tool_use().ok())
+                    .map(|t| ToolCall {
+                        name: t.name().to_string(),
+                        arguments: from_document(t.input()),
+                    })
+                    .collect::<Vec<_>>();
+                (text, calls)
+            }
             _ => {
                 return Err(ProviderError::Fatal(format!(
                     "model `{}`: Bedrock Converse answered without a message (stop reason {})",
@@ -390,6 +494,7 @@ impl Provider for BedrockProvider {
             output_tokens,
             latency_ms,
             guardrail_intervened: *out.stop_reason() == StopReason::GuardrailIntervened,
+            tool_calls,
         })
     }
 

@@ -88,6 +88,19 @@ pub struct ChatResponse {
     /// `stopReason: guardrail_intervened`).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub guardrail_intervened: bool,
+    /// The tools the model called, in order (`tool-called`, `tool-args-schema`). Left
+    /// out when empty, so results cached before tools existed read back unchanged.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tool_calls: Vec<ToolCall>,
+}
+
+/// One call the model made to a manifest's tool.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ToolCall {
+    pub name: String,
+    /// The parsed arguments; arguments that are not JSON are kept as the raw string,
+    /// so a schema check fails on them instead of the whole generation.
+    pub arguments: serde_json::Value,
 }
 
 #[derive(Clone, Debug)]

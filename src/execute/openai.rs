@@ -6,7 +6,9 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use serde_json::{json, Value};
 
-use super::{ChatRequest, ChatResponse, EmbedRequest, EmbedResponse, Provider, ProviderError};
+use super::{
+    ChatRequest, ChatResponse, EmbedRequest, EmbedResponse, Provider, ProviderError, ToolCall,
+};
 use crate::config::ModelSpec;
 
 /// The longest excerpt of an error body put into a message.
@@ -77,6 +79,16 @@ impl OpenAiProvider {
             })?;
         }
         let mut request = http.post(&url).json(body);
+        for (name, value) in &spec.parameters.extra_headers {
+            // Checked when the manifest is read; again here for specs built elsewhere.
+            if let Some(reason) = crate::config::manifest::forbidden_header(name, value) {
+                return Err(ProviderError::Fatal(format!(
+                    "model `{}`: {reason}",
+                    spec.model
+                )));
+            }
+            request = request.header(name, value);
+        }
         if let Some(var) = &spec.api_key_env {
             if let Some(reason) = crate::config::manifest::forbidden_key_env(var) {
                 return Err(ProviderError::Fatal(format!(
@@ -188,7 +200,64 @@ pub fn chat_body(req: &ChatRequest) -> Value {
     if let Some(stop) = &p.stop {
         body.insert("stop".into(), json!(stop));
     }
+    if let Some(seed) = p.seed {
+        body.insert("seed".into(), json!(seed));
+    }
+    if let Some(format) = &p.response_format {
+        body.insert("response_format".into(), json!(format));
+    }
+    if !p.tools.is_empty() {
+        let tools: Vec<Value> = p
+            .tools
+            .iter()
+            .map(|t| {
+                let mut function = json!({"name": t.name, "parameters": t.schema()});
+                if let (Some(d), Some(f)) = (&t.description, function.as_object_mut()) {
+                    f.insert("description".into(), json!(d));
+                }
+                json!({"type": "function", "function": function})
+            })
+            .collect();
+        body.insert("tools".into(), Value::Array(tools));
+    }
     Value::Object(body)
+}
+
+/// `message.tool_calls[].function {name, arguments}`, where `arguments` is a JSON
+/// string; an entry without a function name is a bad answer shape.
+fn tool_calls(
+    spec: &ModelSpec,
+    v: &Value,
+    message: &Value,
+) -> Result<Vec<ToolCall>, ProviderError> {
+    let Some(calls) = message.get("tool_calls").filter(|c| !c.is_null()) else {
+        return Ok(Vec::new());
+    };
+    let calls = calls
+        .as_array()
+        .ok_or_else(|| shape_error(spec, "list in choices[0].message.tool_calls", v))?;
+    calls
+        .iter()
+        .map(|call| {
+            let function = call.get("function");
+            let name = function
+                .and_then(|f| f.get("name"))
+                .and_then(Value::as_str)
+                .ok_or_else(|| shape_error(spec, "function name in a tool call", v))?;
+            let arguments = match function.and_then(|f| f.get("arguments")) {
+                Some(Value::String(raw)) => {
+                    serde_json::from_str(raw).unwrap_or_else(|_| Value::String(raw.clone()))
+                }
+                // Some servers send the arguments as an object already.
+                Some(other) => other.clone(),
+                None => json!({}),
+            };
+            Ok(ToolCall {
+                name: name.to_string(),
+                arguments,
+            })
+        })
+        .collect()
 }
 
 fn token_count(v: &Value, pointer: &str) -> u64 {
@@ -234,6 +303,7 @@ impl Provider for OpenAiProvider {
             output_tokens: token_count(&v, "/usage/completion_tokens"),
             latency_ms,
             guardrail_intervened: false,
+            tool_calls: tool_calls(&req.spec, &v, message)?,
         })
     }
 

@@ -203,6 +203,7 @@ mod tests {
             output_tokens: 1,
             latency_ms: 9,
             guardrail_intervened: false,
+            tool_calls: Vec::new(),
         };
         write_recording(
             dir.path(),

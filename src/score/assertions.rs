@@ -2,6 +2,7 @@
 
 use crate::config::assertion::{Check, Compiled, PathExpect};
 use crate::config::Assertion;
+use crate::execute::ToolCall;
 
 /// The result of a case's assertion list on one output.
 #[derive(Clone, Debug, PartialEq)]
@@ -22,6 +23,8 @@ pub struct Subject<'a> {
     /// The grades of model-graded assertions (`similar`, `llm-rubric`), by
     /// [`grading_key`](crate::config::assertion::grading_key): a score and why.
     pub graded: Option<&'a std::collections::HashMap<String, (f64, String)>>,
+    /// The tools the generation called (`tool-called`, `tool-args-schema`).
+    pub tool_calls: &'a [ToolCall],
 }
 
 /// Checks every assertion. With no case `threshold` the case passes when every
@@ -205,7 +208,41 @@ fn holds(check: &Check, s: &Subject) -> (bool, String) {
             ),
             None => (false, "was not graded".into()),
         },
+        Check::ToolCalled(name) => {
+            let held = s.tool_calls.iter().any(|c| &c.name == name);
+            (held, called(s.tool_calls))
+        }
+        Check::ToolArgsSchema { name, validator } => {
+            let mut calls = s.tool_calls.iter().filter(|c| &c.name == name).peekable();
+            if calls.peek().is_none() {
+                return (false, called(s.tool_calls));
+            }
+            // Every call to the tool must fit: one good call does not excuse a bad one.
+            for (i, call) in calls.enumerate() {
+                let errors: Vec<String> = validator
+                    .iter_errors(&call.arguments)
+                    .take(3)
+                    .map(|e| e.to_string())
+                    .collect();
+                if !errors.is_empty() {
+                    return (
+                        false,
+                        format!("call {} of `{name}`: {}", i + 1, errors.join("; ")),
+                    );
+                }
+            }
+            (true, format!("every call of `{name}` has valid arguments"))
+        }
     }
+}
+
+/// The tools an answer called, for failure lines.
+fn called(calls: &[ToolCall]) -> String {
+    if calls.is_empty() {
+        return "no tool was called".into();
+    }
+    let names: Vec<String> = calls.iter().map(|c| format!("`{}`", c.name)).collect();
+    format!("called {}", names.join(", "))
 }
 
 fn quoted(items: &[&String]) -> String {
@@ -641,6 +678,50 @@ mod tests {
         assert!((rouge_l("a b c d", "a c d e") - 0.75).abs() < 1e-9);
         assert!((bleu("same words here", "same words here") - 1.0).abs() < 1e-9);
         assert_eq!(bleu("", "x"), 0.0);
+    }
+
+    #[test]
+    fn tool_called_and_tool_args_schema() {
+        use crate::execute::ToolCall;
+        let call = |name: &str, arguments: serde_json::Value| ToolCall {
+            name: name.into(),
+            arguments,
+        };
+        let good = [
+            call("lookup_order", json!({"order_id": "A1"})),
+            call("refund", json!({"amount": 5})),
+        ];
+        let bad = [
+            call("lookup_order", json!({"order_id": "A1"})),
+            call("lookup_order", json!({"order_id": 7})),
+        ];
+        fn with(tool_calls: &[ToolCall]) -> Subject<'_> {
+            Subject {
+                tool_calls,
+                ..Default::default()
+            }
+        }
+        let schema = json!({
+            "name": "lookup_order",
+            "schema": {"type": "object", "required": ["order_id"], "properties": {"order_id": {"type": "string"}}}
+        });
+        check_rows(&[
+            (a("tool-called", json!("refund")), with(&good), true),
+            (a("tool-called", json!("cancel")), with(&good), false),
+            (a("tool-called", json!("refund")), on("refund"), false),
+            (a("not-tool-called", json!("cancel")), with(&good), true),
+            (a("not-tool-called", json!("refund")), with(&good), false),
+            (a("tool-args-schema", schema.clone()), with(&good), true),
+            // One call of the tool has arguments the schema refuses.
+            (a("tool-args-schema", schema.clone()), with(&bad), false),
+            // No call of the tool at all.
+            (a("tool-args-schema", schema), on("order A1"), false),
+        ]);
+        let out = evaluate(&[a("tool-called", json!("cancel"))], None, &with(&good));
+        assert_eq!(
+            out.failures,
+            vec!["tool-called \"cancel\": called `lookup_order`, `refund`".to_string()]
+        );
     }
 
     #[test]
