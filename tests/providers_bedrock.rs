@@ -100,6 +100,8 @@ async fn bedrock_through_the_sdk_endpoint_override() {
     set_aws_env(scratch.path());
 
     converse_request_and_response().await;
+    converse_tools_and_tool_use().await;
+    knobs_converse_lacks_are_refused_before_a_call().await;
     throttling_is_retried().await;
     validation_error_is_fatal().await;
     service_unavailable_gives_up_after_max_attempts().await;
@@ -154,6 +156,83 @@ async fn converse_request_and_response() {
     assert_eq!(inference["temperature"].as_f64(), Some(0.5));
     assert_eq!(inference["topP"].as_f64(), Some(0.25));
     assert_eq!(inference["stopSequences"], json!(["END"]));
+}
+
+async fn converse_tools_and_tool_use() {
+    let server = bedrock_server().await;
+    Mock::given(method("POST"))
+        .and(path_regex(r"^/model/[^/]+/converse$"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "output": {"message": {"role": "assistant", "content": [
+                {"text": "Looking it up."},
+                {"toolUse": {"toolUseId": "t1", "name": "lookup_order", "input": {"order_id": "A17", "qty": 2, "rush": false}}}
+            ]}},
+            "stopReason": "tool_use",
+            "usage": {"inputTokens": 40, "outputTokens": 9, "totalTokens": 49},
+            "metrics": {"latencyMs": 80}
+        })))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let tools = vec![
+        serde_json::from_value(json!({
+            "name": "lookup_order",
+            "description": "Look an order up.",
+            "parameters": {"type": "object", "required": ["order_id"], "properties": {"order_id": {"type": "string"}}}
+        }))
+        .unwrap(),
+        serde_json::from_value(json!({"name": "escalate"})).unwrap(),
+    ];
+    let params = Parameters {
+        stop: Some(vec!["END".into()]),
+        tools,
+        ..Parameters::default()
+    };
+    let got = client(1).await.chat(chat_req(params)).await.unwrap();
+    assert_eq!(got.value.text, "Looking it up.");
+    assert_eq!(got.value.tool_calls.len(), 1);
+    assert_eq!(got.value.tool_calls[0].name, "lookup_order");
+    assert_eq!(
+        got.value.tool_calls[0].arguments,
+        json!({"order_id": "A17", "qty": 2, "rush": false})
+    );
+
+    let body: Value = server.received_requests().await.unwrap()[0]
+        .body_json()
+        .unwrap();
+    assert_eq!(
+        body["toolConfig"],
+        json!({"tools": [
+            {"toolSpec": {
+                "name": "lookup_order",
+                "description": "Look an order up.",
+                "inputSchema": {"json": {"type": "object", "required": ["order_id"], "properties": {"order_id": {"type": "string"}}}}
+            }},
+            // A tool without `parameters` takes an empty object.
+            {"toolSpec": {"name": "escalate", "inputSchema": {"json": {"type": "object", "properties": {}}}}}
+        ]})
+    );
+    assert_eq!(body["inferenceConfig"]["stopSequences"], json!(["END"]));
+}
+
+async fn knobs_converse_lacks_are_refused_before_a_call() {
+    let server = bedrock_server().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(converse_ok()))
+        .expect(0)
+        .mount(&server)
+        .await;
+    let params = Parameters {
+        seed: Some(1),
+        ..Parameters::default()
+    };
+    let err = client(3).await.chat(chat_req(params)).await.unwrap_err();
+    assert!(matches!(err, ProviderError::Fatal(_)), "{err:?}");
+    assert!(
+        err.to_string()
+            .contains("Bedrock Converse does not take `seed`"),
+        "{err}"
+    );
 }
 
 async fn throttling_is_retried() {

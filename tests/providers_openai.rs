@@ -509,3 +509,110 @@ async fn metadata_addresses_are_never_called() {
     }
     assert_eq!(c.usage().retries, 0);
 }
+
+fn lookup_tool() -> promptgate::config::manifest::Tool {
+    serde_json::from_value(json!({
+        "name": "lookup_order",
+        "description": "Look an order up.",
+        "parameters": {"type": "object", "required": ["order_id"], "properties": {"order_id": {"type": "string"}}}
+    }))
+    .unwrap()
+}
+
+#[tokio::test]
+async fn request_knobs_are_sent_and_tool_calls_parsed_and_cached() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/v1/chat/completions"))
+        .and(header("x-tenant", "acme"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "choices": [{"index": 0, "finish_reason": "tool_calls", "message": {
+                "role": "assistant",
+                "content": null,
+                "tool_calls": [
+                    {"id": "call_1", "type": "function", "function": {"name": "lookup_order", "arguments": "{\"order_id\": \"A17\"}"}},
+                    {"id": "call_2", "type": "function", "function": {"name": "lookup_order", "arguments": "{not json"}}
+                ]
+            }}],
+            "usage": {"prompt_tokens": 30, "completion_tokens": 12}
+        })))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let params = Parameters {
+        stop: Some(vec!["END".into()]),
+        seed: Some(7),
+        response_format: Some(
+            serde_json::from_value(json!({"type": "json_schema", "json_schema": {"name": "order", "schema": {"type": "object"}, "strict": true}}))
+                .unwrap(),
+        ),
+        extra_headers: [("X-Tenant".to_string(), "acme".to_string())].into(),
+        tools: vec![lookup_tool()],
+        ..Parameters::default()
+    };
+    let c = client(fast_opts(1)).await;
+    let req = chat_req(spec(&server, params), "tools-1");
+    let first = c.chat(req.clone()).await.unwrap();
+    assert_eq!(first.value.text, "");
+    let calls: Vec<(String, Value)> = first
+        .value
+        .tool_calls
+        .iter()
+        .map(|t| (t.name.clone(), t.arguments.clone()))
+        .collect();
+    assert_eq!(
+        calls,
+        vec![
+            ("lookup_order".to_string(), json!({"order_id": "A17"})),
+            // Arguments that are not JSON are kept as the raw string.
+            ("lookup_order".to_string(), json!("{not json")),
+        ]
+    );
+    // The cached value carries the tool calls: no second request.
+    let again = c.chat(req).await.unwrap();
+    assert!(again.cached);
+    assert_eq!(again.value.tool_calls, first.value.tool_calls);
+
+    let received = server.received_requests().await.unwrap();
+    assert_eq!(received.len(), 1);
+    let body: Value = received[0].body_json().unwrap();
+    assert_eq!(body["seed"], json!(7));
+    assert_eq!(body["stop"], json!(["END"]));
+    assert_eq!(
+        body["response_format"],
+        json!({"type": "json_schema", "json_schema": {"name": "order", "schema": {"type": "object"}, "strict": true}})
+    );
+    assert_eq!(
+        body["tools"],
+        json!([{"type": "function", "function": {
+            "name": "lookup_order",
+            "description": "Look an order up.",
+            "parameters": {"type": "object", "required": ["order_id"], "properties": {"order_id": {"type": "string"}}}
+        }}])
+    );
+}
+
+#[tokio::test]
+async fn a_credential_header_is_never_sent() {
+    // A spec built without the manifest check (the check itself is in
+    // src/config/manifest.rs) still cannot carry an Authorization header out.
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(completion("x")))
+        .expect(0)
+        .mount(&server)
+        .await;
+    let params = Parameters {
+        extra_headers: [("Authorization".to_string(), "Bearer pr-key".to_string())].into(),
+        ..Parameters::default()
+    };
+    let err = OpenAiProvider::new()
+        .chat(&chat_req(spec(&server, params), "k"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ProviderError::Fatal(_)), "{err:?}");
+    assert!(
+        err.to_string().contains("`Authorization` is not allowed"),
+        "{err}"
+    );
+}
