@@ -749,6 +749,26 @@ release:
     }
 
     #[test]
+    fn inline_evaluator_parameters_take_sampling_keys_only() {
+        let judge =
+            "judge:     { provider: bedrock, model: anthropic.claude-3-haiku-20240307-v1:0 }";
+        let with = |params: &str| {
+            SPEC_EXAMPLE.replace(
+                judge,
+                &format!("judge: {{ provider: openai, model: j, base_url: \"http://x/v1\", parameters: {params} }}"),
+            )
+        };
+        let ok = RepoConfig::parse(&with("{ temperature: 0, stop: [END] }")).unwrap();
+        let spec = ok.evaluators.judge.unwrap().inline_spec().unwrap();
+        assert_eq!(spec.parameters.stop, Some(vec!["END".to_string()]));
+        let err = RepoConfig::parse(&with("{ extra_headers: { X-A: b } }")).unwrap_err();
+        assert!(
+            err.to_string().contains("unknown field `extra_headers`"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn unknown_metric_is_an_error() {
         let text = SPEC_EXAMPLE.replace("relevance:", "relevancy:");
         let err = RepoConfig::parse(&text).unwrap_err();
