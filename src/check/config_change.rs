@@ -41,6 +41,12 @@ pub(super) fn config_change(base: &RepoConfig, head_text: &str) -> ConfigChange 
                         h.max_regression()
                     ));
                 }
+                if b.defaults != h.defaults {
+                    // Test content, read at each side: it counts in this very run.
+                    changes.push(format!(
+                        "`{name}.defaults` changed (evaluated at the head in this run, like a dataset change)"
+                    ));
+                }
                 if b.samples != h.samples {
                     changes.push(format!("`{name}.samples`: {} → {}", b.samples, h.samples));
                 }

@@ -31,7 +31,7 @@ use crate::report::{Report, SuiteReport, Tier, Verdict};
 use crate::source::{read_text, Rev, Source};
 use config_change::config_change;
 use evaluate::evaluate_suite;
-use suite_plan::{plan_suite, PlannedSuite, SideWork};
+use suite_plan::{plan_suite, PlannedSuite, SideWork, SuiteSides};
 use suite_report::suite_report;
 pub use work::WorkUnit;
 
@@ -430,13 +430,28 @@ async fn plan_into(
     )
     .await?;
 
+    // `defaults` are test content like the dataset: each side's come from its own
+    // config, everything else from the policy.
+    let side_configs = [&base_text, &head_text].map(|t| {
+        t.as_deref()
+            .and_then(|t| RepoConfig::parse_all(t).0)
+            .map(|c| c.suites)
+    });
+
     // Plan every suite first, then run all their calls together under one limit.
     for (name, suite) in &config.suites {
         if !opts.suites.is_empty() && !opts.suites.contains(name) {
             continue;
         }
-        let deps =
-            detect::Dependencies::of(source, &[&revs.base, &revs.head], suite, &policy_text).await;
+        let [base_suite, head_suite] = side_configs.each_ref().map(|suites| {
+            let mut at_side = suite.clone();
+            if let Some(side) = suites.as_ref().and_then(|s| s.get(name)) {
+                at_side.defaults = side.defaults.clone();
+            }
+            at_side
+        });
+        let sides = [(&revs.base, &base_suite), (&revs.head, &head_suite)];
+        let deps = detect::Dependencies::of(source, &sides, &policy_text).await;
         let mut triggered = detect::triggered_by(suite, &deps, &changed);
         let load = suite
             .load
@@ -462,7 +477,10 @@ async fn plan_into(
             source,
             revs,
             name,
-            suite,
+            SuiteSides {
+                base: &base_suite,
+                head: &head_suite,
+            },
             &evaluators,
             samples,
             &policy_text,
@@ -766,6 +784,10 @@ fn suite_evaluators(
 async fn skipped(name: &str, suite: &SuiteConfig, source: &dyn Source, head: &Rev) -> SuiteReport {
     let mut report = SuiteReport::empty(name, Verdict::Skipped);
     report.cases.total = match read_text(source, head, &suite.dataset).await {
+        // A CSV row may span lines, and its header is no case: count what parses.
+        Ok(Some(text)) if crate::config::dataset::is_csv(&suite.dataset) => {
+            crate::config::Dataset::parse(&suite.dataset, &text).map_or(0, |d| d.cases.len())
+        }
         Ok(Some(text)) => text.lines().filter(|l| !l.trim().is_empty()).count(),
         _ => 0,
     };

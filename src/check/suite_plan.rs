@@ -220,15 +220,24 @@ async fn plan_side_off_runtime(
         })
 }
 
+/// A suite as each side plans it: the policy's suite with the `defaults` of that
+/// side's `.promptgate.yml` (the policy's where that file does not define the suite).
+#[derive(Clone, Copy)]
+pub(super) struct SuiteSides<'a> {
+    pub(super) base: &'a SuiteConfig,
+    pub(super) head: &'a SuiteConfig,
+}
+
 pub(super) async fn plan_suite(
     source: &dyn Source,
     revs: &Revisions,
     name: &str,
-    suite: &SuiteConfig,
+    sides: SuiteSides<'_>,
     evaluators: &EvaluatorSpecs,
     samples: u32,
     config_text: &str,
 ) -> Result<(Option<SideWork>, SideWork, Vec<String>), Diagnostics> {
+    let suite = sides.head;
     let head_files = plan::load_suite(source, &revs.head, suite, config_text).await?;
     let uncomputable = gate::prerequisites::static_problems(
         name,
@@ -246,8 +255,8 @@ pub(super) async fn plan_suite(
         }
     };
     let mut notes = Vec::new();
-    let base = match plan::load_suite(source, &revs.base, suite, config_text).await {
-        Ok(files) => match plan_side_off_runtime(suite, &files, evaluators, samples).await {
+    let base = match plan::load_suite(source, &revs.base, sides.base, config_text).await {
+        Ok(files) => match plan_side_off_runtime(sides.base, &files, evaluators, samples).await {
             Ok(plan) => Some(plan),
             Err(d) => {
                 notes.push(format!(

@@ -6,6 +6,7 @@
 pub mod assertion;
 pub mod budget;
 pub mod calibration;
+pub mod csv;
 pub mod dataset;
 pub mod guardrail;
 pub mod jsonpath;
@@ -14,7 +15,7 @@ pub mod manifest;
 pub mod repo;
 pub mod tickets;
 
-pub use dataset::{Assertion, AssertionKind, Case, Dataset};
+pub use dataset::{Assertion, AssertionKind, Case, Dataset, Defaults};
 pub use guardrail::{GuardrailConfig, GuardrailExpect, GuardrailSource, GuardrailTest};
 pub use manifest::{ModelManifest, ModelSpec, Parameters, Pricing, ProviderKind};
 pub use repo::{

@@ -85,6 +85,10 @@ pub struct SuiteConfig {
     /// Re-judge ambiguous answers with `release.judge` (PR tier).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub judge_escalation: Option<JudgeEscalation>,
+    /// Variables and assertions merged into every case. Test content, not policy: the
+    /// planner reads them from the config at each side (see `check::plan_into`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub defaults: Option<super::Defaults>,
 }
 
 /// `judge_escalation: { band: [low, high] }`: an answer whose PR-judge faithfulness or
@@ -554,6 +558,16 @@ impl RepoConfig {
                         file,
                         line_of(text, "judge_escalation"),
                         format!("suite `{name}` sets `judge_escalation` but `release.judge`, the judge it escalates to, is not set"),
+                    ));
+                }
+            }
+            // Shape and syntax here; against each case's `expected` once merged.
+            for a in suite.defaults.iter().flat_map(|d| &d.asserts) {
+                if let Err(msg) = a.compile(Some("expected")) {
+                    diags.push(Diagnostic::new(
+                        file,
+                        crate::diag::line_in_section(text, name, "defaults:"),
+                        format!("suite `{name}`: `defaults.assert`: {msg}"),
                     ));
                 }
             }

@@ -3,48 +3,64 @@
 //! must never drop a path a key depends on. It is built from what rendering can load:
 //! the suite's own files, its `watch` globs, and every template reachable from its
 //! templates at base or at head (see [`plan::load_templates`]: the renderer gets that
-//! map and no loader, so no other file can reach a rendered message).
+//! map and no loader, so no other file can reach a rendered message), and every file a
+//! `file://` variable of its cases or `defaults` loads at base or at head.
 
 use std::collections::BTreeSet;
 
 use globset::{Glob, GlobSetBuilder};
 
-use crate::config::SuiteConfig;
+use crate::config::{Dataset, SuiteConfig, CONFIG_PATH};
 use crate::diag::Diagnostics;
 use crate::plan;
-use crate::source::{Rev, Source};
+use crate::source::{read_text, Rev, Source};
 
 /// Every path a suite's keys can depend on, at either revision.
 #[derive(Clone, Debug, Default)]
 pub struct Dependencies {
     /// Templates reached from the suite's templates at base or head (transitively).
     templates: BTreeSet<String>,
+    /// Files `file://` variables load at base or head.
+    var_files: BTreeSet<String>,
+    /// The suite's `defaults` differ between the sides' `.promptgate.yml`.
+    defaults_changed: bool,
 }
 
 impl Dependencies {
-    /// Reads the suite's template closure at every revision given. Read problems are
-    /// left to planning, which reports them with their file and line.
+    /// Reads the suite's template closure and its cases' `file://` paths at every
+    /// revision given, each with the suite as that revision's config writes it (its
+    /// `defaults`). Read problems are left to planning, which reports them with their
+    /// file and line. A path one side names and the other does not needs no care: the
+    /// dataset or the defaults differ then, and they trigger the suite themselves.
     pub async fn of(
         source: &dyn Source,
-        revs: &[&Rev],
-        suite: &SuiteConfig,
+        sides: &[(&Rev, &SuiteConfig)],
         config_text: &str,
     ) -> Self {
-        let mut templates = BTreeSet::new();
-        for rev in revs {
+        let mut deps = Self::default();
+        for (rev, suite) in sides {
             let mut ignored = Diagnostics::default();
-            templates.extend(
+            deps.templates.extend(
                 plan::load_templates(source, rev, suite, config_text, &mut ignored)
                     .await
                     .into_keys(),
             );
+            if let Ok(Some(text)) = read_text(source, rev, &suite.dataset).await {
+                if let Ok(dataset) = Dataset::parse(&suite.dataset, &text) {
+                    let defaults = suite.defaults.as_ref();
+                    deps.var_files
+                        .extend(plan::var_files::referenced(&dataset, defaults));
+                }
+            }
         }
-        Self { templates }
+        deps.defaults_changed = sides.windows(2).any(|w| w[0].1.defaults != w[1].1.defaults);
+        deps
     }
 }
 
-/// The changed paths that trigger a suite: its own files, its `watch` globs, and every
-/// template its templates include, import or extend at base or head.
+/// The changed paths that trigger a suite: its own files, its `watch` globs, every
+/// template its templates include, import or extend, and every file its variables
+/// load, at base or head; and `.promptgate.yml` when the suite's `defaults` changed.
 pub fn triggered_by(suite: &SuiteConfig, deps: &Dependencies, changed: &[String]) -> Vec<String> {
     let files = suite.files();
     let mut builder = GlobSetBuilder::new();
@@ -60,6 +76,8 @@ pub fn triggered_by(suite: &SuiteConfig, deps: &Dependencies, changed: &[String]
         .filter(|path| {
             files.contains(&path.as_str())
                 || deps.templates.contains(path.as_str())
+                || deps.var_files.contains(path.as_str())
+                || (deps.defaults_changed && path.as_str() == CONFIG_PATH)
                 || watch.as_ref().is_some_and(|w| w.is_match(path.as_str()))
         })
         .cloned()
@@ -82,6 +100,7 @@ mod tests {
     fn deps(templates: &[&str]) -> Dependencies {
         Dependencies {
             templates: templates.iter().map(|t| t.to_string()).collect(),
+            ..Default::default()
         }
     }
 
@@ -119,6 +138,29 @@ mod tests {
                 "prompts/s/partials/tone.j2",
                 "prompts/shared/voice.j2"
             ]
+        );
+    }
+
+    #[test]
+    fn loaded_files_and_a_defaults_change_trigger() {
+        let changed: Vec<String> = ["evals/docs/a.md", "evals/docs/b.md", CONFIG_PATH]
+            .map(String::from)
+            .to_vec();
+        let deps = Dependencies {
+            var_files: ["evals/docs/a.md".to_string()].into(),
+            ..Default::default()
+        };
+        assert_eq!(
+            triggered_by(&suite(), &deps, &changed),
+            vec!["evals/docs/a.md"]
+        );
+        let deps = Dependencies {
+            defaults_changed: true,
+            ..deps
+        };
+        assert_eq!(
+            triggered_by(&suite(), &deps, &changed),
+            vec!["evals/docs/a.md", CONFIG_PATH]
         );
     }
 }

@@ -5,6 +5,7 @@ pub mod endpoints;
 pub mod guardrail;
 pub mod injection;
 pub mod keys;
+pub mod var_files;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -255,7 +256,9 @@ pub async fn load_templates(
     templates
 }
 
-/// Loads and parses every file of a suite at `rev`, collecting all problems.
+/// Loads and parses every file of a suite at `rev`, collecting all problems. The
+/// dataset's `file://` variables are read at `rev` too, and `suite.defaults` merged into
+/// its cases: the caller passes the suite with the defaults of the config at `rev`.
 pub async fn load_suite(
     source: &dyn Source,
     rev: &Rev,
@@ -289,9 +292,25 @@ pub async fn load_suite(
     )
     .await
     {
-        Some(text) => Dataset::parse(&suite.dataset, &text)
-            .map_err(|d| diags.extend(d))
-            .ok(),
+        Some(text) => match Dataset::parse(&suite.dataset, &text) {
+            Ok(mut dataset) => {
+                let defaults = suite.defaults.as_ref();
+                var_files::load_and_merge(
+                    source,
+                    rev,
+                    &mut dataset,
+                    defaults,
+                    config_text,
+                    &mut diags,
+                )
+                .await;
+                Some(dataset)
+            }
+            Err(d) => {
+                diags.extend(d);
+                None
+            }
+        },
         None => None,
     };
     let guardrail = match &suite.guardrail {
