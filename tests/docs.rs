@@ -105,10 +105,20 @@ fn files_for(config: &Value) -> Vec<(String, String)> {
             ));
         }
         files.push((suite["model"].as_str().unwrap().into(), manifest.into()));
-        files.push((
-            suite["dataset"].as_str().unwrap().into(),
-            "{\"id\": \"a\", \"vars\": {\"question\": \"How long?\", \"context\": \"30 days.\"}, \"expected\": \"30 days.\", \"assert\": [{\"type\": \"contains\", \"value\": \"30\"}]}\n".into(),
-        ));
+        let dataset = suite["dataset"].as_str().unwrap();
+        let cases = if dataset.ends_with(".csv") {
+            "id,question,context,expected,__expected\na,How long?,30 days.,30 days.,contains: 30\n"
+        } else {
+            "{\"id\": \"a\", \"vars\": {\"question\": \"How long?\", \"context\": \"30 days.\"}, \"expected\": \"30 days.\", \"assert\": [{\"type\": \"contains\", \"value\": \"30\"}]}\n"
+        };
+        files.push((dataset.into(), cases.into()));
+        // A default `file://` variable names a file from the repository root.
+        let loaded = suite["defaults"]["vars"].as_object().into_iter().flatten();
+        for (_, value) in loaded {
+            if let Some(path) = value.as_str().and_then(|v| v.strip_prefix("file://")) {
+                files.push((path.into(), "Returns are accepted within 30 days.\n".into()));
+            }
+        }
         if let Some(g) = suite["guardrail"].as_str() {
             files.push((
                 g.into(),
@@ -199,6 +209,11 @@ fn every_example_on_the_page_parses_with_the_real_loaders() {
                     assert!(errors.is_empty(), "{at}: {line}: {errors:?}");
                 }
             }
+            "csv dataset" => {
+                if let Err(d) = Dataset::parse("golden.csv", &b.text) {
+                    panic!("{at}: {d}");
+                }
+            }
             "jsonl attacks" => {
                 if let Err(d) = promptgate::inject::parse_attacks("attacks.jsonl", &b.text) {
                     panic!("{at}: {d}");
@@ -226,7 +241,8 @@ fn every_example_on_the_page_parses_with_the_real_loaders() {
             "text" | "sh" => continue,
             other => panic!(
                 "{at}: a ```{other} block; tag every example (yaml promptgate, yaml manifest, \
-                 yaml guardrail, jsonl dataset, jsonl attacks, jsonl calibration, json report) \
+                 yaml guardrail, jsonl dataset, csv dataset, jsonl attacks, jsonl calibration, \
+                 json report) \
                  so that this test checks it"
             ),
         }
@@ -238,6 +254,7 @@ fn every_example_on_the_page_parses_with_the_real_loaders() {
         "yaml manifest",
         "yaml guardrail",
         "jsonl dataset",
+        "csv dataset",
         "jsonl attacks",
         "jsonl calibration",
         "json report",
@@ -430,6 +447,17 @@ fn schema_refuses_what_the_loader_refuses() {
         (
             "release.samples: 0",
             format!("{base}release:\n  samples: 0\n"),
+        ),
+        (
+            "an unknown defaults key",
+            base.replace("    metrics:", "    defaults: { varz: {} }\n    metrics:"),
+        ),
+        (
+            "a default assertion of an unknown type",
+            base.replace(
+                "    metrics:",
+                "    defaults: { assert: [{ type: startswith, value: x }] }\n    metrics:",
+            ),
         ),
     ];
     for (what, text) in broken {
