@@ -45,13 +45,16 @@ impl Dependencies {
                     .await
                     .into_keys(),
             );
-            if let Ok(Some(text)) = read_text(source, rev, &suite.dataset).await {
-                if let Ok(dataset) = Dataset::parse(&suite.dataset, &text) {
-                    let defaults = suite.defaults.as_ref();
-                    deps.var_files
-                        .extend(plan::var_files::referenced(&dataset, defaults));
-                }
-            }
+            // Parsing every dataset on every run only to find no reference is wasted.
+            let refers = |t: &str| t.contains(plan::var_files::PREFIX);
+            let text = read_text(source, rev, &suite.dataset).await.ok().flatten();
+            let dataset = text
+                .filter(|t| refers(t))
+                .and_then(|t| Dataset::parse(&suite.dataset, &t).ok());
+            deps.var_files.extend(plan::var_files::referenced(
+                dataset.as_ref(),
+                suite.defaults.as_ref(),
+            ));
         }
         deps.defaults_changed = sides.windows(2).any(|w| w[0].1.defaults != w[1].1.defaults);
         deps

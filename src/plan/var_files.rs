@@ -59,11 +59,11 @@ fn folder(file: &str) -> &str {
 
 /// Every repository path the dataset's cases and the defaults load: what `detect`
 /// adds to a suite's dependencies. Paths that do not resolve load nothing.
-pub fn referenced(dataset: &Dataset, defaults: Option<&Defaults>) -> BTreeSet<String> {
-    let dir = folder(&dataset.file);
+pub fn referenced(dataset: Option<&Dataset>, defaults: Option<&Defaults>) -> BTreeSet<String> {
+    let dir = dataset.map_or("", |d| folder(&d.file));
     let from_cases = dataset
-        .cases
-        .iter()
+        .into_iter()
+        .flat_map(|d| &d.cases)
         .flat_map(|c| c.vars.values())
         .filter_map(reference)
         .filter_map(|r| resolve(dir, r).ok());
@@ -130,7 +130,9 @@ fn parse(path: &str, text: String) -> Result<Value, String> {
     if lower.ends_with(".json") {
         serde_json::from_str(&text).map_err(|e| format!("`{path}` is not valid JSON: {e}"))
     } else if lower.ends_with(".yaml") || lower.ends_with(".yml") {
-        serde_yaml_ng::from_str(&text).map_err(|e| format!("`{path}` is not valid YAML: {e}"))
+        // The config's YAML guard (aliases, nesting) applies: a PR writes this file.
+        crate::config::parse_yaml::<Value>(path, &text)
+            .map_err(|d| format!("`{path}` is not valid YAML: {d}"))
     } else {
         Ok(Value::String(text))
     }
@@ -232,7 +234,7 @@ mod tests {
         let defaults: Defaults =
             serde_json::from_value(serde_json::json!({"vars": {"p": "file://policy.md"}})).unwrap();
         assert_eq!(
-            referenced(&d, Some(&defaults)),
+            referenced(Some(&d), Some(&defaults)),
             ["evals/docs/a.md".to_string(), "policy.md".to_string()].into()
         );
     }
