@@ -282,8 +282,6 @@ const UNSUPPORTED_CELL_TYPES: &[&str] = &[
     "fn",
     "eval",
     "grade",
-    "llm-rubric",
-    "similar",
     "model-graded-closedqa",
     "model-graded-factuality",
     "factuality",
@@ -535,8 +533,8 @@ mod tests {
                 "g.csv:3: duplicate case id `a` (first on line 2)",
             ),
             (
-                "id,__expected\na,llm-rubric: is polite\n",
-                "g.csv:2: case `a`: `__expected` `llm-rubric` is not supported",
+                "id,__expected\na,javascript: output.length < 9\n",
+                "g.csv:2: case `a`: `__expected` `javascript` is not supported",
             ),
             (
                 "id,__expected\na,regex: (\n",
