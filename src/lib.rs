@@ -32,6 +32,7 @@ pub mod report;
 pub mod score;
 pub mod server;
 pub mod settings;
+pub mod shadow;
 pub mod source;
 pub mod store;
 pub mod validate;

@@ -47,6 +47,9 @@ enum Command {
     /// Evaluate every suite at a revision (default: the default branch) into the result
     /// cache, so a later `check` only evaluates what its change affects.
     Baseline(Box<BaselineArgs>),
+    /// Replay sampled production requests (Bedrock invocation logs) against a suite's
+    /// head model and compare the answers with production's.
+    Shadow(Box<ShadowArgs>),
     /// Check the config, datasets, manifests and templates; report every problem.
     Validate {
         #[arg(long, default_value = ".")]
@@ -185,6 +188,35 @@ struct RunArgs {
 }
 
 #[derive(clap::Args)]
+struct ShadowArgs {
+    #[arg(long = "suite", value_name = "NAME")]
+    suite: String,
+    #[arg(long, default_value = ".")]
+    repo: PathBuf,
+    /// Base revision: what production runs (default: the merge base of HEAD with the
+    /// default branch).
+    #[arg(long)]
+    base: Option<String>,
+    /// Head revision (default: the work tree).
+    #[arg(long)]
+    head: Option<String>,
+    /// Where the logs are: s3://bucket/prefix/ or a local directory (default: the
+    /// suite's `shadow.logs`).
+    #[arg(long, value_name = "S3URL|DIR")]
+    logs: Option<String>,
+    /// Only records this recent (default: the suite's `shadow.since`).
+    #[arg(long)]
+    since: Option<String>,
+    /// Requests replayed at most (default: the suite's `shadow.sample`).
+    #[arg(long)]
+    sample: Option<usize>,
+    #[arg(long, value_enum, default_value = "markdown")]
+    format: Format,
+    #[command(flatten)]
+    run: RunArgs,
+}
+
+#[derive(clap::Args)]
 struct BaselineArgs {
     #[arg(long, default_value = ".")]
     repo: PathBuf,
@@ -224,6 +256,7 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Check(args) => run_check(*args).await,
             Command::Baseline(args) => run_baseline(*args).await,
+            Command::Shadow(args) => run_shadow(*args).await,
             Command::Validate { repo, rev } => run_validate(repo, rev).await,
             Command::Serve { config } => run_serve(config).await,
             Command::Import {
@@ -394,6 +427,75 @@ async fn run_validate(repo: PathBuf, rev: Option<String>) -> anyhow::Result<u8> 
         eprintln!("promptgate: {} problem(s) found", diags.0.len());
         Ok(2)
     }
+}
+
+/// `promptgate shadow`: the suite's shadow replay alone, printed as its comment section
+/// or as the report's `shadow` object. Exit status as `check`'s.
+async fn run_shadow(args: ShadowArgs) -> anyhow::Result<u8> {
+    let source = GitSource::open(&args.repo).await?;
+    let base_sha = match &args.base {
+        Some(b) => source.resolve(b).await?,
+        None => source.default_base().await?,
+    };
+    let (head, head_label) = match &args.head {
+        Some(h) => {
+            let sha = source.resolve(h).await?;
+            (Rev::Commit(sha.clone()), sha)
+        }
+        None => (Rev::WorkTree, source.resolve("HEAD").await?),
+    };
+    let revs = Revisions {
+        base: Rev::Commit(base_sha.clone()),
+        head,
+        policy: None,
+        base_label: base_sha,
+        head_label,
+    };
+    let (client, _) = cli_client(&source, &args.run).await?;
+    let opts = CheckOptions {
+        endpoints: args.run.endpoint_rules(),
+        ..CheckOptions::default()
+    };
+    let overrides = check::ShadowOverrides {
+        logs: args.logs,
+        since: args.since,
+        sample: args.sample,
+    };
+    let result =
+        match check::shadow_only(&source, &revs, &args.suite, &overrides, &opts, &client).await {
+            Ok(r) => r,
+            Err(e) => {
+                eprintln!("promptgate: error: {e}");
+                return Ok(Verdict::Error.exit_code() as u8);
+            }
+        };
+    let verdict = match (&result.error, result.pass) {
+        (Some(_), _) => Verdict::Error,
+        (None, true) => Verdict::Pass,
+        (None, false) => Verdict::Fail,
+    };
+    let text = match args.format {
+        Format::Json => serde_json::to_string_pretty(&result).context("encoding the report")?,
+        Format::Markdown => {
+            let mut suite = promptgate::report::SuiteReport::empty(&args.suite, verdict);
+            suite.shadow = Some(result);
+            let mut report = promptgate::report::Report::new(
+                revs.base_label.clone(),
+                revs.head_label.clone(),
+                Tier::Pr,
+            );
+            report.verdict = verdict;
+            report.suites.push(suite);
+            render_comment(&report, &RenderOptions::default())
+                .map_err(|e| anyhow::anyhow!("the comment template does not render: {e}"))?
+        }
+    };
+    let mut out = std::io::stdout().lock();
+    out.write_all(text.as_bytes())?;
+    if !text.ends_with('\n') {
+        out.write_all(b"\n")?;
+    }
+    Ok(verdict.exit_code() as u8)
 }
 
 async fn run_check(args: CheckArgs) -> anyhow::Result<u8> {

@@ -11,6 +11,7 @@ mod findings;
 mod load;
 mod preflight;
 pub mod security;
+mod shadow;
 pub mod spend;
 mod suite_plan;
 mod suite_report;
@@ -509,6 +510,7 @@ async fn plan_into(
                     full,
                     samples,
                     load,
+                    shadow: suite.shadow.clone(),
                 });
             }
             Err(d) => report.suites.push(errored(name, triggered, &d)),
@@ -663,6 +665,16 @@ async fn evaluate_planned(
             s.load = Some(result);
         }
     }
+    // Shadow replays too: they are model calls of their own, gated like metrics.
+    for p in planned {
+        let Some(cfg) = &p.shadow else { continue };
+        let result = shadow::run(p, cfg, client).await;
+        report.usage.cost_by_kind.shadow += result.cost_usd;
+        report.usage.cost_usd = report.usage.cost_by_kind.total();
+        if let Some(s) = report.suites.iter_mut().find(|s| s.name == p.name) {
+            shadow::apply(s, result);
+        }
+    }
     report.suites.sort_by(|a, b| a.name.cmp(&b.name));
 }
 
@@ -799,4 +811,76 @@ fn errored(name: &str, triggered: Vec<String>, d: &Diagnostics) -> SuiteReport {
     report.triggered_by = triggered;
     report.errors = d.0.iter().map(|x| x.to_string()).collect();
     report
+}
+
+/// `promptgate shadow`: overrides of a suite's `shadow` block for one local run.
+#[derive(Clone, Debug, Default)]
+pub struct ShadowOverrides {
+    pub logs: Option<String>,
+    pub since: Option<String>,
+    pub sample: Option<usize>,
+}
+
+/// Plans one suite from base to head and runs only its shadow replay (SPEC §4
+/// `promptgate shadow`): what `check` adds to that suite, without its evaluation.
+pub async fn shadow_only(
+    source: &dyn Source,
+    revs: &Revisions,
+    suite: &str,
+    overrides: &ShadowOverrides,
+    opts: &CheckOptions,
+    client: &ModelClient,
+) -> Result<crate::report::ShadowReport, String> {
+    let opts = CheckOptions {
+        suites: vec![suite.to_string()],
+        full: true,
+        ..opts.clone()
+    };
+    let plan = plan(source, revs, &opts).await;
+    if let Some(s) = plan.report.suites.iter().find(|s| s.name == suite) {
+        return Err(format!(
+            "suite `{suite}` cannot be planned:\n{}",
+            s.errors.join("\n")
+        ));
+    }
+    if !plan.report.errors.is_empty() {
+        return Err(plan.report.errors.join("\n"));
+    }
+    let p = plan
+        .suites
+        .iter()
+        .find(|p| p.name == suite)
+        .ok_or_else(|| format!("suite `{suite}` was not planned"))?;
+    let mut cfg = match (&p.shadow, &overrides.logs) {
+        (Some(c), _) => c.clone(),
+        (None, Some(logs)) => crate::config::shadow::ShadowConfig {
+            logs: logs.clone(),
+            since: crate::config::shadow::DEFAULT_SINCE.to_string(),
+            sample: crate::config::shadow::DEFAULT_SAMPLE,
+            model_id: None,
+            metrics: Default::default(),
+        },
+        (None, None) => {
+            return Err(format!(
+                "suite `{suite}` has no `shadow` block; pass --logs to replay anyway"
+            ))
+        }
+    };
+    if let Some(l) = &overrides.logs {
+        cfg.logs = l.clone();
+    }
+    if let Some(s) = &overrides.since {
+        cfg.since = s.clone();
+    }
+    if let Some(n) = overrides.sample {
+        cfg.sample = n;
+    }
+    let mut diags = Diagnostics::default();
+    cfg.check(suite, "", &mut diags);
+    if !diags.is_empty() {
+        return Err(diags.to_string());
+    }
+    let result = shadow::run(p, &cfg, client).await;
+    client.flush().await;
+    Ok(result)
 }

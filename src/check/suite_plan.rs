@@ -20,6 +20,10 @@ pub(super) struct SideWork {
     /// Where the guardrail config lives and which region its tests call.
     pub(super) guardrail_file: Option<String>,
     pub(super) region: Option<String>,
+    /// The system template's text, and its rendering when it needs no per-request
+    /// variable (what a shadow replay may put in place of the logged system prompt).
+    pub(super) system_template: Option<String>,
+    pub(super) system_static: Option<String>,
 }
 
 /// One head case, what it is compared with, and whether the change reaches it.
@@ -45,6 +49,8 @@ pub(super) struct PlannedSuite {
     pub(super) samples: u32,
     /// The load test to run after the evaluation, when this run runs it.
     pub(super) load: Option<crate::config::load::LoadConfig>,
+    /// The shadow replay to run after the evaluation.
+    pub(super) shadow: Option<crate::config::shadow::ShadowConfig>,
 }
 
 impl PlannedSuite {
@@ -187,12 +193,25 @@ fn plan_side_work(
         crate::config::ProviderKind::Bedrock => files.manifest.region.clone(),
         _ => None,
     };
+    let system_template = suite
+        .prompts
+        .system
+        .as_ref()
+        .and_then(|p| files.templates.get(p).cloned());
+    let system_static = suite.prompts.system.as_ref().and_then(|p| {
+        plan::Renderer::new(&files.templates)
+            .ok()?
+            .render_path(p, &serde_json::Map::new())
+            .ok()
+    });
     Ok(SideWork {
         plan,
         attacks,
         guardrail_tests,
         guardrail_file: suite.guardrail.clone(),
         region,
+        system_template,
+        system_static,
     })
 }
 

@@ -13,6 +13,7 @@ pub mod jsonpath;
 pub mod load;
 pub mod manifest;
 pub mod repo;
+pub mod shadow;
 pub mod tickets;
 
 pub use dataset::{Assertion, AssertionKind, Case, Dataset, Defaults};

@@ -82,6 +82,9 @@ pub struct SuiteConfig {
     /// The suite's load test (release tier, `check --load`, `/promptgate run load`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub load: Option<super::load::LoadConfig>,
+    /// Replay sampled production requests against the head (SPEC §10).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shadow: Option<super::shadow::ShadowConfig>,
     /// Re-judge ambiguous answers with `release.judge` (PR tier).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub judge_escalation: Option<JudgeEscalation>,
@@ -531,6 +534,18 @@ impl RepoConfig {
             }
             if let Some(load) = &suite.load {
                 load.check(name, text, diags);
+            }
+            if let Some(shadow) = &suite.shadow {
+                shadow.check(name, text, diags);
+                // Replays are compared by embedding similarity: without it the block
+                // could only pass silently.
+                if cfg.evaluators.embedding.is_none() {
+                    diags.push(Diagnostic::new(
+                        file,
+                        crate::diag::line_in_section(text, name, "shadow:"),
+                        format!("suite `{name}` sets `shadow` but `evaluators.embedding`, which compares a replay with the production answer, is not set"),
+                    ));
+                }
             }
             if let Some(e) = &suite.judge_escalation {
                 let [low, high] = e.band;

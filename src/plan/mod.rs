@@ -507,6 +507,15 @@ impl Renderer {
 }
 
 impl Renderer {
+    /// One template on its own, e.g. a system prompt with no variables.
+    pub fn render_path(
+        &self,
+        path: &str,
+        vars: &serde_json::Map<String, serde_json::Value>,
+    ) -> Result<String, minijinja::Error> {
+        render(&self.env, path, vars)
+    }
+
     /// Variables `path` reads that the case does not define: the names behind an
     /// "undefined value" error, which minijinja does not give.
     fn missing_vars(

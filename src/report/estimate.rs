@@ -38,6 +38,10 @@ pub struct CallsByKind {
     pub embedding: u64,
     pub attack: u64,
     pub load: u64,
+    /// Shadow replays (not in the estimate yet: the sample is known only once the
+    /// logs are read).
+    #[serde(default)]
+    pub shadow: u64,
     /// ApplyGuardrail calls (not priced: guardrails have no pricing).
     pub guardrail: u64,
 }
@@ -52,6 +56,7 @@ impl Estimate {
             CallKind::Embedding => &mut c.embedding,
             CallKind::Attack => &mut c.attack,
             CallKind::Load => &mut c.load,
+            CallKind::Shadow => &mut c.shadow,
             CallKind::Guardrail => &mut c.guardrail,
         };
         *count += 1;

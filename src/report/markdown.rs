@@ -391,6 +391,7 @@ struct SuiteView {
     injection: Option<InjectionView>,
     guardrail: Option<GuardrailView>,
     load: Option<super::load::LoadView>,
+    shadow: Option<super::shadow::ShadowView>,
     judge_escalation: Option<EscalationView>,
     details: Vec<DetailView>,
     details_total: usize,
@@ -695,6 +696,7 @@ fn suite_view(s: &SuiteReport, budget: &Budget) -> SuiteView {
         injection,
         guardrail,
         load: s.load.as_ref().map(super::load::LoadView::of),
+        shadow: s.shadow.as_ref().map(super::shadow::ShadowView::of),
         judge_escalation: s.judge_escalation.as_ref().map(|e| EscalationView {
             band: e.band,
             judge: e.judge.clone(),

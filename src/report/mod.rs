@@ -4,10 +4,12 @@
 pub mod estimate;
 pub mod load;
 pub mod markdown;
+pub mod shadow;
 pub mod tickets;
 
 pub use estimate::Estimate;
 pub use load::{LoadGate, LoadReport};
+pub use shadow::{ShadowExample, ShadowGate, ShadowReport};
 pub use tickets::{Ticket, TicketStatus};
 
 use serde::{Deserialize, Serialize};
@@ -416,6 +418,9 @@ pub struct SuiteReport {
     /// The suite's load test, when it ran (release tier, `--load`, `run load`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub load: Option<LoadReport>,
+    /// The suite's shadow replay of production traffic, when it has `shadow`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shadow: Option<ShadowReport>,
     /// `judge_escalation`: how many answers the heavy judge graded again, and its cost.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub judge_escalation: Option<EscalationSummary>,
@@ -449,6 +454,7 @@ impl SuiteReport {
             injection: None,
             guardrail: None,
             load: None,
+            shadow: None,
             judge_escalation: None,
             errors: Vec::new(),
             flaky: Vec::new(),
@@ -504,6 +510,9 @@ pub struct CostByKind {
     /// Load tests' requests.
     #[serde(default)]
     pub load: f64,
+    /// Shadow replays of production requests and their embeddings.
+    #[serde(default)]
+    pub shadow: f64,
 }
 
 /// Which kind of call a price (or a count) belongs to.
@@ -514,6 +523,8 @@ pub enum CallKind {
     Embedding,
     Attack,
     Load,
+    /// Shadow replays and the embeddings that compare them.
+    Shadow,
     /// ApplyGuardrail: counted, never priced.
     Guardrail,
 }
@@ -527,12 +538,13 @@ impl CostByKind {
             CallKind::Embedding => Some(&mut self.embedding),
             CallKind::Attack => Some(&mut self.attack),
             CallKind::Load => Some(&mut self.load),
+            CallKind::Shadow => Some(&mut self.shadow),
             CallKind::Guardrail => None,
         }
     }
 
     pub fn total(&self) -> f64 {
-        self.generation + self.judge + self.embedding + self.attack + self.load
+        self.generation + self.judge + self.embedding + self.attack + self.load + self.shadow
     }
 
     pub fn add(&mut self, other: &CostByKind) {
@@ -541,6 +553,7 @@ impl CostByKind {
         self.embedding += other.embedding;
         self.attack += other.attack;
         self.load += other.load;
+        self.shadow += other.shadow;
     }
 }
 
