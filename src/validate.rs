@@ -62,7 +62,22 @@ pub async fn validate(source: &dyn Source, rev: &Rev, opts: &CheckOptions) -> Di
     refs.extend(config.evaluators.embedding.iter());
     refs.extend(config.evaluators.judge.iter());
     refs.extend(config.release.iter().filter_map(|r| r.judge.as_ref()));
-    for path in refs.iter().filter_map(|r| r.manifest.as_deref()) {
+    // The templates and dataset are the gating model's; a compared model (`models:`
+    // after the first) adds only its manifest, checked like an evaluator's.
+    let compared = config
+        .suites
+        .iter()
+        .filter(|(name, _)| opts.suites.is_empty() || opts.suites.contains(name))
+        .flat_map(|(name, s)| {
+            s.compared_models()
+                .iter()
+                .map(move |p| (format!("suite `{name}`: model"), p.as_str()))
+        });
+    let evaluator_manifests = refs
+        .iter()
+        .filter_map(|r| r.manifest.as_deref())
+        .map(|p| ("evaluator".to_string(), p));
+    for (what, path) in compared.chain(evaluator_manifests).collect::<Vec<_>>() {
         match read_text(source, rev, path).await {
             Ok(Some(t)) => {
                 if let Err(d) = crate::config::ModelManifest::parse(path, &t) {
@@ -72,7 +87,7 @@ pub async fn validate(source: &dyn Source, rev: &Rev, opts: &CheckOptions) -> Di
             Ok(None) => diags.push(Diagnostic::new(
                 CONFIG_PATH,
                 crate::diag::line_of(&text, path),
-                format!("evaluator manifest `{path}` does not exist"),
+                format!("{what} manifest `{path}` does not exist"),
             )),
             Err(e) => diags.push(Diagnostic::new(path, None, format!("cannot read: {e:#}"))),
         }

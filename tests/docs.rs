@@ -104,7 +104,14 @@ fn files_for(config: &Value) -> Vec<(String, String)> {
                 "Context: {{ context }}\nQuestion: {{ question }}\n".to_string(),
             ));
         }
-        files.push((suite["model"].as_str().unwrap().into(), manifest.into()));
+        let models = suite["models"].as_array().into_iter().flatten();
+        for m in suite["model"]
+            .as_str()
+            .into_iter()
+            .chain(models.filter_map(Value::as_str))
+        {
+            files.push((m.into(), manifest.into()));
+        }
         let dataset = suite["dataset"].as_str().unwrap();
         let cases = if dataset.ends_with(".csv") {
             "id,question,context,expected,__expected\na,How long?,30 days.,30 days.,contains: 30\n"
@@ -393,6 +400,25 @@ fn schema_refuses_what_the_loader_refuses() {
         ),
         ("version 2", base.replace("version: 1", "version: 2")),
         ("no suites", "version: 1\nsuites: {}\n".to_string()),
+        (
+            "`model` and `models` both",
+            base.replace(
+                "    model: m.yaml\n",
+                "    model: m.yaml\n    models: [m.yaml]\n",
+            ),
+        ),
+        (
+            "neither `model` nor `models`",
+            base.replace("    model: m.yaml\n", ""),
+        ),
+        (
+            "an empty `models`",
+            base.replace("    model: m.yaml\n", "    models: []\n"),
+        ),
+        (
+            "a model listed twice",
+            base.replace("    model: m.yaml\n", "    models: [m.yaml, m.yaml]\n"),
+        ),
         (
             "a missing dataset",
             base.replace("    dataset: d.jsonl\n", ""),

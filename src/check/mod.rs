@@ -474,47 +474,104 @@ async fn plan_into(
             Tier::Pr => suite.samples,
         };
         let evaluators = suite_evaluators(suite, &evaluators, escalation_judge.as_ref());
-        match plan_suite(
-            source,
-            revs,
-            name,
-            SuiteSides {
-                base: &base_suite,
-                head: &head_suite,
-            },
-            &evaluators,
-            samples,
-            &policy_text,
-        )
-        .await
-        {
-            Ok((_, head, _))
-                if endpoints.refusal(&head.plan.spec).is_some()
-                    || evaluators.iter().any(|e| endpoints.refusal(e).is_some()) =>
-            {
-                let d =
-                    refused_endpoints(source, revs, suite, &head, &evaluators, &endpoints).await;
+        let sides = SuiteSides {
+            base: &base_suite,
+            head: &head_suite,
+        };
+        // The suite as each compared model runs it, at base and head.
+        let on_compared: Vec<(&String, [SuiteConfig; 2])> = suite
+            .compared_models()
+            .iter()
+            .map(|m| {
+                (
+                    m,
+                    [&base_suite, &head_suite].map(|s| s.on_compared_model(m)),
+                )
+            })
+            .collect();
+        // The gating model and each compared one are planned alike.
+        let plan_on = |sides| {
+            plan_suite(
+                source,
+                revs,
+                name,
+                sides,
+                &evaluators,
+                samples,
+                &policy_text,
+            )
+        };
+        let (base, head, mut notes) = match plan_on(sides).await {
+            Ok(planned) => planned,
+            Err(d) => {
                 report.suites.push(errored(name, triggered, &d));
+                continue;
             }
-            Ok((base, head, notes)) => {
-                report
-                    .notes
-                    .extend(notes.into_iter().map(|n| format!("suite `{name}`: {n}")));
-                planned.push(PlannedSuite {
-                    name: name.clone(),
-                    suite: suite.clone(),
-                    triggered,
-                    base,
-                    head,
-                    evaluators,
-                    full,
-                    samples,
-                    load,
-                    shadow: suite.shadow.clone(),
-                });
+        };
+        let mut refused =
+            refused_endpoints(source, revs, suite, &head, &evaluators, &endpoints).await;
+        // Each compared model is the suite planned again on its manifest: its own keys
+        // scope it (its identity is in them), and unchanged cases come from the cache.
+        let mut compared = Vec::new();
+        let mut compared_failed = Vec::new();
+        for (model, [on_base, on_head]) in &on_compared {
+            let sides = SuiteSides {
+                base: on_base,
+                head: on_head,
+            };
+            match plan_on(sides).await {
+                Ok((c_base, c_head, c_notes)) => {
+                    // A compared manifest is PR-writable like the gating one (SPEC §2).
+                    let none = EvaluatorSpecs::default();
+                    refused.extend(
+                        refused_endpoints(source, revs, on_head, &c_head, &none, &endpoints).await,
+                    );
+                    notes.extend(c_notes.into_iter().map(|n| format!("model `{model}`: {n}")));
+                    compared.push(PlannedSuite {
+                        name: name.clone(),
+                        suite: suite.on_compared_model(model),
+                        triggered: triggered.clone(),
+                        base: c_base,
+                        head: c_head,
+                        evaluators: evaluators.clone(),
+                        full,
+                        samples,
+                        load: None,
+                        shadow: None,
+                        compared_of: Some(model.to_string()),
+                        compared_failed: Vec::new(),
+                    });
+                }
+                Err(d) => {
+                    notes.push(format!(
+                        "compared model `{model}` cannot be evaluated (shown as an error, not gating)"
+                    ));
+                    compared_failed.push(suite_report::compared_error(model, &d));
+                }
             }
-            Err(d) => report.suites.push(errored(name, triggered, &d)),
         }
+        if !refused.is_empty() {
+            report.suites.push(errored(name, triggered, &refused));
+            continue;
+        }
+        report
+            .notes
+            .extend(notes.into_iter().map(|n| format!("suite `{name}`: {n}")));
+        planned.push(PlannedSuite {
+            name: name.clone(),
+            suite: suite.clone(),
+            triggered,
+            base,
+            head,
+            evaluators,
+            full,
+            samples,
+            load,
+            shadow: suite.shadow.clone(),
+            compared_of: None,
+            compared_failed,
+        });
+        planned.extend(compared);
     }
     let judge = planned.iter().find_map(|p| p.evaluators.judge.clone());
     if let Some(judge) = judge {
@@ -546,12 +603,16 @@ async fn endpoint_policy(
 ) -> Result<EndpointPolicy, String> {
     let mut base_specs = Vec::new();
     if let Some(policy_rev) = trusted_rev {
-        for suite in config.suites.values() {
-            let text = read_text(source, policy_rev, &suite.model)
-                .await
-                .ok()
-                .flatten();
-            if let Some(m) = text.and_then(|t| ModelManifest::parse(&suite.model, &t).ok()) {
+        // Every listed model of the trusted config, compared ones included.
+        let models = config
+            .suites
+            .values()
+            .flat_map(|s| std::iter::once(&s.model).chain(s.compared_models()))
+            .cloned()
+            .collect::<Vec<String>>();
+        for path in models {
+            let text = read_text(source, policy_rev, &path).await.ok().flatten();
+            if let Some(m) = text.and_then(|t| ModelManifest::parse(&path, &t).ok()) {
                 base_specs.push(m.spec());
             }
         }
@@ -620,6 +681,7 @@ async fn evaluate_planned(
     }
     // The planned keys are prefetched by `execute`, for the estimate.
     let results = join_all(planned.iter().map(|p| evaluate_suite(p, client))).await;
+    let mut compared = Vec::new();
     for (p, results) in planned.iter().zip(results) {
         let mut spent = spend::Spend::default();
         for s in results
@@ -641,9 +703,31 @@ async fn evaluate_planned(
         report.usage.cost_usd = report.usage.cost_by_kind.total();
         report.usage.replayed_cost_usd += spent.replayed_usd;
         report.usage.baseline_calls += results.baseline_calls;
-        report
-            .suites
-            .push(suite_report(p, results, judge_gate.as_deref()));
+        let suite = suite_report(p, results, judge_gate.as_deref());
+        match &p.compared_of {
+            Some(model) => compared.push((p.name.clone(), suite_report::compared(model, p, suite))),
+            None => {
+                let mut suite = suite;
+                suite.compared = p.compared_failed.clone();
+                report.suites.push(suite);
+            }
+        }
+    }
+    for (name, row) in compared {
+        if let Some(s) = report.suites.iter_mut().find(|s| s.name == name) {
+            s.compared.push(row);
+        }
+    }
+    // In the order the config lists them.
+    for (s, p) in report.suites.iter_mut().filter_map(|s| {
+        let p = planned
+            .iter()
+            .find(|p| p.name == s.name && p.compared_of.is_none())?;
+        Some((s, p))
+    }) {
+        let order = p.suite.compared_models();
+        s.compared
+            .sort_by_key(|c| order.iter().position(|m| m == &c.model));
     }
     // Load tests run after every evaluation, one at a time: concurrent traffic of
     // ours would be measured as the endpoint's latency.

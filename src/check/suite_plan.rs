@@ -51,6 +51,11 @@ pub(super) struct PlannedSuite {
     pub(super) load: Option<crate::config::load::LoadConfig>,
     /// The shadow replay to run after the evaluation.
     pub(super) shadow: Option<crate::config::shadow::ShadowConfig>,
+    /// `Some(manifest)`: this plan is the suite on a compared model, whose report goes
+    /// into the gating suite's `compared` instead of the run's suites.
+    pub(super) compared_of: Option<String>,
+    /// Compared models that could not be planned, as their error rows.
+    pub(super) compared_failed: Vec<crate::report::ComparedModel>,
 }
 
 impl PlannedSuite {

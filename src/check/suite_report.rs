@@ -10,8 +10,8 @@ use crate::config::{MetricName, SuiteConfig};
 use crate::gate::{self, flips::CaseOutcome};
 use crate::plan::SidePlan;
 use crate::report::{
-    CaseCounts, CaseDetail, CaseSide, DatasetChangeKind, Failure, Flips, GuardrailBlock,
-    Inconclusive, InjectionBlock, MetricRow, SuiteReport, Verdict,
+    CaseCounts, CaseDetail, CaseSide, ComparedModel, DatasetChangeKind, Failure, Flips,
+    GuardrailBlock, Inconclusive, InjectionBlock, MetricRow, SuiteReport, Verdict,
 };
 use crate::score::CaseScores;
 
@@ -456,4 +456,30 @@ fn case_detail(
         }
     }
     detail
+}
+
+/// A compared model's row from its run's report: the metrics and counts, with its
+/// verdict kept apart from the gating suite's.
+pub(super) fn compared(model: &str, p: &PlannedSuite, r: SuiteReport) -> ComparedModel {
+    ComparedModel {
+        model: model.to_string(),
+        model_id: Some(p.head.plan.spec.model.clone()),
+        verdict: r.verdict,
+        cases: r.cases,
+        metrics: r.metrics,
+        errors: r.errors,
+    }
+}
+
+/// The row of a compared model that could not be planned (a missing or invalid
+/// manifest, a gate its manifest cannot compute): an error shown, never a pass.
+pub(super) fn compared_error(model: &str, d: &crate::diag::Diagnostics) -> ComparedModel {
+    ComparedModel {
+        model: model.to_string(),
+        model_id: None,
+        verdict: Verdict::Error,
+        cases: CaseCounts::default(),
+        metrics: Vec::new(),
+        errors: d.0.iter().map(|x| x.to_string()).collect(),
+    }
 }

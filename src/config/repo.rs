@@ -62,7 +62,14 @@ impl Prompts {
 #[serde(deny_unknown_fields)]
 pub struct SuiteConfig {
     pub prompts: Prompts,
+    /// The gating model's manifest. With `models:` in the file it is filled from the
+    /// list's first entry on parse, so every consumer reads the gating model here.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub model: String,
+    /// `models: [A, B, …]`: the suite runs on each, side by side; `A` gates and is also
+    /// [`Self::model`]. Empty when the file says `model:`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub models: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub guardrail: Option<String>,
     pub dataset: String,
@@ -141,6 +148,8 @@ impl SuiteConfig {
     pub fn files(&self) -> Vec<&str> {
         let mut out: Vec<&str> = self.prompts.roles().into_iter().map(|(_, p)| p).collect();
         out.push(&self.model);
+        // A change to a compared model's manifest triggers the suite too (SPEC §3).
+        out.extend(self.compared_models().iter().map(String::as_str));
         if let Some(g) = &self.guardrail {
             out.push(g);
         }
@@ -149,6 +158,39 @@ impl SuiteConfig {
             out.push(a);
         }
         out
+    }
+
+    /// The manifests compared with the gating one (`models:` after the first).
+    pub fn compared_models(&self) -> &[String] {
+        self.models.get(1..).unwrap_or_default()
+    }
+
+    /// The suite as run on a compared model: its cases and case metrics only. Attacks,
+    /// guardrail tests and the load test are about what ships, so they stay with the
+    /// gating model (and are not paid for once per model).
+    pub fn on_compared_model(&self, manifest: &str) -> SuiteConfig {
+        let mut s = self.clone();
+        s.model = manifest.to_string();
+        s.models = Vec::new();
+        s.guardrail = None;
+        s.load = None;
+        s.metrics.retain(|m, _| {
+            !matches!(
+                m,
+                MetricName::InjectionFailures | MetricName::GuardrailFailures
+            )
+        });
+        s.injection = InjectionConfig::default();
+        s
+    }
+
+    /// `models:` names the gating model in `model`, so one code path reads it.
+    fn normalize(&mut self) {
+        if self.model.is_empty() {
+            if let Some(first) = self.models.first() {
+                self.model = first.clone();
+            }
+        }
     }
 
     /// The injection suite runs when the suite gates on `injection_failures`.
@@ -407,6 +449,10 @@ impl RepoConfig {
             return (None, diags);
         };
         cfg.check(text, &mut diags);
+        let mut cfg = cfg;
+        for suite in cfg.suites.values_mut() {
+            suite.normalize();
+        }
         (Some(cfg), diags)
     }
 
@@ -476,6 +522,28 @@ impl RepoConfig {
                     at,
                     format!("suite `{name}` has no prompts"),
                 ));
+            }
+            match (suite.model.is_empty(), suite.models.is_empty()) {
+                (true, true) => diags.push(Diagnostic::new(
+                    file,
+                    at,
+                    format!("suite `{name}` names no model: give `model: PATH` or `models: [PATH, …]`"),
+                )),
+                (false, false) => diags.push(Diagnostic::new(
+                    file,
+                    crate::diag::line_in_section(text, name, "models:"),
+                    format!("suite `{name}` sets both `model` and `models`: give one (the first of `models` gates)"),
+                )),
+                _ => {}
+            }
+            for (i, m) in suite.models.iter().enumerate() {
+                if m.trim().is_empty() || suite.models[..i].contains(m) {
+                    diags.push(Diagnostic::new(
+                        file,
+                        crate::diag::line_in_section(text, name, "models:"),
+                        format!("suite `{name}`: `models` entry `{m}` is empty or listed twice"),
+                    ));
+                }
             }
             if suite.samples == 0 {
                 diags.push(Diagnostic::new(
@@ -837,6 +905,35 @@ release:
             got[2].starts_with(".promptgate.yml:10: suite `support-answer`: bad glob"),
             "{got:?}"
         );
+    }
+
+    #[test]
+    fn models_list_names_the_gating_model_and_the_compared_ones() {
+        let text = SPEC_EXAMPLE.replace(
+            "    model: models/support.yaml\n",
+            "    models: [models/a.yaml, models/b.yaml]\n",
+        );
+        let cfg = RepoConfig::parse(&text).unwrap();
+        let s = &cfg.suites["support-answer"];
+        assert_eq!(s.model, "models/a.yaml");
+        assert_eq!(s.compared_models(), ["models/b.yaml".to_string()]);
+        assert!(s.files().contains(&"models/b.yaml"));
+        let b = s.on_compared_model("models/b.yaml");
+        assert_eq!(
+            (b.model.as_str(), b.guardrail.as_ref()),
+            ("models/b.yaml", None)
+        );
+        assert!(!b.runs_injection() && b.compared_models().is_empty());
+
+        let both = SPEC_EXAMPLE.replace(
+            "    model: models/support.yaml\n",
+            "    model: models/support.yaml\n    models: [models/a.yaml]\n",
+        );
+        let err = RepoConfig::parse(&both).unwrap_err().to_string();
+        assert!(err.contains("sets both `model` and `models`"), "{err}");
+        let neither = SPEC_EXAMPLE.replace("    model: models/support.yaml\n", "");
+        let err = RepoConfig::parse(&neither).unwrap_err().to_string();
+        assert!(err.contains("names no model"), "{err}");
     }
 
     #[test]

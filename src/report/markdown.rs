@@ -380,6 +380,10 @@ struct SuiteView {
     dataset_changes_more: usize,
     dataset_weakened: bool,
     metrics: Vec<MetricView>,
+    /// Compared models (`models:` after the first): one column each beside the gating
+    /// model's head values, one row per metric.
+    compared: Vec<ComparedView>,
+    compared_rows: Vec<ComparedRowView>,
     errors: Vec<String>,
     errors_more: usize,
     failures: Vec<FailureView>,
@@ -398,6 +402,22 @@ struct SuiteView {
     details_more: usize,
     /// What compact mode leaves out, e.g. `5,000 failures`, `12 case details`.
     omitted: Vec<String>,
+}
+
+#[derive(Serialize)]
+struct ComparedView {
+    model: String,
+    model_id: Option<String>,
+    verdict: VerdictView,
+    cases: CountsView,
+    errors: Vec<String>,
+}
+
+#[derive(Serialize)]
+struct ComparedRowView {
+    name: String,
+    /// The gating model's head value and result, then each compared model's.
+    cells: Vec<String>,
 }
 
 #[derive(Serialize)]
@@ -673,18 +693,24 @@ fn suite_view(s: &SuiteReport, budget: &Budget) -> SuiteView {
         skipped: s.verdict == Verdict::Skipped,
         triggered_by,
         triggered_by_more,
-        cases: CountsView {
-            total: s.cases.total,
-            affected: s.cases.affected,
-            evaluated: s.cases.evaluated,
-            cached: s.cases.cached,
-            removed: s.cases.removed,
-        },
+        cases: counts_view(&s.cases),
         flips: flips_view(&s.flips, budget),
         dataset_changes,
         dataset_changes_more,
         dataset_weakened: s.dataset_changes.iter().any(|c| c.change.weakens()),
         metrics: s.metrics.iter().map(metric_view).collect(),
+        compared: s
+            .compared
+            .iter()
+            .map(|c| ComparedView {
+                model: c.model.clone(),
+                model_id: c.model_id.clone(),
+                verdict: verdict_view(c.verdict),
+                cases: counts_view(&c.cases),
+                errors: take_texts(&c.errors, budget.max_items, budget).0,
+            })
+            .collect(),
+        compared_rows: compared_rows(s),
         errors,
         errors_more,
         failures: failure_views(&s.failures[..shown_failures], budget),
@@ -712,6 +738,46 @@ fn suite_view(s: &SuiteReport, budget: &Budget) -> SuiteView {
         details_more: s.details.len() - shown_details,
         omitted,
     }
+}
+
+fn counts_view(c: &super::CaseCounts) -> CountsView {
+    CountsView {
+        total: c.total,
+        affected: c.affected,
+        evaluated: c.evaluated,
+        cached: c.cached,
+        removed: c.removed,
+    }
+}
+
+/// One row per gating metric: its head value and result for the gating model, then
+/// for each compared model (`—` where a model has no such value).
+fn compared_rows(s: &SuiteReport) -> Vec<ComparedRowView> {
+    if s.compared.is_empty() {
+        return Vec::new();
+    }
+    let cell = |m: Option<&MetricRow>| {
+        m.map_or_else(
+            || "—".to_string(),
+            |m| {
+                let v = metric_view(m);
+                format!("{} {}", v.head, v.result)
+            },
+        )
+    };
+    s.metrics
+        .iter()
+        .map(|m| ComparedRowView {
+            name: m.name.to_string(),
+            cells: std::iter::once(cell(Some(m)))
+                .chain(
+                    s.compared
+                        .iter()
+                        .map(|c| cell(c.metrics.iter().find(|r| r.name == m.name))),
+                )
+                .collect(),
+        })
+        .collect()
 }
 
 /// Regressed cases first, then errors, failures, flaky, the rest, passes.

@@ -433,6 +433,10 @@ pub struct SuiteReport {
     /// Per-case base/head details of the evaluated cases.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub details: Vec<CaseDetail>,
+    /// The suite on each compared model (`models:` after the first), in listed order.
+    /// Shown beside the gating model's results; never part of the verdict.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub compared: Vec<ComparedModel>,
     /// Every finding a ticket could be opened for, of every kind; the check keeps those
     /// the config's `tickets.on` lists in [`Report::tickets`].
     #[serde(skip)]
@@ -459,9 +463,28 @@ impl SuiteReport {
             errors: Vec::new(),
             flaky: Vec::new(),
             details: Vec::new(),
+            compared: Vec::new(),
             findings: Vec::new(),
         }
     }
+}
+
+/// One compared model's run of a suite (SPEC §2 `models:`): the same metrics over its
+/// head cases, informational only.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ComparedModel {
+    /// The manifest path as the config lists it.
+    pub model: String,
+    /// The provider's model id from that manifest (absent when it could not be read).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model_id: Option<String>,
+    /// What this model's own run would be under the suite's thresholds; an `error`
+    /// here is shown, and does not change the suite's verdict.
+    pub verdict: Verdict,
+    pub cases: CaseCounts,
+    pub metrics: Vec<MetricRow>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<String>,
 }
 
 /// What `judge_escalation` did in a suite.
