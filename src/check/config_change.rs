@@ -47,6 +47,20 @@ pub(super) fn config_change(base: &RepoConfig, head_text: &str) -> ConfigChange 
                         "`{name}.defaults` changed (evaluated at the head in this run, like a dataset change)"
                     ));
                 }
+                // Which models run (and which one gates) is policy: it applies once merged.
+                let models = |s: &crate::config::SuiteConfig| {
+                    std::iter::once(s.model.as_str())
+                        .chain(s.compared_models().iter().map(String::as_str))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                };
+                if models(b) != models(h) {
+                    changes.push(format!(
+                        "`{name}` models (the first gates): [{}] → [{}]",
+                        models(b),
+                        models(h)
+                    ));
+                }
                 if b.samples != h.samples {
                     changes.push(format!("`{name}.samples`: {} → {}", b.samples, h.samples));
                 }
@@ -76,5 +90,26 @@ fn fmt_threshold(t: Option<&crate::config::Threshold>) -> String {
             (None, Some(b)) => format!("max {b}"),
             (None, None) => "none".to_string(),
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_changed_model_list_is_summarised() {
+        let text = |models: &str| {
+            format!("version: 1\nsuites:\n  s:\n    prompts: {{ user: u.j2 }}\n    {models}\n    dataset: d.jsonl\n")
+        };
+        let base = RepoConfig::parse(&text("model: a.yaml")).unwrap();
+        let change = config_change(&base, &text("models: [a.yaml, b.yaml]"));
+        assert_eq!(
+            change.changes,
+            ["`s` models (the first gates): [a.yaml] → [a.yaml, b.yaml]"]
+        );
+        assert!(config_change(&base, &text("models: [a.yaml]"))
+            .changes
+            .is_empty());
     }
 }
