@@ -109,9 +109,13 @@ tests:
     );
     let dataset = repo.read("evals/promptfoo.jsonl");
     assert!(dataset.contains(r#""id":"refund-window""#), "{dataset}");
-    // The default assertion comes after each test's own, the default var yields to the test's.
+    // defaultTest became the suites' defaults; the test's own var stays in the case.
     assert!(dataset.contains(r#""tone":"formal""#), "{dataset}");
-    assert_eq!(dataset.matches("not-icontains").count(), 2, "{dataset}");
+    assert!(!dataset.contains("not-icontains"), "{dataset}");
+    assert!(
+        cfg.contains(r#"defaults: {"assert":[{"type":"not-icontains","value":"as an ai"}],"vars":{"tone":"friendly"}}"#),
+        "{cfg}"
+    );
 
     let (code, out, err) = promptgate(&["validate"], repo.path());
     assert_eq!(code, 0, "the import validates: {out}{err}");

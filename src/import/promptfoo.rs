@@ -3,8 +3,8 @@
 //! Translated: prompts (inline, `file://` text or a JSON chat), `openai:`, `bedrock:`
 //! and `ollama:` providers with temperature/max_tokens/top_p, tests with vars and the
 //! assertion types promptgate shares with promptfoo (with `weight`, `threshold`, `not-`),
-//! and `defaultTest` (its vars and asserts merged into every test). Everything else is
-//! listed with its line.
+//! and `defaultTest` (as every suite's `defaults`). Everything else is listed with its
+//! line.
 
 use std::collections::BTreeMap;
 
@@ -62,7 +62,8 @@ pub fn translate(text: &str, read: &Reader<'_>) -> Result<Imported, String> {
     let defaults = config.get("defaultTest").cloned().unwrap_or(Value::Null);
     let tests = tests(config.get("tests"), read, &mut skip)?;
     let mut uses = (false, false); // (similar, llm-rubric)
-    let cases = cases(&tests, &defaults, &mut uses, &mut skip);
+    let cases = cases(&tests, &mut uses, &mut skip);
+    let suite_defaults = suite_defaults(&defaults, &mut uses, &mut skip);
     if cases.is_empty() {
         out.untranslated.push(Untranslated {
             line: line_of(text, "tests:"),
@@ -101,6 +102,9 @@ pub fn translate(text: &str, read: &Reader<'_>) -> Result<Imported, String> {
                 "    model: models/{}.yaml\n    dataset: evals/promptfoo.jsonl\n    metrics:\n      assertions: {{ min: 1.0 }}\n",
                 p.name
             ));
+            if let Some(d) = &suite_defaults {
+                suites.push_str(&format!("    defaults: {d}\n"));
+            }
         }
     }
     let mut evaluators = String::new();
@@ -358,11 +362,42 @@ fn tests(
     Ok(out)
 }
 
-/// The dataset lines: each test with `defaultTest` merged in (the test's vars win, the
-/// default asserts come after its own).
+/// `defaultTest` as the suites' `defaults` (promptgate merges them the same way: a
+/// test's var wins, the default asserts come after the test's own), in YAML's JSON
+/// flow form; `None` when it holds nothing to translate.
+fn suite_defaults(
+    defaults: &Value,
+    uses: &mut (bool, bool),
+    skip: &mut dyn FnMut(&str, String),
+) -> Option<String> {
+    let obj = defaults.as_object()?;
+    for key in obj.keys() {
+        if !matches!(key.as_str(), "vars" | "assert") {
+            skip(&format!("{key}:"), format!("defaultTest: `{key}`"));
+        }
+    }
+    let mut out = Map::new();
+    if let Some(vars) = obj.get("vars").and_then(Value::as_object) {
+        if !vars.is_empty() {
+            out.insert("vars".into(), Value::Object(vars.clone()));
+        }
+    }
+    let asserts: Vec<Value> = obj
+        .get("assert")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|a| assertion(a, uses, skip))
+        .collect();
+    if !asserts.is_empty() {
+        out.insert("assert".into(), Value::Array(asserts));
+    }
+    (!out.is_empty()).then(|| Value::Object(out).to_string())
+}
+
+/// The dataset lines, one per test.
 fn cases(
     tests: &[Value],
-    defaults: &Value,
     uses: &mut (bool, bool),
     skip: &mut dyn FnMut(&str, String),
 ) -> Vec<Value> {
@@ -381,28 +416,18 @@ fn cases(
                 skip(&format!("{key}:"), format!("test {}: `{key}`", i + 1));
             }
         }
-        let mut vars = defaults
+        let vars = t
             .get("vars")
             .and_then(Value::as_object)
             .cloned()
             .unwrap_or_default();
-        if let Some(own) = t.get("vars").and_then(Value::as_object) {
-            for (k, v) in own {
-                vars.insert(k.clone(), v.clone());
-            }
-        }
         let mut asserts = Vec::new();
         let own = t
             .get("assert")
             .and_then(Value::as_array)
             .cloned()
             .unwrap_or_default();
-        let shared = defaults
-            .get("assert")
-            .and_then(Value::as_array)
-            .cloned()
-            .unwrap_or_default();
-        for a in own.iter().chain(shared.iter()) {
+        for a in &own {
             if let Some(a) = assertion(a, uses, skip) {
                 asserts.push(a);
             }
