@@ -180,8 +180,12 @@ pub enum Check {
     Cost {
         max_usd: f64,
     },
-    /// `tool-called`: the answer called the named tool.
-    ToolCalled(String),
+    /// `tool-called`: the answer called the named tool (with arguments meeting every
+    /// `args` json-path check, when given).
+    ToolCalled {
+        name: String,
+        args: Vec<PathCheck>,
+    },
     /// `tool-args-schema`: the answer called the tool, with arguments the schema takes.
     ToolArgsSchema {
         name: String,
@@ -298,7 +302,7 @@ impl Assertion {
                 key: grading_key(kind, self.text()?),
                 min: self.bound(DEFAULT_RUBRIC_MIN, 1.0)?,
             },
-            ToolCalled | NotToolCalled => Check::ToolCalled(self.text()?.to_string()),
+            ToolCalled | NotToolCalled => self.tool_called()?,
             ToolArgsSchema => self.tool_args_schema()?,
         };
         Ok(Compiled {
@@ -403,11 +407,53 @@ impl Assertion {
         })
     }
 
+    /// `tool-called`: a tool name, or `{"name": …, "args": <json-path checks>}` checked
+    /// against the call's arguments.
+    fn tool_called(&self) -> Result<Check, String> {
+        let kind = self.kind.as_str();
+        match &self.value {
+            Some(Value::String(name)) => Ok(Check::ToolCalled {
+                name: name.clone(),
+                args: Vec::new(),
+            }),
+            Some(Value::Object(o)) => {
+                if let Some(k) = o.keys().find(|k| !matches!(k.as_str(), "name" | "args")) {
+                    return Err(format!(
+                        "assertion `{kind}`: unknown key `{k}` (the value has `name` and `args`)"
+                    ));
+                }
+                let name = o
+                    .get("name")
+                    .and_then(Value::as_str)
+                    .ok_or_else(|| format!("assertion `{kind}` needs a string `name`"))?;
+                let args = match o.get("args") {
+                    None => Vec::new(),
+                    Some(v) => Self::path_checks_in(v, kind)?,
+                };
+                Ok(Check::ToolCalled {
+                    name: name.to_string(),
+                    args,
+                })
+            }
+            _ => Err(format!(
+                "assertion `{kind}` needs a string `value` (a tool name), or `{{\"name\", \"args\"}}`"
+            )),
+        }
+    }
+
     fn path_checks(&self) -> Result<Vec<PathCheck>, String> {
-        let bad = |why: String| format!("assertion `json-path`: {why}");
-        let items: Vec<&Value> = match &self.value {
-            Some(Value::Array(items)) if !items.is_empty() => items.iter().collect(),
-            Some(one @ Value::Object(_)) => vec![one],
+        match &self.value {
+            Some(v) => Self::path_checks_in(v, "json-path"),
+            None => Self::path_checks_in(&Value::Null, "json-path"),
+        }
+    }
+
+    /// `{"path", "equals" | "exists"}` checks, one or a list, of assertion `kind`.
+    fn path_checks_in(value: &Value, kind: &str) -> Result<Vec<PathCheck>, String> {
+        let bad = |why: String| format!("assertion `{kind}`: {why}");
+        let items: Vec<&Value> = match value {
+            Value::Array(items) if !items.is_empty() => items.iter().collect(),
+            one @ Value::Object(_) => vec![one],
             _ => return Err(bad(
                 "needs a `value`: one `{\"path\": \"$.a\", \"equals\": …}` check or a list of them"
                     .into(),

@@ -147,24 +147,10 @@ fn holds(check: &Check, s: &Subject) -> (bool, String) {
                 Ok(doc) => doc,
                 Err(e) => return (false, e),
             };
-            for c in checks {
-                let got = c.path.select(&doc);
-                let miss = match (&c.expect, got) {
-                    (PathExpect::Exists(want), got) if got.is_some() != *want => Some(match got {
-                        Some(v) => format!("`{}` exists ({v})", c.text),
-                        None => format!("`{}` does not exist", c.text),
-                    }),
-                    (PathExpect::Equals(want), Some(v)) if !json_eq(v, want) => {
-                        Some(format!("`{}` is {v}, not {want}", c.text))
-                    }
-                    (PathExpect::Equals(_), None) => Some(format!("`{}` does not exist", c.text)),
-                    _ => None,
-                };
-                if let Some(m) = miss {
-                    return (false, m);
-                }
+            match path_miss(checks, &doc) {
+                Some(m) => (false, m),
+                None => (true, "every path check holds".into()),
             }
-            (true, "every path check holds".into())
         }
         Check::Levenshtein { reference, max } => {
             let d = levenshtein(out.trim(), reference.trim()) as f64;
@@ -208,9 +194,19 @@ fn holds(check: &Check, s: &Subject) -> (bool, String) {
             ),
             None => (false, "was not graded".into()),
         },
-        Check::ToolCalled(name) => {
-            let held = s.tool_calls.iter().any(|c| &c.name == name);
-            (held, called(s.tool_calls))
+        Check::ToolCalled { name, args } => {
+            let mut misses = Vec::new();
+            for call in s.tool_calls.iter().filter(|c| &c.name == name) {
+                match path_miss(args, &call.arguments) {
+                    None => return (true, format!("`{name}` was called")),
+                    Some(m) => misses.push(m),
+                }
+            }
+            match misses.first() {
+                // Called, but never with arguments that pass the checks.
+                Some(m) => (false, format!("`{name}` was called, but {m}")),
+                None => (false, called(s.tool_calls)),
+            }
         }
         Check::ToolArgsSchema { name, validator } => {
             let mut calls = s.tool_calls.iter().filter(|c| &c.name == name).peekable();
@@ -243,6 +239,27 @@ fn called(calls: &[ToolCall]) -> String {
     }
     let names: Vec<String> = calls.iter().map(|c| format!("`{}`", c.name)).collect();
     format!("called {}", names.join(", "))
+}
+
+/// The first json-path check that `doc` fails, said as what was found.
+fn path_miss(
+    checks: &[crate::config::assertion::PathCheck],
+    doc: &serde_json::Value,
+) -> Option<String> {
+    checks.iter().find_map(|c| {
+        let got = c.path.select(doc);
+        match (&c.expect, got) {
+            (PathExpect::Exists(want), got) if got.is_some() != *want => Some(match got {
+                Some(v) => format!("`{}` exists ({v})", c.text),
+                None => format!("`{}` does not exist", c.text),
+            }),
+            (PathExpect::Equals(want), Some(v)) if !json_eq(v, want) => {
+                Some(format!("`{}` is {v}, not {want}", c.text))
+            }
+            (PathExpect::Equals(_), None) => Some(format!("`{}` does not exist", c.text)),
+            _ => None,
+        }
+    })
 }
 
 fn quoted(items: &[&String]) -> String {
@@ -716,7 +733,45 @@ mod tests {
             (a("tool-args-schema", schema.clone()), with(&bad), false),
             // No call of the tool at all.
             (a("tool-args-schema", schema), on("order A1"), false),
+            // `args`: json-path checks on a call's arguments; one matching call is enough.
+            (
+                a(
+                    "tool-called",
+                    json!({"name": "lookup_order", "args": {"path": "$.order_id", "equals": 7}}),
+                ),
+                with(&bad),
+                true,
+            ),
+            (
+                a(
+                    "tool-called",
+                    json!({"name": "refund", "args": [{"path": "$.amount", "equals": 6}]}),
+                ),
+                with(&good),
+                false,
+            ),
+            (
+                a(
+                    "not-tool-called",
+                    json!({"name": "refund", "args": {"path": "$.amount", "equals": 6}}),
+                ),
+                with(&good),
+                true,
+            ),
         ]);
+        let out = evaluate(
+            &[a(
+                "tool-called",
+                json!({"name": "refund", "args": {"path": "$.amount", "equals": 6}}),
+            )],
+            None,
+            &with(&good),
+        );
+        assert!(
+            out.failures[0].contains("`refund` was called, but `$.amount` is 5, not 6"),
+            "{:?}",
+            out.failures
+        );
         let out = evaluate(&[a("tool-called", json!("cancel"))], None, &with(&good));
         assert_eq!(
             out.failures,
