@@ -433,24 +433,7 @@ async fn run_validate(repo: PathBuf, rev: Option<String>) -> anyhow::Result<u8> 
 /// or as the report's `shadow` object. Exit status as `check`'s.
 async fn run_shadow(args: ShadowArgs) -> anyhow::Result<u8> {
     let source = GitSource::open(&args.repo).await?;
-    let base_sha = match &args.base {
-        Some(b) => source.resolve(b).await?,
-        None => source.default_base().await?,
-    };
-    let (head, head_label) = match &args.head {
-        Some(h) => {
-            let sha = source.resolve(h).await?;
-            (Rev::Commit(sha.clone()), sha)
-        }
-        None => (Rev::WorkTree, source.resolve("HEAD").await?),
-    };
-    let revs = Revisions {
-        base: Rev::Commit(base_sha.clone()),
-        head,
-        policy: None,
-        base_label: base_sha,
-        head_label,
-    };
+    let revs = cli_revisions(&source, args.base.as_deref(), args.head.as_deref()).await?;
     let (client, _) = cli_client(&source, &args.run).await?;
     let opts = CheckOptions {
         endpoints: args.run.endpoint_rules(),
@@ -498,13 +481,18 @@ async fn run_shadow(args: ShadowArgs) -> anyhow::Result<u8> {
     Ok(verdict.exit_code() as u8)
 }
 
-async fn run_check(args: CheckArgs) -> anyhow::Result<u8> {
-    let source = GitSource::open(&args.repo).await?;
-    let base_sha = match &args.base {
+/// The CLI's range: `--base` (default: the merge base with the default branch) to
+/// `--head` (default: the work tree, labelled `+dirty` when it has changes).
+async fn cli_revisions(
+    source: &GitSource,
+    base: Option<&str>,
+    head: Option<&str>,
+) -> anyhow::Result<Revisions> {
+    let base_sha = match base {
         Some(b) => source.resolve(b).await?,
         None => source.default_base().await?,
     };
-    let (head, head_label) = match &args.head {
+    let (head, head_label) = match head {
         Some(h) => {
             let sha = source.resolve(h).await?;
             (Rev::Commit(sha.clone()), sha)
@@ -519,11 +507,24 @@ async fn run_check(args: CheckArgs) -> anyhow::Result<u8> {
             (Rev::WorkTree, label)
         }
     };
+    Ok(Revisions {
+        base: Rev::Commit(base_sha.clone()),
+        head,
+        policy: None,
+        base_label: base_sha,
+        head_label,
+    })
+}
+
+async fn run_check(args: CheckArgs) -> anyhow::Result<u8> {
+    let source = GitSource::open(&args.repo).await?;
+    let revs = cli_revisions(&source, args.base.as_deref(), args.head.as_deref()).await?;
     // A default base equal to the head compares a commit with itself and would pass
     // with every suite skipped; only uncommitted work on top of it is worth comparing.
     if args.base.is_none() {
-        let head_sha = head_label.trim_end_matches("+dirty");
-        let dirty_work_tree = head == Rev::WorkTree && head_label.ends_with("+dirty");
+        let base_sha = &revs.base_label;
+        let head_sha = revs.head_label.trim_end_matches("+dirty");
+        let dirty_work_tree = revs.head == Rev::WorkTree && revs.head_label.ends_with("+dirty");
         if head_sha == base_sha && !dirty_work_tree {
             anyhow::bail!(
                 "the default base is the head itself ({}): HEAD is the tip of the default \
@@ -533,13 +534,6 @@ async fn run_check(args: CheckArgs) -> anyhow::Result<u8> {
             );
         }
     }
-    let revs = Revisions {
-        base: Rev::Commit(base_sha.clone()),
-        head,
-        policy: None,
-        base_label: base_sha,
-        head_label,
-    };
     let (client, recordings) = cli_client(&source, &args.run).await?;
     let opts = CheckOptions {
         suites: args.suites,

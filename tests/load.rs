@@ -85,10 +85,8 @@ fn release(repo: &TestRepo, sha: &str) -> (i32, Value) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fast_endpoint_keeps_up_and_passes() {
-    let fake = Fake {
-        base: Duration::from_millis(20),
-        ..Fake::default()
-    };
+    // Answers at once: the p95 gate (150 ms) leaves room for a loaded CI machine.
+    let fake = Fake::default();
     let url = serve(fake.clone()).await;
     let (repo, sha) = repo(&url);
     let (code, report) = tokio::task::spawn_blocking(move || release(&repo, &sha))
