@@ -306,7 +306,7 @@ async fn closed_loop(
 async fn store_only(body: &Bytes, conc: u64, secs: u64) -> anyhow::Result<(Stats, u64)> {
     let dir = tempfile::tempdir()?;
     let url = format!("sqlite://{}", dir.path().join("promptgate.db").display());
-    let queue = Queue::new(server::open_store(&url).await?.pool().clone());
+    let queue = Queue::new(server::open_store(&url).await?.db());
     let start = Instant::now();
     let end = start + Duration::from_secs(secs);
     let next = Arc::new(AtomicU64::new(0));

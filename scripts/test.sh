@@ -2,7 +2,8 @@
 # The README's test command: installs what the tests need that cargo cannot (moto_server,
 # the local stand-in for AWS CodeBuild and S3 that tests/codebuild.rs starts on
 # loopback; the linters and renderers of tests/deploy.rs; Chromium, which
-# tests/run_page.rs drives headless), then runs
+# tests/run_page.rs drives headless; PostgreSQL, for the store tests on both backends),
+# then runs
 # the whole test suite. Extra arguments go to `cargo test`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -73,4 +74,34 @@ fi
 git config --global user.email >/dev/null 2>&1 || git config --global user.email "test@promptgate.invalid"
 git config --global user.name >/dev/null 2>&1 || git config --global user.name "promptgate tests"
 
-exec cargo test "$@"
+# PostgreSQL: the store and queue tests run on both backends (src/store/testing.rs), so
+# they need a server. Unless PROMPTGATE_TEST_POSTGRES_URL names one already, install
+# Debian's postgresql (server binaries under /usr/lib/postgresql/N/bin) and start a
+# throwaway cluster in a temp dir on a free loopback port, as the `postgres` user when
+# this runs as root (initdb refuses root); it is stopped and removed on exit.
+pg_bin() { ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1; }
+if [ -z "${PROMPTGATE_TEST_POSTGRES_URL:-}" ]; then
+  if [ -z "$(pg_bin)" ] || [ ! -x "$(pg_bin)/initdb" ]; then
+    echo "scripts/test.sh: installing postgresql (apt, for the Postgres backend tests)" >&2
+    apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q postgresql
+  fi
+  pg=$(pg_bin)
+  pgdir=$(mktemp -d /tmp/promptgate-pg.XXXXXX)
+  pgport=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  as_pg=()
+  if [ "$(id -u)" = 0 ]; then
+    chown postgres "$pgdir"
+    as_pg=(runuser -u postgres --)
+  fi
+  "${as_pg[@]}" "$pg/initdb" -D "$pgdir/data" -U postgres --auth=trust -E UTF8 >"$pgdir/initdb.log" 2>&1 \
+    || { cat "$pgdir/initdb.log" >&2; exit 1; }
+  # fsync off: a test cluster need not survive a power cut, and commits get cheap.
+  "${as_pg[@]}" "$pg/pg_ctl" -D "$pgdir/data" -l "$pgdir/server.log" -w \
+    -o "-c listen_addresses=127.0.0.1 -p $pgport -k $pgdir -c fsync=off -c max_connections=400" start >/dev/null \
+    || { cat "$pgdir/server.log" >&2; exit 1; }
+  trap '"${as_pg[@]}" "$pg/pg_ctl" -D "$pgdir/data" -m immediate stop >/dev/null 2>&1; rm -rf "$pgdir"' EXIT
+  export PROMPTGATE_TEST_POSTGRES_URL="postgres://postgres@127.0.0.1:$pgport/postgres"
+  echo "scripts/test.sh: PostgreSQL $("$pg/postgres" --version | awk '{print $3}') on 127.0.0.1:$pgport" >&2
+fi
+
+cargo test "$@"

@@ -56,7 +56,7 @@ pub struct SettingDoc {
 /// keeps the two lists equal and docs/settings.md equal to [`reference_markdown`].
 pub const SETTINGS: &[SettingDoc] = &[
     SettingDoc { key: "listen", default: "127.0.0.1:8080", meaning: "HOST:PORT the service listens on (the image sets 0.0.0.0:8080)" },
-    SettingDoc { key: "database_url", default: "sqlite://promptgate.db", meaning: "the store: sqlite://PATH (one replica); postgres:// is refused until Postgres lands" },
+    SettingDoc { key: "database_url", default: "sqlite://promptgate.db", meaning: "the store: sqlite://PATH (one replica) or postgres://USER:PASSWORD@HOST/DB (several replicas share it)" },
     SettingDoc { key: "public_url", default: "the listen address", meaning: "base URL of run-page links in statuses and comments" },
     SettingDoc { key: "github_api_url", default: "https://api.github.com", meaning: "GitHub REST root (GitHub Enterprise: https://HOST/api/v3)" },
     SettingDoc { key: "github_token", default: "unset", meaning: "a token for GitHub (or use the App settings below)" },

@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
+use promptgate::store::Db;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use sqlx::SqlitePool;
@@ -32,8 +33,8 @@ fn kinds() -> [AuditKind; 5] {
     AuditKind::ALL
 }
 
-async fn open(path: &Path) -> SqlitePool {
-    Store::open_sqlite(path).await.unwrap().pool().clone()
+async fn open(path: &Path) -> Db {
+    Store::open_sqlite(path).await.unwrap().db()
 }
 
 /// A database at `dir/audit.db` holding `n` entries; the pool is closed on return so the
@@ -138,7 +139,7 @@ async fn the_table_refuses_update_and_delete() {
         "UPDATE audit_log SET verdict = 'fail'",
         "DELETE FROM audit_log",
     ] {
-        let err = sqlx::query(sql).execute(&pool).await.unwrap_err();
+        let err = sqlx::query(sql).execute(pool.pool()).await.unwrap_err();
         assert!(
             err.to_string().contains("audit_log is append-only"),
             "{err}"
@@ -338,7 +339,7 @@ async fn deleted_first_and_last_entries_are_detected() {
         })
     );
     sqlx::query("DELETE FROM audit_log WHERE id = 1")
-        .execute(&pool)
+        .execute(pool.pool())
         .await
         .unwrap();
     assert_eq!(
@@ -398,4 +399,66 @@ async fn cli_reads_the_database_setting_and_refuses_a_missing_file() {
         "{o:?}"
     );
     assert!(!dir.path().join("nope.db").exists());
+}
+
+/// Issue 14 item 4: two replicas (two pools, two stores) appending at once on one
+/// Postgres database build one unbroken chain; the table refuses edits there too, and
+/// a deleted tail is reported as on SQLite.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_replicas_appending_at_once_keep_one_chain() {
+    let url = promptgate::store::testing::new_postgres_database()
+        .await
+        .unwrap();
+    let a = Store::open_url(&url).await.unwrap().db();
+    let b = Store::open_url(&url).await.unwrap().db();
+    let mut tasks = Vec::new();
+    for i in 0..30u64 {
+        let log = AuditLog::new(if i % 2 == 0 { a.clone() } else { b.clone() });
+        tasks.push(tokio::spawn(async move {
+            log.append(&entry(kinds()[i as usize % 5], i))
+                .await
+                .unwrap()
+        }));
+    }
+    let mut ids = Vec::new();
+    for t in tasks {
+        ids.push(t.await.unwrap());
+    }
+    ids.sort();
+    assert_eq!(ids, (1..=30).collect::<Vec<i64>>());
+    assert_eq!(
+        audit::verify(&b).await.unwrap(),
+        Verification {
+            entries: 30,
+            first_broken: None
+        }
+    );
+    for sql in [
+        "UPDATE audit_log SET verdict = 'fail'",
+        "DELETE FROM audit_log",
+        "TRUNCATE audit_log",
+    ] {
+        let err = sqlx::query(sql).execute(a.pool()).await.unwrap_err();
+        assert!(
+            err.to_string().contains("audit_log is append-only"),
+            "{sql}: {err}"
+        );
+    }
+    // A tamperer who owns the table drops the trigger and cuts the tail off.
+    for sql in [
+        "DROP TRIGGER audit_log_no_delete ON audit_log",
+        "DELETE FROM audit_log WHERE id > 28",
+    ] {
+        sqlx::query(sql).execute(a.pool()).await.unwrap();
+    }
+    assert_eq!(
+        audit::verify(&a).await.unwrap().first_broken,
+        Some(Broken {
+            id: 29,
+            reason: "deleted: the log ends at entry 28 but entries up to 30 were written".into()
+        })
+    );
+    // The export reads the same rows on Postgres.
+    let mut out = Vec::new();
+    assert_eq!(audit::export(&a, &mut out).await.unwrap(), 28);
 }

@@ -5,13 +5,12 @@
 
 mod common;
 
-use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use common::echo::{model, Echo};
 use common::github::{Harness, PrFile, StatusRec};
-use common::service::{db_path, settings, wait_until, Service};
+use common::service::{db_path, settings, wait_until, Database, Postgres, Service};
 use promptgate::event::ForgeKind;
 use promptgate::forge::Forge;
 use serde_json::{json, Value};
@@ -92,13 +91,13 @@ fn bot_settings() -> promptgate::settings::Settings {
 }
 
 /// The service with the real run pipeline against the fake GitHub.
-async fn start(h: &Harness, db: &Path) -> Service {
+async fn start(h: &Harness, db: &(impl Database + ?Sized)) -> Service {
     let forge: Arc<dyn Forge> = Arc::new(h.forge());
     Service::with_bot(bot_settings(), db, ForgeKind::Github, forge).await
 }
 
 /// The service with the real run pipeline against the fake GitLab.
-async fn start_gitlab(gl: &common::gitlab::FakeGitLab, db: &Path) -> Service {
+async fn start_gitlab(gl: &common::gitlab::FakeGitLab, db: &(impl Database + ?Sized)) -> Service {
     use promptgate::forge::{ForgeRetryPolicy, GitLabForge};
     let forge: Arc<dyn Forge> = Arc::new(
         GitLabForge::new(&gl.url, common::gitlab::TOKEN)
@@ -128,10 +127,20 @@ async fn final_status(h: &Harness, sha: &str) -> StatusRec {
 
 #[tokio::test]
 async fn a_pr_delivery_gets_pending_then_final_status_and_one_comment_edited_on_push() {
+    let dir = tempfile::tempdir().unwrap();
+    github_pr_flow(&db_path(&dir)).await;
+}
+
+/// The same flow with the store on Postgres (issue 14).
+#[tokio::test]
+async fn on_postgres_a_pr_delivery_gets_its_statuses_and_one_comment_edited_on_push() {
+    github_pr_flow(&Postgres::new().await).await;
+}
+
+async fn github_pr_flow(db: &(impl Database + ?Sized)) {
     let (h, m) = world(Echo::default(), HEAD).await;
     let model_url = format!("{}/v1", m.uri());
-    let dir = tempfile::tempdir().unwrap();
-    let svc = start(&h, &db_path(&dir)).await;
+    let svc = start(&h, db).await;
 
     let opened = fixture("github/webhook.pull_request.opened.octokit.json");
     assert_eq!(
@@ -341,6 +350,17 @@ async fn a_title_only_gitlab_update_and_a_foreign_check_rerun_make_no_run() {
 /// router, the GitLab forge (the `gitlab` crate) against the fake GitLab.
 #[tokio::test]
 async fn a_gitlab_merge_request_gets_statuses_and_one_note() {
+    let dir = tempfile::tempdir().unwrap();
+    gitlab_mr_flow(&db_path(&dir)).await;
+}
+
+/// The same merge request with the store on Postgres (issue 14).
+#[tokio::test]
+async fn on_postgres_a_gitlab_merge_request_gets_statuses_and_one_note() {
+    gitlab_mr_flow(&Postgres::new().await).await;
+}
+
+async fn gitlab_mr_flow(db: &(impl Database + ?Sized)) {
     use common::gitlab::{FakeGitLab, MergeRequest};
     // What `webhook.merge_request.open.atlantis.json` is about.
     const PID: u64 = 4580910;
@@ -361,8 +381,7 @@ async fn a_gitlab_merge_request_gets_statuses_and_one_note() {
         "Explain the bill {{ n }}.",
     );
 
-    let dir = tempfile::tempdir().unwrap();
-    let svc = start_gitlab(&gl, &db_path(&dir)).await;
+    let svc = start_gitlab(&gl, db).await;
     let open = fixture("gitlab/webhook.merge_request.open.atlantis.json");
     assert_eq!(
         svc.gitlab("Merge Request Hook", "u-1", GITLAB_SECRET, &open)

@@ -218,7 +218,7 @@ impl World {
     }
 
     async fn audit(&self) -> Vec<(AuditKind, String, Option<String>)> {
-        AuditLog::new(self.svc.state.store.pool().clone())
+        AuditLog::new(self.svc.state.store.db())
             .entries()
             .await
             .unwrap()
@@ -336,6 +336,38 @@ async fn cancel_stops_a_running_evaluation() {
     assert!(w.h.state().ours().is_empty());
 }
 
+/// Issue 14 item 3: another replica's `/promptgate cancel` can only mark the run row
+/// (the evaluation runs here); the evaluation notices within seconds and stops without
+/// publishing.
+#[tokio::test]
+async fn a_run_cancelled_through_its_row_by_another_replica_stops() {
+    let w = World::start("main", FAILING).await;
+    w.echo.slow.store(true, Ordering::SeqCst);
+    w.open().await;
+    wait_until(|| async { w.model_calls().await > 0 }).await;
+    let in_flight = || w.svc.state.metrics.render(None);
+    assert!(in_flight().contains("promptgate_runs_in_flight 1\n"));
+    // What the other replica's cancel does to the shared database.
+    let runs = promptgate::store::runs::Runs::new(w.svc.state.store.db());
+    assert_eq!(runs.cancel_pr("github", REPO, PR).await.unwrap(), 1);
+    wait_until(|| async { in_flight().contains("promptgate_runs_in_flight 0\n") }).await;
+    assert_eq!(
+        w.svc
+            .count("SELECT COUNT(*) FROM runs WHERE status = 'cancelled'")
+            .await,
+        1
+    );
+    // The stopped run published no score table and no final status.
+    assert!(w.h.state().ours().is_empty());
+    let last = w.last("promptgate", HEAD).unwrap();
+    assert_eq!(
+        last.state,
+        "pending",
+        "{:?}",
+        w.statuses("promptgate", HEAD)
+    );
+}
+
 #[tokio::test]
 async fn release_flow_evaluation_passes_then_approve_then_a_push_drops_it() {
     let w = World::start("release/1.0", PASSING).await;
@@ -381,7 +413,7 @@ async fn release_flow_evaluation_passes_then_approve_then_a_push_drops_it() {
         )),
         "{audit:?}"
     );
-    let chain = promptgate::audit::verify(w.svc.state.store.pool())
+    let chain = promptgate::audit::verify(&w.svc.state.store.db())
         .await
         .unwrap();
     assert!(chain.first_broken.is_none(), "{:?}", chain.first_broken);

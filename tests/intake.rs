@@ -678,12 +678,23 @@ fn settings_debug_never_shows_credentials() {
 }
 
 #[tokio::test]
-async fn postgres_is_refused_with_a_clear_message() {
-    let err = server::open_store("postgres://bot@db/promptgate")
+async fn the_store_url_picks_the_backend_and_other_schemes_are_refused() {
+    let err = server::open_store("mysql://bot:pw-secret@db/promptgate")
         .await
-        .unwrap_err()
-        .to_string();
-    assert!(err.contains("not supported yet"), "{err}");
+        .unwrap_err();
+    let text = format!("{err:#}");
+    assert!(text.contains("PROMPTGATE_DATABASE_URL"), "{text}");
+    assert!(
+        text.contains("expected sqlite://PATH or postgres://"),
+        "{text}"
+    );
+    assert!(!text.contains("pw-secret"), "{text}");
+    // A postgres:// URL opens the real server (scripts/test.sh starts one).
+    let url = promptgate::store::testing::new_postgres_database()
+        .await
+        .unwrap();
+    let store = server::open_store(&url).await.unwrap();
+    assert_eq!(store.db().backend(), promptgate::store::Backend::Postgres);
 }
 
 // ---------------------------------------------------------------------------------

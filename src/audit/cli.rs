@@ -1,16 +1,14 @@
 //! `promptgate audit verify` and `promptgate audit export`: the clap definitions live in
 //! `main.rs`, the work here.
 
+use anyhow::Context;
 use std::io::Write;
 use std::path::Path;
-use std::str::FromStr;
-
-use anyhow::Context;
-use sqlx::sqlite::SqliteConnectOptions;
-use sqlx::SqlitePool;
 
 use crate::server::open_store;
 use crate::settings::Settings;
+use crate::store::db::sqlite_file;
+use crate::store::Db;
 
 /// `--database`, or else the service's `PROMPTGATE_DATABASE_URL` setting (and its
 /// default), so the commands read the same database the bot writes.
@@ -23,25 +21,24 @@ pub fn database_url(database: Option<&str>) -> anyhow::Result<String> {
 
 /// Opens the bot's database, refusing a file that does not exist: verifying a freshly
 /// created empty database would report "OK" for a mistyped path.
-pub async fn open(url: &str) -> anyhow::Result<SqlitePool> {
-    if url.starts_with("sqlite:") && !url.contains(":memory:") && !url.contains("mode=memory") {
-        let opts = SqliteConnectOptions::from_str(url)
-            .with_context(|| format!("bad database URL {url}"))?;
-        let path = opts.get_filename();
-        if !path.exists() {
-            anyhow::bail!("no database at {} ({url})", path.display());
+pub async fn open(url: &str) -> anyhow::Result<Db> {
+    if url.starts_with("sqlite:") {
+        if let Some(path) = sqlite_file(url)? {
+            if !path.exists() {
+                anyhow::bail!("no database at {} ({url})", path.display());
+            }
         }
     }
     // The store applies the migrations, so an older database gains the audit table.
-    Ok(open_store(url).await?.pool().clone())
+    Ok(open_store(url).await?.db())
 }
 
 /// Prints `audit log OK: N entries` (exit 0) or `audit log broken at entry N: reason`
 /// (exit 1) to `out`.
 pub async fn verify_command(database: Option<&str>, out: &mut dyn Write) -> anyhow::Result<u8> {
-    let pool = open(&database_url(database)?).await?;
-    let v = super::verify(&pool).await?;
-    pool.close().await;
+    let db = open(&database_url(database)?).await?;
+    let v = super::verify(&db).await?;
+    db.close().await;
     match v.first_broken {
         None => {
             writeln!(out, "audit log OK: {} entries", v.entries)?;
@@ -60,13 +57,13 @@ pub async fn export_command(
     out_file: Option<&Path>,
     stdout: &mut dyn Write,
 ) -> anyhow::Result<u8> {
-    let pool = open(&database_url(database)?).await?;
+    let db = open(&database_url(database)?).await?;
     let n = match out_file {
         Some(path) => {
             let file = std::fs::File::create(path)
                 .with_context(|| format!("creating {}", path.display()))?;
             let mut w = std::io::BufWriter::new(file);
-            let n = super::export(&pool, &mut w).await?;
+            let n = super::export(&db, &mut w).await?;
             w.into_inner()
                 .map_err(|e| e.into_error())
                 .and_then(|f| f.sync_all())
@@ -77,9 +74,9 @@ pub async fn export_command(
             );
             n
         }
-        None => super::export(&pool, stdout).await?,
+        None => super::export(&db, stdout).await?,
     };
-    pool.close().await;
+    db.close().await;
     tracing::debug!("exported {n} audit entries");
     Ok(0)
 }

@@ -12,12 +12,12 @@
 
 use std::str::FromStr;
 
+use crate::store::{Backend, Db};
 use anyhow::Context;
 use futures::TryStreamExt;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
-use sqlx::SqlitePool;
 use tokio::sync::Mutex;
 
 use crate::plan::keys::canonical;
@@ -123,36 +123,44 @@ pub struct Broken {
 /// Appends to the audit log. Cheap to clone; clones share the in-process lock.
 #[derive(Clone, Debug)]
 pub struct AuditLog {
-    pool: SqlitePool,
+    db: Db,
     /// Serialises this process's appends before they reach SQLite (see [`AuditLog::append`]).
     turn: std::sync::Arc<Mutex<()>>,
 }
 
 impl AuditLog {
-    pub fn new(pool: SqlitePool) -> Self {
+    pub fn new(db: Db) -> Self {
         Self {
-            pool,
+            db,
             turn: std::sync::Arc::new(Mutex::new(())),
         }
     }
 
     /// Appends `entry` at the end of the chain and returns its id.
     ///
-    /// Reading the last hash and inserting the next row happen in one `BEGIN IMMEDIATE`
-    /// transaction: it takes SQLite's write lock up front, so two appenders (other tasks,
-    /// other `AuditLog` values, other processes on the same file) can never both link to
-    /// the same predecessor. A deferred transaction would not do: in WAL mode its
-    /// read-then-write upgrade fails with `SQLITE_BUSY` instead of waiting. The UNIQUE
-    /// `prev_hash` column refuses a fork of the chain should anything get past that.
+    /// Reading the last hash and inserting the next row happen in one transaction that
+    /// holds the log's write lock: SQLite's (`BEGIN IMMEDIATE`, see
+    /// [`Db::begin_write`]), or on Postgres a transaction-scoped advisory lock, so two
+    /// appenders (other tasks, other `AuditLog` values, other processes or replicas)
+    /// can never both link to the same predecessor. The UNIQUE `prev_hash` column
+    /// refuses a fork of the chain should anything get past that.
     /// The in-process mutex only keeps this process's appenders from queueing on SQLite's
     /// busy timeout while each holds a pool connection.
     pub async fn append(&self, entry: &AuditEntry) -> anyhow::Result<i64> {
         let _turn = self.turn.lock().await;
         let mut tx = self
-            .pool
-            .begin_with("BEGIN IMMEDIATE")
+            .db
+            .begin_write()
             .await
             .context("audit log: starting the append transaction")?;
+        if self.db.backend() == Backend::Postgres {
+            // Wrapped: the `Any` driver cannot decode a `void` column.
+            sqlx::query("SELECT COUNT(*) FROM (SELECT pg_advisory_xact_lock($1)) AS locked")
+                .bind(APPEND_LOCK)
+                .execute(&mut *tx)
+                .await
+                .context("audit log: taking the append lock")?;
+        }
         let last: Option<(i64, String)> =
             sqlx::query_as("SELECT id, hash FROM audit_log ORDER BY id DESC LIMIT 1")
                 .fetch_optional(&mut *tx)
@@ -160,17 +168,14 @@ impl AuditLog {
                 .context("audit log: reading the last entry")?;
         // Follow the AUTOINCREMENT counter rather than the last row, so that an entry
         // appended after the newest ones were deleted leaves a gap that `verify` reports.
-        let counter = id_counter(&mut tx).await?;
+        let counter = id_counter(self.db.backend(), &mut tx).await?;
         let id = last
             .as_ref()
             .map_or(0, |(id, _)| *id)
             .max(counter.unwrap_or(0))
             + 1;
         let prev_hash = last.map_or_else(|| GENESIS.to_string(), |(_, hash)| hash);
-        let at: String = sqlx::query_scalar("SELECT strftime('%Y-%m-%dT%H:%M:%fZ', 'now')")
-            .fetch_one(&mut *tx)
-            .await
-            .context("audit log: reading the clock")?;
+        let at = crate::store::db::now_text();
         let actor_id = to_sql_int(entry.actor_id, "actor_id")?;
         let pr = to_sql_int(entry.pr, "pr")?;
         let content = Content {
@@ -192,7 +197,7 @@ impl AuditLog {
         sqlx::query(
             "INSERT INTO audit_log (id, at, kind, actor_id, actor_login, forge, repo, pr, sha, \
              verdict, detail, prev_hash, hash) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
         )
         .bind(id)
         .bind(&at)
@@ -210,6 +215,15 @@ impl AuditLog {
         .execute(&mut *tx)
         .await
         .context("audit log: inserting the entry")?;
+        if self.db.backend() == Backend::Postgres {
+            // Explicit ids do not move the sequence; move it, so that the counter says
+            // how far the log got even after its tail is deleted.
+            sqlx::query("SELECT setval(pg_get_serial_sequence('audit_log', 'id'), $1)")
+                .bind(id)
+                .execute(&mut *tx)
+                .await
+                .context("audit log: advancing the id counter")?;
+        }
         tx.commit()
             .await
             .context("audit log: committing the entry")?;
@@ -219,7 +233,7 @@ impl AuditLog {
     /// Every entry, oldest first.
     pub async fn entries(&self) -> anyhow::Result<Vec<StoredEntry>> {
         sqlx::query_as::<_, Row>(SELECT_ALL)
-            .fetch(&self.pool)
+            .fetch(self.db.pool())
             .map_err(|e| anyhow::Error::new(e).context("audit log: reading entries"))
             .and_then(|row| async move { row.into_stored() })
             .try_collect()
@@ -230,8 +244,8 @@ impl AuditLog {
 /// Recomputes every hash and link, oldest first, and names the first entry that does
 /// not check out: a missing id (a deleted entry), a `prev_hash` that is not the previous
 /// entry's hash, or a `hash` that does not match the entry's content.
-pub async fn verify(pool: &SqlitePool) -> anyhow::Result<Verification> {
-    let mut rows = sqlx::query_as::<_, Row>(SELECT_ALL).fetch(pool);
+pub async fn verify(db: &Db) -> anyhow::Result<Verification> {
+    let mut rows = sqlx::query_as::<_, Row>(SELECT_ALL).fetch(db.pool());
     let mut entries = 0usize;
     let mut first_broken: Option<Broken> = None;
     let mut last_id = 0i64;
@@ -250,11 +264,12 @@ pub async fn verify(pool: &SqlitePool) -> anyhow::Result<Verification> {
     }
     drop(rows);
     if first_broken.is_none() {
-        let mut conn = pool
+        let mut conn = db
+            .pool()
             .acquire()
             .await
             .context("audit log: reading the id counter")?;
-        if let Some(counter) = id_counter(&mut conn).await? {
+        if let Some(counter) = id_counter(db.backend(), &mut conn).await? {
             if counter > last_id {
                 first_broken = Some(Broken {
                     id: last_id + 1,
@@ -273,8 +288,8 @@ pub async fn verify(pool: &SqlitePool) -> anyhow::Result<Verification> {
 
 /// Writes every entry as one JSON line ([`StoredEntry`]), in id order; returns how many.
 /// Exports as stored, broken or not: run [`verify`] to judge it.
-pub async fn export(pool: &SqlitePool, out: &mut dyn std::io::Write) -> anyhow::Result<usize> {
-    let mut rows = sqlx::query_as::<_, Row>(SELECT_ALL).fetch(pool);
+pub async fn export(db: &Db, out: &mut dyn std::io::Write) -> anyhow::Result<usize> {
+    let mut rows = sqlx::query_as::<_, Row>(SELECT_ALL).fetch(db.pool());
     let mut n = 0usize;
     while let Some(row) = rows
         .try_next()
@@ -335,13 +350,29 @@ fn check(row: &Row, last_id: i64, prev_hash: &str) -> Option<Broken> {
     None
 }
 
-/// The AUTOINCREMENT counter of `audit_log`: the highest id ever inserted, even if that
-/// row is gone. `None` before the first append.
-async fn id_counter(conn: &mut sqlx::SqliteConnection) -> anyhow::Result<Option<i64>> {
-    sqlx::query_scalar("SELECT seq FROM sqlite_sequence WHERE name = 'audit_log'")
+/// The advisory lock key Postgres appenders serialise on (any constant will do; this
+/// one is "pgaudit" in ASCII).
+const APPEND_LOCK: i64 = 0x70_67_61_75_64_69_74;
+
+/// The id counter of `audit_log`: the highest id ever inserted, even if that row is
+/// gone. SQLite's AUTOINCREMENT keeps it in `sqlite_sequence` (in the transaction);
+/// on Postgres it is the id sequence, which `append` advances. `None` before the
+/// first append.
+async fn id_counter(
+    backend: Backend,
+    conn: &mut sqlx::AnyConnection,
+) -> anyhow::Result<Option<i64>> {
+    let sql = match backend {
+        Backend::Sqlite => "SELECT seq FROM sqlite_sequence WHERE name = 'audit_log'",
+        Backend::Postgres => {
+            "SELECT pg_sequence_last_value(pg_get_serial_sequence('audit_log', 'id')::regclass)"
+        }
+    };
+    let found: Option<Option<i64>> = sqlx::query_scalar(sql)
         .fetch_optional(conn)
         .await
-        .context("audit log: reading the id counter")
+        .context("audit log: reading the id counter")?;
+    Ok(found.flatten())
 }
 
 /// SQLite integers are signed; ids beyond `i64::MAX` do not exist on either forge.

@@ -100,10 +100,10 @@ impl Bot {
     ) -> Self {
         let store = &state.store;
         Self {
-            runs: Runs::new(store.pool().clone()),
-            audit: AuditLog::new(store.pool().clone()),
-            tickets: crate::store::tickets::Tickets::new(store.pool().clone()),
-            spend: crate::store::spend::SpendLog::new(store.pool().clone()),
+            runs: Runs::new(store.db()),
+            audit: AuditLog::new(store.db()),
+            tickets: crate::store::tickets::Tickets::new(store.db()),
+            spend: crate::store::spend::SpendLog::new(store.db()),
             executor: Arc::new(LocalExecutor::new(store.clone(), max_concurrency)),
             forges,
             metrics: state.metrics.clone(),
@@ -310,7 +310,7 @@ impl Bot {
         // If this future is dropped (shutdown past its grace), the evaluation stops too;
         // the run stays `running` and the re-leased delivery picks it up again.
         let _abort = AbortOnDrop(task.abort_handle());
-        let outcome = task.await;
+        let outcome = self.await_unless_cancelled(task, row.id).await;
         if let Ok(mut active) = self.active.lock() {
             if active.get(&key).is_some_and(|(id, _)| *id == row.id) {
                 active.remove(&key);
@@ -526,6 +526,41 @@ impl Bot {
         };
         if let Err(e) = forge.post_check_run(repo, &check).await {
             tracing::warn!(repo = %repo.full_name, sha, error = %e, "could not write the check run");
+        }
+    }
+}
+
+/// How often a running evaluation looks at its run row for a cancel made elsewhere:
+/// `/promptgate cancel` or a superseding push handled by another replica (on Postgres),
+/// which can only mark the row.
+const CANCEL_POLL: std::time::Duration = std::time::Duration::from_secs(2);
+
+impl Bot {
+    /// Waits for the evaluation, aborting it (and its executor's builds) when its run
+    /// row turns `cancelled`: the row is the source of truth across replicas. A row
+    /// that cannot be read does not stop the run; the next poll tries again.
+    async fn await_unless_cancelled(
+        &self,
+        mut task: tokio::task::JoinHandle<Report>,
+        run_id: i64,
+    ) -> Result<Report, tokio::task::JoinError> {
+        let mut poll = tokio::time::interval(CANCEL_POLL);
+        poll.tick().await;
+        loop {
+            tokio::select! {
+                outcome = &mut task => return outcome,
+                _ = poll.tick() => {
+                    match self.runs.status(run_id).await {
+                        Ok(Some(RunStatus::Cancelled)) => {
+                            tracing::info!(run = run_id, "run cancelled elsewhere; stopping it");
+                            task.abort();
+                            self.executor.cancel(&run_id.to_string()).await;
+                        }
+                        Ok(_) => {}
+                        Err(e) => tracing::warn!(run = run_id, "reading the run's status: {e:#}"),
+                    }
+                }
+            }
         }
     }
 }

@@ -70,7 +70,7 @@ impl AppState {
     pub fn new(settings: Arc<Settings>, store: Store) -> anyhow::Result<Self> {
         let links = links::LinkSigner::from_settings(&settings);
         Ok(Self {
-            queue: Queue::new(store.pool().clone()),
+            queue: Queue::new(store.db()),
             settings,
             store,
             metrics: Arc::new(Metrics::new()),
@@ -137,14 +137,7 @@ impl Default for ServeOptions {
 
 /// Opens the database named by `PROMPTGATE_DATABASE_URL` and applies migrations.
 pub async fn open_store(database_url: &str) -> anyhow::Result<Store> {
-    if database_url.starts_with("postgres://") || database_url.starts_with("postgresql://") {
-        anyhow::bail!(
-            "PROMPTGATE_DATABASE_URL: the Postgres backend is not supported yet; use sqlite://PATH"
-        );
-    }
-    if !database_url.starts_with("sqlite:") {
-        anyhow::bail!("PROMPTGATE_DATABASE_URL: expected sqlite://PATH");
-    }
+    crate::store::Backend::of_url(database_url).context("PROMPTGATE_DATABASE_URL")?;
     Store::open_url(database_url).await
 }
 
@@ -481,7 +474,7 @@ async fn metrics_text(State(st): State<AppState>) -> Response {
         }
     };
     let mut text = st.metrics.render(queue);
-    match crate::store::spend::SpendLog::new(st.store.pool().clone())
+    match crate::store::spend::SpendLog::new(st.store.db())
         .this_month()
         .await
     {

@@ -1,21 +1,24 @@
 //! The result cache: every model answer, embedding and judge verdict stored under its
 //! content key, so a re-run makes no model call and base results are reused across PRs.
 //!
-//! SQLite (sqlx) is the embedded default; the schema lives in `migrations/` so the bot's
-//! database carries the same table.
+//! SQLite (sqlx) is the embedded default and PostgreSQL the one several replicas share
+//! ([`db`]); the schemas live in `migrations/` so the bot's database carries the same
+//! table.
 
 use std::path::Path;
-use std::str::FromStr;
-use std::time::Duration;
 
 use anyhow::Context;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Row, SqlitePool};
+use sqlx::{AnyPool, Row};
 
+pub mod db;
 pub mod queue;
 pub mod runs;
 pub mod spend;
+#[doc(hidden)]
+pub mod testing;
 pub mod tickets;
+
+pub use db::{Backend, Db};
 
 /// Kinds of cached result, stored beside the value for inspection and clean-up.
 pub const KIND_CHAT: &str = "chat";
@@ -24,107 +27,43 @@ pub const KIND_GUARDRAIL: &str = "guardrail";
 
 #[derive(Clone, Debug)]
 pub struct Store {
-    pool: SqlitePool,
-}
-
-/// Connections in the pool of a file database. SQLite has a single writer, so more
-/// connections only add readers (the worker's claims, `/metrics`, run pages) beside
-/// the intake's inserts; a handful is enough and keeps lock contention low.
-const FILE_POOL_MAX: u32 = 4;
-
-/// How long a connection waits for another's write lock before the query fails.
-/// Intake inserts take well under a millisecond, so this is only reached when the
-/// disk stalls; a 503 then makes the forge redeliver.
-const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// Settings for a file database shared by concurrent requests and workers.
-///
-/// WAL lets readers run beside the one writer instead of blocking on it. With WAL,
-/// `synchronous=NORMAL` syncs the log at checkpoints rather than at every commit: a
-/// committed transaction survives a crash of the process (it is in the OS's page
-/// cache), and only a power loss or OS crash can lose the last few commits — never
-/// corrupt the database. That is the trade the intake wants: a 202 is cheap, and a
-/// forge redelivers what the bot lost in the rare power cut.
-///
-/// `wal_autocheckpoint` stays at SQLite's 1000 pages: with 23 KB deliveries, 10,000
-/// pages raised intake throughput by a few percent but made each checkpoint (which
-/// runs on the committing connection, so in the intake writer's path) ~10× longer,
-/// raising p99 from ~15 to ~80 ms under load. Larger pages (16/64 KB) did not help.
-fn file_options(opts: SqliteConnectOptions) -> SqliteConnectOptions {
-    opts.create_if_missing(true)
-        .journal_mode(SqliteJournalMode::Wal)
-        .synchronous(SqliteSynchronous::Normal)
-        .busy_timeout(BUSY_TIMEOUT)
-}
-
-/// Whether a `sqlite:` URL names an in-memory database (`sqlite::memory:`,
-/// `sqlite://:memory:`, or `?mode=memory`), which exists only per connection.
-fn is_in_memory(url: &str) -> bool {
-    let rest = url
-        .strip_prefix("sqlite://")
-        .or_else(|| url.strip_prefix("sqlite:"))
-        .unwrap_or(url);
-    let (database, params) = rest.split_once('?').unwrap_or((rest, ""));
-    database == ":memory:" || params.split('&').any(|p| p == "mode=memory")
+    db: Db,
 }
 
 impl Store {
     /// Opens (creating if needed) a SQLite database at `path` and applies migrations.
     pub async fn open_sqlite(path: &Path) -> anyhow::Result<Self> {
-        if let Some(dir) = path.parent() {
-            if !dir.as_os_str().is_empty() {
-                std::fs::create_dir_all(dir)
-                    .with_context(|| format!("creating cache directory {}", dir.display()))?;
-            }
-        }
-        let opts = file_options(SqliteConnectOptions::new().filename(path));
-        let pool = SqlitePoolOptions::new()
-            .max_connections(FILE_POOL_MAX)
-            .connect_with(opts)
-            .await
-            .with_context(|| format!("opening cache database {}", path.display()))?;
-        Self::migrate(pool).await
+        Self::migrate(Db::open_sqlite(path).await?).await
     }
 
-    /// Opens a `sqlite://…` URL (`sqlite::memory:` gives a private in-memory cache).
+    /// Opens a `sqlite://…` or `postgres://…` URL (`sqlite::memory:` gives a private
+    /// in-memory cache) and applies that backend's migrations.
     ///
-    /// A file database gets WAL, `synchronous=NORMAL` and a small pool (see
-    /// [`file_options`]), so webhook intake and workers do not queue behind one
-    /// connection.
+    /// A SQLite file gets WAL, `synchronous=NORMAL` and a small pool (see
+    /// [`db`]), so webhook intake and workers do not queue behind one connection.
     pub async fn open_url(url: &str) -> anyhow::Result<Self> {
-        let opts = SqliteConnectOptions::from_str(url)
-            .with_context(|| format!("bad database URL {url}"))?;
-        let pool = if is_in_memory(url) {
-            // An in-memory database lives as long as its one connection: never let the
-            // pool open a second one or retire the first.
-            SqlitePoolOptions::new()
-                .max_connections(1)
-                .idle_timeout(None)
-                .max_lifetime(None)
-                .connect_with(opts.create_if_missing(true))
-                .await
-        } else {
-            SqlitePoolOptions::new()
-                .max_connections(FILE_POOL_MAX)
-                .connect_with(file_options(opts))
-                .await
-        }
-        .with_context(|| format!("opening database {url}"))?;
-        Self::migrate(pool).await
+        Self::migrate(Db::connect(url).await?).await
     }
 
-    async fn migrate(pool: SqlitePool) -> anyhow::Result<Self> {
-        sqlx::migrate!("./migrations")
-            .run(&pool)
+    /// The two schemas live side by side (`migrations/sqlite`, `migrations/postgres`)
+    /// with the same versions; `tests/store_backends.rs` keeps their tables and
+    /// columns equal.
+    async fn migrate(db: Db) -> anyhow::Result<Self> {
+        let migrator = match db.backend() {
+            Backend::Sqlite => sqlx::migrate!("./migrations/sqlite"),
+            Backend::Postgres => sqlx::migrate!("./migrations/postgres"),
+        };
+        migrator
+            .run(db.pool())
             .await
             .context("applying database migrations")?;
-        Ok(Self { pool })
+        Ok(Self { db })
     }
 
     pub async fn get(&self, key: &str) -> anyhow::Result<Option<serde_json::Value>> {
-        let row = sqlx::query("SELECT value FROM results WHERE key = ?1")
+        let row = sqlx::query("SELECT value FROM results WHERE key = $1")
             .bind(key)
-            .fetch_optional(&self.pool)
+            .fetch_optional(self.db.pool())
             .await
             .context("reading the result cache")?;
         match row {
@@ -154,16 +93,19 @@ impl Store {
         keys: &[String],
     ) -> anyhow::Result<std::collections::HashMap<String, serde_json::Value>> {
         let mut found = std::collections::HashMap::new();
-        // SQLite allows 32,766 bound parameters; stay far below.
+        // SQLite allows 32,766 bound parameters, Postgres 65,535; stay far below.
         for chunk in keys.chunks(500) {
-            let marks = vec!["?"; chunk.len()].join(",");
+            let marks = (1..=chunk.len())
+                .map(|i| format!("${i}"))
+                .collect::<Vec<_>>()
+                .join(",");
             let sql = format!("SELECT key, value FROM results WHERE key IN ({marks})");
             let mut q = sqlx::query(&sql);
             for k in chunk {
                 q = q.bind(k);
             }
             for row in q
-                .fetch_all(&self.pool)
+                .fetch_all(self.db.pool())
                 .await
                 .context("reading the result cache")?
             {
@@ -188,13 +130,14 @@ impl Store {
         entries: &[(String, &'static str, serde_json::Value)],
     ) -> anyhow::Result<()> {
         let mut tx = self
-            .pool
+            .db
+            .pool()
             .begin()
             .await
             .context("writing the result cache")?;
         for (key, kind, value) in entries {
             sqlx::query(
-                "INSERT INTO results (key, kind, value) VALUES (?1, ?2, ?3) \
+                "INSERT INTO results (key, kind, value) VALUES ($1, $2, $3) \
                  ON CONFLICT(key) DO UPDATE SET value = excluded.value, kind = excluded.kind",
             )
             .bind(key)
@@ -210,19 +153,24 @@ impl Store {
 
     pub async fn len(&self) -> anyhow::Result<u64> {
         let row = sqlx::query("SELECT COUNT(*) AS n FROM results")
-            .fetch_one(&self.pool)
+            .fetch_one(self.db.pool())
             .await?;
         let n: i64 = row.try_get("n")?;
         Ok(n as u64)
     }
 
-    pub fn pool(&self) -> &SqlitePool {
-        &self.pool
+    pub fn pool(&self) -> &AnyPool {
+        self.db.pool()
+    }
+
+    /// The database handle the table modules take.
+    pub fn db(&self) -> Db {
+        self.db.clone()
     }
 
     /// The `runs` table of this database.
     pub fn runs(&self) -> runs::Runs {
-        runs::Runs::new(self.pool.clone())
+        runs::Runs::new(self.db())
     }
 }
 
@@ -269,17 +217,6 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(store.len().await.unwrap(), 3);
-    }
-
-    #[test]
-    fn recognises_in_memory_urls() {
-        assert!(is_in_memory("sqlite::memory:"));
-        assert!(is_in_memory("sqlite://:memory:"));
-        assert!(is_in_memory("sqlite://shared?mode=memory&cache=shared"));
-        assert!(!is_in_memory("sqlite://promptgate.db"));
-        assert!(!is_in_memory(
-            "sqlite:///var/lib/promptgate/db.sqlite?mode=rwc"
-        ));
     }
 
     #[tokio::test]

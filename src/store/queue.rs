@@ -30,7 +30,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{anyhow, Context};
-use sqlx::{Row, SqlitePool};
+use sqlx::{AnyPool, Row};
+
+use super::db::{age_secs, now_text, Backend, Db};
 use tokio::sync::{mpsc, oneshot};
 
 /// After this many attempts a delivery is marked failed instead of retried.
@@ -42,8 +44,6 @@ pub const MAX_CLAIMS_WITHOUT_FINISHING: i64 = 3;
 
 /// How `last_error` of a quarantined delivery starts.
 pub const QUARANTINED: &str = "quarantined";
-
-const NOW_TEXT: &str = "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')";
 
 /// Most deliveries in one intake transaction: bounds how long the last of a batch
 /// waits for the ones before it.
@@ -58,11 +58,11 @@ const BATCH_MAX_BYTES: usize = 4 << 20;
 const INTAKE_CHANNEL: usize = 4 * BATCH_MAX_ITEMS;
 
 const INSERT_DELIVERY: &str = "INSERT INTO deliveries (forge, delivery_id, event, body) \
-     VALUES (?1, ?2, ?3, ?4) ON CONFLICT (forge, delivery_id) DO NOTHING RETURNING id";
+     VALUES ($1, $2, $3, $4) ON CONFLICT (forge, delivery_id) DO NOTHING RETURNING id";
 
 #[derive(Clone, Debug)]
 pub struct Queue {
-    pool: SqlitePool,
+    db: Db,
     retry_backoff: Duration,
     intake: Arc<Intake>,
     /// Deliveries this process quarantined, for the worker to announce on the PR.
@@ -145,7 +145,7 @@ pub struct QueueCounts {
     pub failed: u64,
 }
 
-fn delivery_from_row(row: &sqlx::sqlite::SqliteRow) -> anyhow::Result<Delivery> {
+fn delivery_from_row(row: &sqlx::any::AnyRow) -> anyhow::Result<Delivery> {
     Ok(Delivery {
         id: row.try_get("id")?,
         forge: row.try_get("forge")?,
@@ -154,6 +154,16 @@ fn delivery_from_row(row: &sqlx::sqlite::SqliteRow) -> anyhow::Result<Delivery> 
         body: row.try_get("body")?,
         attempts: row.try_get("attempts")?,
     })
+}
+
+/// What the claim's row choice adds: on Postgres, lock the chosen row and skip rows
+/// other replicas' claims hold, so concurrent claims neither block nor take the same
+/// delivery. SQLite's single writer serialises claims already.
+fn claim_lock(backend: Backend) -> &'static str {
+    match backend {
+        Backend::Sqlite => "",
+        Backend::Postgres => " FOR UPDATE SKIP LOCKED",
+    }
 }
 
 fn now_ms() -> i64 {
@@ -168,9 +178,9 @@ fn ms(d: Duration) -> i64 {
 }
 
 impl Queue {
-    pub fn new(pool: SqlitePool) -> Self {
+    pub fn new(db: Db) -> Self {
         Self {
-            pool,
+            db,
             retry_backoff: Duration::from_secs(10),
             intake: Arc::default(),
             quarantined_now: Arc::default(),
@@ -206,7 +216,7 @@ impl Queue {
             .context("the intake writer needs a Tokio runtime")?;
         let (tx, rx) = mpsc::channel(INTAKE_CHANNEL);
         runtime.spawn(write_batches(
-            self.pool.clone(),
+            self.db.clone(),
             rx,
             self.intake.batches.clone(),
         ));
@@ -221,8 +231,8 @@ impl Queue {
         self
     }
 
-    pub fn pool(&self) -> &SqlitePool {
-        &self.pool
+    pub fn pool(&self) -> &AnyPool {
+        self.db.pool()
     }
 
     /// Stores a verified delivery, durably, unless the same one is already stored.
@@ -285,13 +295,14 @@ impl Queue {
             "UPDATE deliveries SET status = 'failed', lease_owner = NULL, lease_until = NULL, \
              last_error = '{QUARANTINED}: claimed ' || attempts || ' times without finishing (the worker stopped each time, e.g. killed for memory)' \
                           || COALESCE('; before: ' || last_error, ''), \
-             updated_at = {NOW_TEXT} \
-             WHERE status = 'running' AND lease_until < ?1 AND attempts >= ?2 \
+             updated_at = $3 \
+             WHERE status = 'running' AND lease_until < $1 AND attempts >= $2 \
              RETURNING id, forge, delivery_id, event, body, attempts"
         ))
         .bind(now)
         .bind(MAX_CLAIMS_WITHOUT_FINISHING)
-        .fetch_all(&self.pool)
+        .bind(now_text())
+        .fetch_all(self.db.pool())
         .await
         .context("quarantining dead deliveries")?;
         for row in quarantined {
@@ -303,15 +314,16 @@ impl Queue {
         }
 
         let row = sqlx::query(&format!(
-            "UPDATE deliveries SET status = 'running', lease_owner = ?1, lease_until = ?2, \
-             attempts = attempts + 1, updated_at = {NOW_TEXT} \
+            "UPDATE deliveries SET status = 'running', lease_owner = $1, lease_until = $2, \
+             attempts = attempts + 1, updated_at = $5 \
              WHERE id = (SELECT id FROM deliveries \
-                         WHERE ((status = 'queued' AND COALESCE(lease_until, 0) <= ?3) \
-                            OR (status = 'running' AND lease_until < ?3 AND attempts < ?4)) \
+                         WHERE ((status = 'queued' AND COALESCE(lease_until, 0) <= $3) \
+                            OR (status = 'running' AND lease_until < $3 AND attempts < $4)) \
                            AND {lane} \
-                         ORDER BY id LIMIT 1) \
+                         ORDER BY id LIMIT 1{lock}) \
              RETURNING id, forge, delivery_id, event, body, attempts",
-            lane = lane.condition()
+            lane = lane.condition(),
+            lock = claim_lock(self.db.backend()),
         ))
         .bind(owner)
         .bind(now.saturating_add(ms(lease)))
@@ -319,7 +331,8 @@ impl Queue {
         // A dead delivery that turned up after the quarantine above (a concurrent
         // insert, another replica's crash) waits for the next claim's quarantine.
         .bind(MAX_CLAIMS_WITHOUT_FINISHING)
-        .fetch_optional(&self.pool)
+        .bind(now_text())
+        .fetch_optional(self.db.pool())
         .await
         .context("claiming a webhook delivery")?;
         row.map(|row| delivery_from_row(&row)).transpose()
@@ -328,13 +341,13 @@ impl Queue {
     /// Extends the lease of a delivery `owner` still holds; false when it lost it.
     pub async fn extend(&self, id: i64, owner: &str, lease: Duration) -> anyhow::Result<bool> {
         let done = sqlx::query(
-            "UPDATE deliveries SET lease_until = ?1 \
-             WHERE id = ?2 AND lease_owner = ?3 AND status = 'running'",
+            "UPDATE deliveries SET lease_until = $1 \
+             WHERE id = $2 AND lease_owner = $3 AND status = 'running'",
         )
         .bind(now_ms().saturating_add(ms(lease)))
         .bind(id)
         .bind(owner)
-        .execute(&self.pool)
+        .execute(self.db.pool())
         .await
         .context("extending a delivery lease")?;
         Ok(done.rows_affected() == 1)
@@ -342,12 +355,13 @@ impl Queue {
 
     /// Marks a delivery processed.
     pub async fn complete(&self, id: i64) -> anyhow::Result<()> {
-        sqlx::query(&format!(
+        sqlx::query(
             "UPDATE deliveries SET status = 'done', lease_owner = NULL, lease_until = NULL, \
-             updated_at = {NOW_TEXT} WHERE id = ?1"
-        ))
+             updated_at = $2 WHERE id = $1",
+        )
         .bind(id)
-        .execute(&self.pool)
+        .bind(now_text())
+        .execute(self.db.pool())
         .await
         .context("completing a webhook delivery")?;
         Ok(())
@@ -357,20 +371,21 @@ impl Queue {
     /// backoff) unless it has had [`MAX_ATTEMPTS`]; otherwise it is marked failed.
     pub async fn fail(&self, id: i64, error: &str, retry: bool) -> anyhow::Result<()> {
         let error: String = error.chars().take(4000).collect();
-        sqlx::query(&format!(
+        sqlx::query(
             "UPDATE deliveries SET \
-               status = CASE WHEN ?1 AND attempts < ?2 THEN 'queued' ELSE 'failed' END, \
-               lease_until = CASE WHEN ?1 AND attempts < ?2 THEN ?3 + ?4 * attempts ELSE NULL END, \
-               lease_owner = NULL, last_error = ?5, updated_at = {NOW_TEXT} \
-             WHERE id = ?6"
-        ))
+               status = CASE WHEN $1 AND attempts < $2 THEN 'queued' ELSE 'failed' END, \
+               lease_until = CASE WHEN $1 AND attempts < $2 THEN $3 + $4 * attempts ELSE NULL END, \
+               lease_owner = NULL, last_error = $5, updated_at = $7 \
+             WHERE id = $6",
+        )
         .bind(retry)
         .bind(MAX_ATTEMPTS)
         .bind(now_ms())
         .bind(ms(self.retry_backoff))
         .bind(error)
         .bind(id)
-        .execute(&self.pool)
+        .bind(now_text())
+        .execute(self.db.pool())
         .await
         .context("recording a failed webhook delivery")?;
         Ok(())
@@ -380,14 +395,15 @@ impl Queue {
     /// delivery id starts with `prefix`; returns how many. `cancel` uses it for the
     /// runs a PR's commands queued.
     pub async fn discard_queued(&self, prefix: &str, reason: &str) -> anyhow::Result<u64> {
-        let done = sqlx::query(&format!(
+        let done = sqlx::query(
             "UPDATE deliveries SET status = 'done', lease_owner = NULL, lease_until = NULL, \
-             last_error = ?1, updated_at = {NOW_TEXT} \
-             WHERE status = 'queued' AND substr(delivery_id, 1, length(?2)) = ?2"
-        ))
+             last_error = $1, updated_at = $3 \
+             WHERE status = 'queued' AND substr(delivery_id, 1, length($2)) = $2",
+        )
         .bind(reason)
         .bind(prefix)
-        .execute(&self.pool)
+        .bind(now_text())
+        .execute(self.db.pool())
         .await
         .context("discarding queued deliveries")?;
         Ok(done.rows_affected())
@@ -396,13 +412,14 @@ impl Queue {
     /// Returns every lease `owner` holds to the queue (graceful shutdown). The attempt
     /// is not counted against the delivery. Returns how many were released.
     pub async fn release(&self, owner: &str) -> anyhow::Result<u64> {
-        let done = sqlx::query(&format!(
+        let done = sqlx::query(
             "UPDATE deliveries SET status = 'queued', lease_owner = NULL, lease_until = NULL, \
-             attempts = MAX(attempts - 1, 0), updated_at = {NOW_TEXT} \
-             WHERE status = 'running' AND lease_owner = ?1"
-        ))
+             attempts = CASE WHEN attempts > 0 THEN attempts - 1 ELSE 0 END, updated_at = $2 \
+             WHERE status = 'running' AND lease_owner = $1",
+        )
         .bind(owner)
-        .execute(&self.pool)
+        .bind(now_text())
+        .execute(self.db.pool())
         .await
         .context("releasing delivery leases")?;
         Ok(done.rows_affected())
@@ -413,7 +430,7 @@ impl Queue {
         let row = sqlx::query(
             "SELECT COUNT(*) AS n FROM deliveries WHERE status IN ('queued', 'running')",
         )
-        .fetch_one(&self.pool)
+        .fetch_one(self.db.pool())
         .await
         .context("measuring the queue")?;
         let n: i64 = row.try_get("n")?;
@@ -425,7 +442,7 @@ impl Queue {
         let row = sqlx::query(&format!(
             "SELECT COUNT(*) AS n FROM deliveries WHERE status = 'failed' AND last_error LIKE '{QUARANTINED}:%'"
         ))
-        .fetch_one(&self.pool)
+        .fetch_one(self.db.pool())
         .await
         .context("counting quarantined deliveries")?;
         let n: i64 = row.try_get("n")?;
@@ -435,20 +452,18 @@ impl Queue {
     /// Seconds the oldest queued delivery has waited since it was received (0 when
     /// nothing waits): the number to alert on when workers stop taking work.
     pub async fn oldest_queued_age_secs(&self) -> anyhow::Result<f64> {
-        let age: Option<f64> = sqlx::query_scalar(
-            "SELECT (julianday('now') - julianday(MIN(received_at))) * 86400.0 \
-             FROM deliveries WHERE status = 'queued'",
-        )
-        .fetch_one(&self.pool)
-        .await
-        .context("measuring the oldest queued delivery")?;
-        Ok(age.unwrap_or(0.0).max(0.0))
+        let oldest: Option<String> =
+            sqlx::query_scalar("SELECT MIN(received_at) FROM deliveries WHERE status = 'queued'")
+                .fetch_one(self.db.pool())
+                .await
+                .context("measuring the oldest queued delivery")?;
+        Ok(oldest.as_deref().and_then(age_secs).unwrap_or(0.0).max(0.0))
     }
 
     /// Rows per status.
     pub async fn counts(&self) -> anyhow::Result<QueueCounts> {
         let rows = sqlx::query("SELECT status, COUNT(*) AS n FROM deliveries GROUP BY status")
-            .fetch_all(&self.pool)
+            .fetch_all(self.db.pool())
             .await
             .context("counting deliveries")?;
         let mut c = QueueCounts::default();
@@ -469,9 +484,9 @@ impl Queue {
 
     /// The last error recorded for a delivery row.
     pub async fn last_error(&self, id: i64) -> anyhow::Result<Option<String>> {
-        let row = sqlx::query("SELECT last_error FROM deliveries WHERE id = ?1")
+        let row = sqlx::query("SELECT last_error FROM deliveries WHERE id = $1")
             .bind(id)
-            .fetch_optional(&self.pool)
+            .fetch_optional(self.db.pool())
             .await
             .context("reading a delivery")?;
         match row {
@@ -484,7 +499,7 @@ impl Queue {
 /// The intake writer: takes the next delivery, adds whatever else is already waiting
 /// (no timer, so a lone delivery is not delayed), stores them in one transaction and
 /// answers each. Ends when every `Queue` is gone.
-async fn write_batches(pool: SqlitePool, mut rx: mpsc::Receiver<Job>, batches: Arc<AtomicU64>) {
+async fn write_batches(db: Db, mut rx: mpsc::Receiver<Job>, batches: Arc<AtomicU64>) {
     while let Some(first) = rx.recv().await {
         let mut bytes = first.body.len();
         let mut jobs = vec![first];
@@ -494,7 +509,7 @@ async fn write_batches(pool: SqlitePool, mut rx: mpsc::Receiver<Job>, batches: A
             jobs.push(job);
         }
         batches.fetch_add(1, Ordering::Relaxed);
-        match insert_batch(&pool, &jobs).await {
+        match insert_batch(&db, &jobs).await {
             Ok(outcomes) => {
                 for (job, outcome) in jobs.into_iter().zip(outcomes) {
                     // The handler may have gone (client hung up): the row stays stored
@@ -512,13 +527,15 @@ async fn write_batches(pool: SqlitePool, mut rx: mpsc::Receiver<Job>, batches: A
     }
 }
 
-/// Inserts a batch in one transaction; all or nothing. `BEGIN IMMEDIATE` takes the
-/// write lock up front (waiting out the busy timeout), rather than failing on a lock
-/// upgrade midway. A repeated id later in the batch conflicts with the row its first
-/// occurrence just inserted, so it is answered `Duplicate`.
-async fn insert_batch(pool: &SqlitePool, jobs: &[Job]) -> anyhow::Result<Vec<Enqueued>> {
-    let mut tx = pool
-        .begin_with("BEGIN IMMEDIATE")
+/// Inserts a batch in one transaction; all or nothing. On SQLite the transaction takes
+/// the write lock up front (waiting out the busy timeout, see [`Db::begin_write`]),
+/// rather than failing on a lock upgrade midway. A repeated id later in the batch
+/// conflicts with the row its first occurrence just inserted, so it is answered
+/// `Duplicate`; on Postgres a replica inserting the same id at once waits for this
+/// transaction and then finds the conflict too.
+async fn insert_batch(db: &Db, jobs: &[Job]) -> anyhow::Result<Vec<Enqueued>> {
+    let mut tx = db
+        .begin_write()
         .await
         .context("starting the intake transaction")?;
     let mut outcomes = Vec::with_capacity(jobs.len());
@@ -543,16 +560,27 @@ async fn insert_batch(pool: &SqlitePool, jobs: &[Job]) -> anyhow::Result<Vec<Enq
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::Store;
+    use crate::store::testing::{self, TestStore};
 
-    async fn queue() -> (tempfile::TempDir, Queue) {
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}", dir.path().join("q.db").display());
-        let store = Store::open_url(&url).await.unwrap();
-        (
-            dir,
-            Queue::new(store.pool().clone()).with_retry_backoff(Duration::ZERO),
-        )
+    fn queue_on(t: &TestStore) -> Queue {
+        Queue::new(t.store.db()).with_retry_backoff(Duration::ZERO)
+    }
+
+    /// A queue per backend (SQLite, then Postgres): each test below runs on both.
+    async fn queues() -> Vec<(TestStore, Queue)> {
+        let mut out = Vec::new();
+        for t in testing::each_backend().await {
+            let q = queue_on(&t);
+            println!("backend: {}", t.backend().as_str());
+            out.push((t, q));
+        }
+        out
+    }
+
+    async fn sqlite_queue() -> (TestStore, Queue) {
+        let t = testing::sqlite().await;
+        let q = queue_on(&t);
+        (t, q)
     }
 
     const LEASE: Duration = Duration::from_secs(300);
@@ -561,237 +589,254 @@ mod tests {
     /// `complete`, the lease just runs out) is claimed three times, then quarantined.
     #[tokio::test]
     async fn a_delivery_whose_worker_keeps_dying_is_quarantined() {
-        let (_d, q) = queue().await;
-        let Enqueued::New(id) = q
-            .enqueue("github", "bomb", "pull_request", b"{}")
-            .await
-            .unwrap()
-        else {
-            panic!("not new")
-        };
-        let instant = Duration::from_millis(1);
-        for attempt in 1..=MAX_CLAIMS_WITHOUT_FINISHING {
-            let d = q.claim("dies", instant).await.unwrap().unwrap();
-            assert_eq!((d.id, d.attempts), (id, attempt));
-            tokio::time::sleep(Duration::from_millis(5)).await;
+        for (_d, q) in queues().await {
+            let Enqueued::New(id) = q
+                .enqueue("github", "bomb", "pull_request", b"{}")
+                .await
+                .unwrap()
+            else {
+                panic!("not new")
+            };
+            let instant = Duration::from_millis(1);
+            for attempt in 1..=MAX_CLAIMS_WITHOUT_FINISHING {
+                let d = q.claim("dies", instant).await.unwrap().unwrap();
+                assert_eq!((d.id, d.attempts), (id, attempt));
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            assert!(q.claim("dies", instant).await.unwrap().is_none());
+            let error = q.last_error(id).await.unwrap().unwrap();
+            assert!(error.starts_with("quarantined: claimed 3 times"), "{error}");
+            assert_eq!(q.quarantined().await.unwrap(), 1);
+            assert_eq!(q.counts().await.unwrap().failed, 1);
         }
-        assert!(q.claim("dies", instant).await.unwrap().is_none());
-        let error = q.last_error(id).await.unwrap().unwrap();
-        assert!(error.starts_with("quarantined: claimed 3 times"), "{error}");
-        assert_eq!(q.quarantined().await.unwrap(), 1);
-        assert_eq!(q.counts().await.unwrap().failed, 1);
     }
 
     #[tokio::test]
     async fn the_oldest_queued_delivery_has_an_age_and_a_lane_takes_only_comments() {
-        let (_d, q) = queue().await;
-        assert_eq!(q.oldest_queued_age_secs().await.unwrap(), 0.0);
-        q.enqueue("github", "pr", "pull_request", b"{}")
-            .await
-            .unwrap();
-        q.enqueue("github", "c", "issue_comment", b"{}")
-            .await
-            .unwrap();
-        sqlx::query(
-            "UPDATE deliveries SET received_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now', '-120 seconds') \
-             WHERE delivery_id = 'pr'",
-        )
-        .execute(&q.pool)
-        .await
-        .unwrap();
-        let age = q.oldest_queued_age_secs().await.unwrap();
-        assert!((119.0..130.0).contains(&age), "{age}");
-        // The older pull_request waits; the commands lane takes the comment.
-        let d = q
-            .claim_in(Lane::Commands, "cmd", LEASE)
-            .await
-            .unwrap()
-            .unwrap();
-        assert_eq!(d.event, "issue_comment");
-        assert!(q
-            .claim_in(Lane::Commands, "cmd", LEASE)
-            .await
-            .unwrap()
-            .is_none());
-        assert_eq!(
-            q.claim("any", LEASE).await.unwrap().unwrap().event,
-            "pull_request"
-        );
-        assert_eq!(q.oldest_queued_age_secs().await.unwrap(), 0.0);
+        for (_d, q) in queues().await {
+            assert_eq!(q.oldest_queued_age_secs().await.unwrap(), 0.0);
+            q.enqueue("github", "pr", "pull_request", b"{}")
+                .await
+                .unwrap();
+            q.enqueue("github", "c", "issue_comment", b"{}")
+                .await
+                .unwrap();
+            let two_minutes_ago = (chrono::Utc::now() - chrono::Duration::seconds(120))
+                .format("%Y-%m-%dT%H:%M:%S%.3fZ")
+                .to_string();
+            sqlx::query("UPDATE deliveries SET received_at = $1 WHERE delivery_id = 'pr'")
+                .bind(two_minutes_ago)
+                .execute(q.pool())
+                .await
+                .unwrap();
+            let age = q.oldest_queued_age_secs().await.unwrap();
+            assert!((119.0..130.0).contains(&age), "{age}");
+            // The older pull_request waits; the commands lane takes the comment.
+            let d = q
+                .claim_in(Lane::Commands, "cmd", LEASE)
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(d.event, "issue_comment");
+            assert!(q
+                .claim_in(Lane::Commands, "cmd", LEASE)
+                .await
+                .unwrap()
+                .is_none());
+            assert_eq!(
+                q.claim("any", LEASE).await.unwrap().unwrap().event,
+                "pull_request"
+            );
+            assert_eq!(q.oldest_queued_age_secs().await.unwrap(), 0.0);
+        }
     }
 
     #[tokio::test]
     async fn claim_complete_and_duplicate() {
-        let (_d, q) = queue().await;
-        let Enqueued::New(id) = q.enqueue("github", "d1", "ping", b"{}").await.unwrap() else {
-            panic!("not new")
-        };
-        assert_eq!(
-            q.enqueue("github", "d1", "ping", b"{}").await.unwrap(),
-            Enqueued::Duplicate
-        );
-        // Same id from another forge is a different delivery.
-        assert!(matches!(
-            q.enqueue("gitlab", "d1", "Note Hook", b"{}").await.unwrap(),
-            Enqueued::New(_)
-        ));
-        assert_eq!(q.depth().await.unwrap(), 2);
-        let d = q.claim("w1", LEASE).await.unwrap().unwrap();
-        assert_eq!((d.id, d.attempts, d.event.as_str()), (id, 1, "ping"));
-        assert_eq!(d.body, b"{}");
-        let d2 = q.claim("w2", LEASE).await.unwrap().unwrap();
-        assert_eq!(d2.forge, "gitlab");
-        assert!(q.claim("w3", LEASE).await.unwrap().is_none());
-        q.complete(d.id).await.unwrap();
-        q.complete(d2.id).await.unwrap();
-        assert_eq!(q.depth().await.unwrap(), 0);
-        assert!(q.claim("w1", LEASE).await.unwrap().is_none());
-        assert_eq!(q.counts().await.unwrap().done, 2);
+        for (_d, q) in queues().await {
+            let Enqueued::New(id) = q.enqueue("github", "d1", "ping", b"{}").await.unwrap() else {
+                panic!("not new")
+            };
+            assert_eq!(
+                q.enqueue("github", "d1", "ping", b"{}").await.unwrap(),
+                Enqueued::Duplicate
+            );
+            // Same id from another forge is a different delivery.
+            assert!(matches!(
+                q.enqueue("gitlab", "d1", "Note Hook", b"{}").await.unwrap(),
+                Enqueued::New(_)
+            ));
+            assert_eq!(q.depth().await.unwrap(), 2);
+            let d = q.claim("w1", LEASE).await.unwrap().unwrap();
+            assert_eq!((d.id, d.attempts, d.event.as_str()), (id, 1, "ping"));
+            assert_eq!(d.body, b"{}");
+            let d2 = q.claim("w2", LEASE).await.unwrap().unwrap();
+            assert_eq!(d2.forge, "gitlab");
+            assert!(q.claim("w3", LEASE).await.unwrap().is_none());
+            q.complete(d.id).await.unwrap();
+            q.complete(d2.id).await.unwrap();
+            assert_eq!(q.depth().await.unwrap(), 0);
+            assert!(q.claim("w1", LEASE).await.unwrap().is_none());
+            assert_eq!(q.counts().await.unwrap().done, 2);
+        }
     }
 
     #[tokio::test]
     async fn expired_lease_is_reclaimed_after_a_crash() {
-        let (_d, q) = queue().await;
-        q.enqueue("github", "d1", "ping", b"{}").await.unwrap();
-        // The worker "crashes" holding a lease that has already run out.
-        let first = q.claim("dead", Duration::ZERO).await.unwrap().unwrap();
-        tokio::time::sleep(Duration::from_millis(5)).await;
-        let again = q.claim("alive", LEASE).await.unwrap().unwrap();
-        assert_eq!(again.id, first.id);
-        assert_eq!(again.attempts, 2);
-        // The dead worker has lost the lease.
-        assert!(!q.extend(first.id, "dead", LEASE).await.unwrap());
-        assert!(q.extend(first.id, "alive", LEASE).await.unwrap());
-        // A live lease is not taken.
-        assert!(q.claim("other", LEASE).await.unwrap().is_none());
+        for (_d, q) in queues().await {
+            q.enqueue("github", "d1", "ping", b"{}").await.unwrap();
+            // The worker "crashes" holding a lease that has already run out.
+            let first = q.claim("dead", Duration::ZERO).await.unwrap().unwrap();
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            let again = q.claim("alive", LEASE).await.unwrap().unwrap();
+            assert_eq!(again.id, first.id);
+            assert_eq!(again.attempts, 2);
+            // The dead worker has lost the lease.
+            assert!(!q.extend(first.id, "dead", LEASE).await.unwrap());
+            assert!(q.extend(first.id, "alive", LEASE).await.unwrap());
+            // A live lease is not taken.
+            assert!(q.claim("other", LEASE).await.unwrap().is_none());
+        }
     }
 
     #[tokio::test]
     async fn release_returns_leases_without_counting_an_attempt() {
-        let (_d, q) = queue().await;
-        q.enqueue("github", "d1", "ping", b"{}").await.unwrap();
-        q.enqueue("github", "d2", "ping", b"{}").await.unwrap();
-        q.claim("w1", LEASE).await.unwrap().unwrap();
-        q.claim("w2", LEASE).await.unwrap().unwrap();
-        assert_eq!(q.release("w1").await.unwrap(), 1);
-        let d = q.claim("w3", LEASE).await.unwrap().unwrap();
-        assert_eq!((d.delivery_id.as_str(), d.attempts), ("d1", 1));
-        assert_eq!(q.release("nobody").await.unwrap(), 0);
+        for (_d, q) in queues().await {
+            q.enqueue("github", "d1", "ping", b"{}").await.unwrap();
+            q.enqueue("github", "d2", "ping", b"{}").await.unwrap();
+            q.claim("w1", LEASE).await.unwrap().unwrap();
+            q.claim("w2", LEASE).await.unwrap().unwrap();
+            assert_eq!(q.release("w1").await.unwrap(), 1);
+            let d = q.claim("w3", LEASE).await.unwrap().unwrap();
+            assert_eq!((d.delivery_id.as_str(), d.attempts), ("d1", 1));
+            assert_eq!(q.release("nobody").await.unwrap(), 0);
+        }
     }
 
     #[tokio::test]
     async fn failures_retry_then_give_up() {
-        let (_d, q) = queue().await;
-        q.enqueue("github", "d1", "ping", b"{}").await.unwrap();
-        for attempt in 1..=MAX_ATTEMPTS {
-            let d = q.claim("w", LEASE).await.unwrap().unwrap();
-            assert_eq!(d.attempts, attempt);
-            q.fail(d.id, "boom", true).await.unwrap();
-        }
-        assert!(q.claim("w", LEASE).await.unwrap().is_none());
-        let c = q.counts().await.unwrap();
-        assert_eq!((c.failed, c.queued), (1, 0));
+        for (_d, q) in queues().await {
+            q.enqueue("github", "d1", "ping", b"{}").await.unwrap();
+            for attempt in 1..=MAX_ATTEMPTS {
+                let d = q.claim("w", LEASE).await.unwrap().unwrap();
+                assert_eq!(d.attempts, attempt);
+                q.fail(d.id, "boom", true).await.unwrap();
+            }
+            assert!(q.claim("w", LEASE).await.unwrap().is_none());
+            let c = q.counts().await.unwrap();
+            assert_eq!((c.failed, c.queued), (1, 0));
 
-        q.enqueue("github", "d2", "ping", b"{}").await.unwrap();
-        let d = q.claim("w", LEASE).await.unwrap().unwrap();
-        q.fail(d.id, "bad payload", false).await.unwrap();
-        assert_eq!(q.counts().await.unwrap().failed, 2);
-        assert_eq!(
-            q.last_error(d.id).await.unwrap().as_deref(),
-            Some("bad payload")
-        );
-        assert_eq!(q.depth().await.unwrap(), 0);
+            q.enqueue("github", "d2", "ping", b"{}").await.unwrap();
+            let d = q.claim("w", LEASE).await.unwrap().unwrap();
+            q.fail(d.id, "bad payload", false).await.unwrap();
+            assert_eq!(q.counts().await.unwrap().failed, 2);
+            assert_eq!(
+                q.last_error(d.id).await.unwrap().as_deref(),
+                Some("bad payload")
+            );
+            assert_eq!(q.depth().await.unwrap(), 0);
+        }
     }
 
     #[tokio::test]
     async fn retry_backoff_delays_the_next_claim() {
-        let (_d, q) = queue().await;
-        let q = q.with_retry_backoff(Duration::from_secs(60));
-        q.enqueue("github", "d1", "ping", b"{}").await.unwrap();
-        let d = q.claim("w", LEASE).await.unwrap().unwrap();
-        q.fail(d.id, "transient", true).await.unwrap();
-        assert!(q.claim("w", LEASE).await.unwrap().is_none());
-        assert_eq!(q.depth().await.unwrap(), 1);
+        for (_d, q) in queues().await {
+            let q = q.with_retry_backoff(Duration::from_secs(60));
+            q.enqueue("github", "d1", "ping", b"{}").await.unwrap();
+            let d = q.claim("w", LEASE).await.unwrap().unwrap();
+            q.fail(d.id, "transient", true).await.unwrap();
+            assert!(q.claim("w", LEASE).await.unwrap().is_none());
+            assert_eq!(q.depth().await.unwrap(), 1);
+        }
     }
 
     #[tokio::test]
     async fn concurrent_enqueues_are_batched_and_deduplicated() {
-        let (_d, q) = queue().await;
-        let before = q.batches();
-        // 200 deliveries, the last 50 repeating ids of the first 50, all in flight at once.
-        let sends = (0..200).map(|i| {
-            let q = q.clone();
-            async move {
-                q.enqueue("github", &format!("d{}", i % 150), "ping", b"{}")
+        for (_d, q) in queues().await {
+            let before = q.batches();
+            // 200 deliveries, the last 50 repeating ids of the first 50, all in flight at once.
+            let sends = (0..200).map(|i| {
+                let q = q.clone();
+                async move {
+                    q.enqueue("github", &format!("d{}", i % 150), "ping", b"{}")
+                        .await
+                }
+            });
+            let outcomes: Vec<Enqueued> = futures::future::join_all(sends)
+                .await
+                .into_iter()
+                .map(|r| r.unwrap())
+                .collect();
+            // Handed over in order, so the first occurrence is the new one, even when its
+            // repeat shares its transaction.
+            let mut ids = std::collections::HashSet::new();
+            for (i, outcome) in outcomes.iter().enumerate() {
+                match outcome {
+                    Enqueued::New(id) if i < 150 => assert!(ids.insert(*id)),
+                    Enqueued::Duplicate if i >= 150 => {}
+                    other => panic!("delivery {i}: {other:?}"),
+                }
+            }
+            let (rows, distinct): (i64, i64) =
+                sqlx::query_as("SELECT COUNT(*), COUNT(DISTINCT delivery_id) FROM deliveries")
+                    .fetch_one(q.pool())
                     .await
-            }
-        });
-        let outcomes: Vec<Enqueued> = futures::future::join_all(sends)
-            .await
-            .into_iter()
-            .map(|r| r.unwrap())
-            .collect();
-        // Handed over in order, so the first occurrence is the new one, even when its
-        // repeat shares its transaction.
-        let mut ids = std::collections::HashSet::new();
-        for (i, outcome) in outcomes.iter().enumerate() {
-            match outcome {
-                Enqueued::New(id) if i < 150 => assert!(ids.insert(*id)),
-                Enqueued::Duplicate if i >= 150 => {}
-                other => panic!("delivery {i}: {other:?}"),
-            }
+                    .unwrap();
+            assert_eq!((rows, distinct), (150, 150));
+            let row_of_d7: i64 =
+                sqlx::query_scalar("SELECT id FROM deliveries WHERE delivery_id = 'd7'")
+                    .fetch_one(q.pool())
+                    .await
+                    .unwrap();
+            assert_eq!(outcomes[7], Enqueued::New(row_of_d7));
+            // Far fewer transactions than deliveries (one, when all were queued before the
+            // writer first ran).
+            let batches = q.batches() - before;
+            assert!((1..=10).contains(&batches), "{batches} transactions");
+            // A lone delivery afterwards commits on its own, at once.
+            assert!(matches!(
+                q.enqueue("github", "late", "ping", b"{}").await.unwrap(),
+                Enqueued::New(_)
+            ));
+            assert_eq!(q.batches() - before, batches + 1);
         }
-        let (rows, distinct): (i64, i64) =
-            sqlx::query_as("SELECT COUNT(*), COUNT(DISTINCT delivery_id) FROM deliveries")
-                .fetch_one(q.pool())
-                .await
-                .unwrap();
-        assert_eq!((rows, distinct), (150, 150));
-        let row_of_d7: i64 =
-            sqlx::query_scalar("SELECT id FROM deliveries WHERE delivery_id = 'd7'")
-                .fetch_one(q.pool())
-                .await
-                .unwrap();
-        assert_eq!(outcomes[7], Enqueued::New(row_of_d7));
-        // Far fewer transactions than deliveries (one, when all were queued before the
-        // writer first ran).
-        let batches = q.batches() - before;
-        assert!((1..=10).contains(&batches), "{batches} transactions");
-        // A lone delivery afterwards commits on its own, at once.
-        assert!(matches!(
-            q.enqueue("github", "late", "ping", b"{}").await.unwrap(),
-            Enqueued::New(_)
-        ));
-        assert_eq!(q.batches() - before, batches + 1);
     }
 
     #[tokio::test]
     async fn a_failed_transaction_fails_every_delivery_in_it() {
-        let (_d, q) = queue().await;
-        sqlx::query(
-            "CREATE TRIGGER poison BEFORE INSERT ON deliveries \
-             WHEN NEW.delivery_id = 'poison' BEGIN SELECT RAISE(ABORT, 'poisoned'); END",
-        )
-        .execute(q.pool())
-        .await
-        .unwrap();
-        let before = q.batches();
-        let sends = ["a", "b", "poison", "c"].map(|id| {
-            let q = q.clone();
-            async move { q.enqueue("github", id, "ping", b"{}").await }
-        });
-        let outcomes = futures::future::join_all(sends).await;
-        assert_eq!(q.batches() - before, 1, "not one transaction");
-        for outcome in outcomes {
-            let e = outcome.unwrap_err();
-            assert!(format!("{e:#}").contains("poisoned"), "{e:#}");
+        for (_d, q) in queues().await {
+            let poison: &[&str] = match q.db.backend() {
+                Backend::Sqlite => &["CREATE TRIGGER poison BEFORE INSERT ON deliveries \
+                     WHEN NEW.delivery_id = 'poison' BEGIN SELECT RAISE(ABORT, 'poisoned'); END"],
+                Backend::Postgres => &[
+                    "CREATE FUNCTION poison() RETURNS trigger LANGUAGE plpgsql AS $$ \
+                     BEGIN IF NEW.delivery_id = 'poison' THEN RAISE EXCEPTION 'poisoned'; END IF; \
+                     RETURN NEW; END $$",
+                    "CREATE TRIGGER poison BEFORE INSERT ON deliveries \
+                     FOR EACH ROW EXECUTE FUNCTION poison()",
+                ],
+            };
+            for sql in poison {
+                sqlx::query(sql).execute(q.pool()).await.unwrap();
+            }
+            let before = q.batches();
+            let sends = ["a", "b", "poison", "c"].map(|id| {
+                let q = q.clone();
+                async move { q.enqueue("github", id, "ping", b"{}").await }
+            });
+            let outcomes = futures::future::join_all(sends).await;
+            assert_eq!(q.batches() - before, 1, "not one transaction");
+            for outcome in outcomes {
+                let e = outcome.unwrap_err();
+                assert!(format!("{e:#}").contains("poisoned"), "{e:#}");
+            }
+            // Nothing of the batch was stored, and the writer carries on.
+            assert_eq!(q.depth().await.unwrap(), 0);
+            assert!(matches!(
+                q.enqueue("github", "a", "ping", b"{}").await.unwrap(),
+                Enqueued::New(_)
+            ));
         }
-        // Nothing of the batch was stored, and the writer carries on.
-        assert_eq!(q.depth().await.unwrap(), 0);
-        assert!(matches!(
-            q.enqueue("github", "a", "ping", b"{}").await.unwrap(),
-            Enqueued::New(_)
-        ));
     }
 
     #[test]
@@ -803,7 +848,7 @@ mod tests {
             .unwrap();
         // Pool connections dropped here return to the pool through a spawned task.
         let _context = main.enter();
-        let (_d, q) = main.block_on(queue());
+        let (_d, q) = main.block_on(sqlite_queue());
         // The writer starts on the runtime of the first enqueue.
         let other = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)

@@ -6,7 +6,9 @@ use std::fmt;
 use std::str::FromStr;
 
 use anyhow::Context;
-use sqlx::{Row, SqlitePool};
+use sqlx::Row;
+
+use super::db::{now_text, Db};
 
 use crate::report::Tier;
 
@@ -65,7 +67,7 @@ impl FromStr for RunStatus {
     }
 }
 
-fn status_of(row: &sqlx::sqlite::SqliteRow) -> anyhow::Result<RunStatus> {
+fn status_of(row: &sqlx::any::AnyRow) -> anyhow::Result<RunStatus> {
     row.try_get::<String, _>("status")?.parse()
 }
 
@@ -91,12 +93,12 @@ pub struct RunState {
 
 #[derive(Clone, Debug)]
 pub struct Runs {
-    pool: SqlitePool,
+    db: Db,
 }
 
 impl Runs {
-    pub fn new(pool: SqlitePool) -> Self {
-        Self { pool }
+    pub fn new(db: Db) -> Self {
+        Self { db }
     }
 
     /// The run for this commit, created (status `queued`) if there is none.
@@ -109,7 +111,7 @@ impl Runs {
         base_sha: &str,
     ) -> anyhow::Result<RunRow> {
         sqlx::query(
-            "INSERT INTO runs (forge, repo, pr, head_sha, base_sha, public_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6) \
+            "INSERT INTO runs (forge, repo, pr, head_sha, base_sha, public_id) VALUES ($1, $2, $3, $4, $5, $6) \
              ON CONFLICT (forge, repo, pr, head_sha) DO UPDATE SET base_sha = excluded.base_sha",
         )
         .bind(forge)
@@ -118,17 +120,17 @@ impl Runs {
         .bind(head_sha)
         .bind(base_sha)
         .bind(crate::server::links::new_public_id())
-        .execute(&self.pool)
+        .execute(self.db.pool())
         .await
         .context("recording the run")?;
         let row = sqlx::query(
-            "SELECT id, status, public_id FROM runs WHERE forge = ?1 AND repo = ?2 AND pr = ?3 AND head_sha = ?4",
+            "SELECT id, status, public_id FROM runs WHERE forge = $1 AND repo = $2 AND pr = $3 AND head_sha = $4",
         )
         .bind(forge)
         .bind(repo)
         .bind(pr as i64)
         .bind(head_sha)
-        .fetch_one(&self.pool)
+        .fetch_one(self.db.pool())
         .await
         .context("reading the run")?;
         Ok(RunRow {
@@ -143,9 +145,9 @@ impl Runs {
     /// The random id of a run's page.
     pub async fn public_id(&self, id: i64) -> anyhow::Result<String> {
         let found: Option<Option<String>> =
-            sqlx::query_scalar("SELECT public_id FROM runs WHERE id = ?1")
+            sqlx::query_scalar("SELECT public_id FROM runs WHERE id = $1")
                 .bind(id)
-                .fetch_optional(&self.pool)
+                .fetch_optional(self.db.pool())
                 .await
                 .context("reading the run's public id")?;
         found
@@ -153,15 +155,24 @@ impl Runs {
             .with_context(|| format!("run {id} has no public id"))
     }
 
+    /// The run's status now; `None` when there is no such run.
+    pub async fn status(&self, id: i64) -> anyhow::Result<Option<RunStatus>> {
+        let found: Option<String> = sqlx::query_scalar("SELECT status FROM runs WHERE id = $1")
+            .bind(id)
+            .fetch_optional(self.db.pool())
+            .await
+            .context("reading the run's status")?;
+        found.map(|s| s.parse()).transpose()
+    }
+
     pub async fn set_status(&self, id: i64, status: RunStatus) -> anyhow::Result<()> {
-        sqlx::query(
-            "UPDATE runs SET status = ?2, updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') WHERE id = ?1",
-        )
-        .bind(id)
-        .bind(status.as_str())
-        .execute(&self.pool)
-        .await
-        .context("updating the run")?;
+        sqlx::query("UPDATE runs SET status = $2, updated_at = $3 WHERE id = $1")
+            .bind(id)
+            .bind(status.as_str())
+            .bind(now_text())
+            .execute(self.db.pool())
+            .await
+            .context("updating the run")?;
         Ok(())
     }
 
@@ -175,15 +186,16 @@ impl Runs {
         comment_id: Option<&str>,
     ) -> anyhow::Result<()> {
         sqlx::query(
-            "UPDATE runs SET status = ?2, verdict = ?3, report_json = ?4, comment_id = COALESCE(?5, comment_id), \
-             updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') WHERE id = ?1",
+            "UPDATE runs SET status = $2, verdict = $3, report_json = $4, comment_id = COALESCE($5, comment_id), \
+             updated_at = $6 WHERE id = $1",
         )
         .bind(id)
         .bind(status.as_str())
         .bind(verdict)
         .bind(report_json)
         .bind(comment_id)
-        .execute(&self.pool)
+        .bind(now_text())
+        .execute(self.db.pool())
         .await
         .context("storing the run's report")?;
         Ok(())
@@ -199,13 +211,13 @@ impl Runs {
     ) -> anyhow::Result<Option<RunState>> {
         let row = sqlx::query(
             "SELECT id, status, verdict, tier, report_json, approved_by, approved_by_id FROM runs \
-             WHERE forge = ?1 AND repo = ?2 AND pr = ?3 AND head_sha = ?4",
+             WHERE forge = $1 AND repo = $2 AND pr = $3 AND head_sha = $4",
         )
         .bind(forge)
         .bind(repo)
         .bind(pr as i64)
         .bind(head_sha)
-        .fetch_optional(&self.pool)
+        .fetch_optional(self.db.pool())
         .await
         .context("reading the run")?;
         let Some(row) = row else {
@@ -228,10 +240,10 @@ impl Runs {
 
     /// Records the tier the run evaluates at.
     pub async fn set_tier(&self, id: i64, tier: Tier) -> anyhow::Result<()> {
-        sqlx::query("UPDATE runs SET tier = ?2 WHERE id = ?1")
+        sqlx::query("UPDATE runs SET tier = $2 WHERE id = $1")
             .bind(id)
             .bind(tier.as_str())
-            .execute(&self.pool)
+            .execute(self.db.pool())
             .await
             .context("updating the run's tier")?;
         Ok(())
@@ -240,13 +252,14 @@ impl Runs {
     /// Records who approved the run's commit.
     pub async fn approve(&self, id: i64, login: &str, user_id: u64) -> anyhow::Result<()> {
         sqlx::query(
-            "UPDATE runs SET approved_by = ?2, approved_by_id = ?3, \
-             approved_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') WHERE id = ?1",
+            "UPDATE runs SET approved_by = $2, approved_by_id = $3, \
+             approved_at = $4 WHERE id = $1",
         )
         .bind(id)
         .bind(login)
         .bind(user_id as i64)
-        .execute(&self.pool)
+        .bind(now_text())
+        .execute(self.db.pool())
         .await
         .context("recording the approval")?;
         Ok(())
@@ -255,13 +268,14 @@ impl Runs {
     /// Marks the unfinished runs of a PR cancelled; returns how many there were.
     pub async fn cancel_pr(&self, forge: &str, repo: &str, pr: u64) -> anyhow::Result<u64> {
         let done = sqlx::query(
-            "UPDATE runs SET status = 'cancelled', updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') \
-             WHERE forge = ?1 AND repo = ?2 AND pr = ?3 AND status IN ('queued', 'running')",
+            "UPDATE runs SET status = 'cancelled', updated_at = $4 \
+             WHERE forge = $1 AND repo = $2 AND pr = $3 AND status IN ('queued', 'running')",
         )
         .bind(forge)
         .bind(repo)
         .bind(pr as i64)
-        .execute(&self.pool)
+        .bind(now_text())
+        .execute(self.db.pool())
         .await
         .context("cancelling the PR's runs")?;
         Ok(done.rows_affected())
@@ -276,14 +290,15 @@ impl Runs {
         keep_id: i64,
     ) -> anyhow::Result<u64> {
         let done = sqlx::query(
-            "UPDATE runs SET status = 'cancelled', updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') \
-             WHERE forge = ?1 AND repo = ?2 AND pr = ?3 AND id != ?4 AND status IN ('queued', 'running')",
+            "UPDATE runs SET status = 'cancelled', updated_at = $5 \
+             WHERE forge = $1 AND repo = $2 AND pr = $3 AND id != $4 AND status IN ('queued', 'running')",
         )
         .bind(forge)
         .bind(repo)
         .bind(pr as i64)
         .bind(keep_id)
-        .execute(&self.pool)
+        .bind(now_text())
+        .execute(self.db.pool())
         .await
         .context("superseding older runs")?;
         Ok(done.rows_affected())
@@ -335,10 +350,10 @@ impl Runs {
     pub async fn by_public_id(&self, public_id: &str) -> anyhow::Result<Option<RunPage>> {
         sqlx::query_as::<_, RunPage>(
             "SELECT id, forge, repo, pr, head_sha, base_sha, status, verdict, report_json, \
-             comment_id, created_at, updated_at FROM runs WHERE public_id = ?1",
+             comment_id, created_at, updated_at FROM runs WHERE public_id = $1",
         )
         .bind(public_id)
-        .fetch_optional(&self.pool)
+        .fetch_optional(self.db.pool())
         .await
         .context("reading the run")
     }
@@ -353,14 +368,14 @@ impl Runs {
     ) -> anyhow::Result<Vec<RunListing>> {
         sqlx::query_as::<_, RunListing>(
             "SELECT public_id, forge, repo, pr, head_sha, status, verdict, tier, created_at, updated_at \
-             FROM runs WHERE public_id IS NOT NULL AND (?1 IS NULL OR repo = ?1) AND (?2 IS NULL OR pr = ?2) \
-             ORDER BY created_at DESC, id DESC LIMIT ?3 OFFSET ?4",
+             FROM runs WHERE public_id IS NOT NULL AND ($1 IS NULL OR repo = $1) AND ($2 IS NULL OR pr = $2) \
+             ORDER BY created_at DESC, id DESC LIMIT $3 OFFSET $4",
         )
         .bind(filter.repo.as_deref())
         .bind(filter.pr)
         .bind(i64::from(limit))
         .bind(i64::try_from(offset).unwrap_or(i64::MAX))
-        .fetch_all(&self.pool)
+        .fetch_all(self.db.pool())
         .await
         .context("listing runs")
     }

@@ -1,14 +1,15 @@
 //! The `spend` table: what each finished run paid, for budgets and `/metrics`.
 
 use anyhow::Context;
-use sqlx::SqlitePool;
+
+use super::db::{this_month, Db};
 
 use crate::config::budget::Spent;
 use crate::event::ForgeKind;
 
 #[derive(Clone)]
 pub struct SpendLog {
-    pool: SqlitePool,
+    db: Db,
 }
 
 /// A repository's spend this month, for `/metrics`.
@@ -20,8 +21,8 @@ pub struct MonthSpend {
 }
 
 impl SpendLog {
-    pub fn new(pool: SqlitePool) -> Self {
-        Self { pool }
+    pub fn new(db: Db) -> Self {
+        Self { db }
     }
 
     /// Records what run `run_id` paid (once: a retried publish does not count twice).
@@ -34,7 +35,7 @@ impl SpendLog {
         usd: f64,
     ) -> anyhow::Result<()> {
         sqlx::query(
-            "INSERT INTO spend (forge, repo, pr, run_id, usd) VALUES (?1, ?2, ?3, ?4, ?5)
+            "INSERT INTO spend (forge, repo, pr, run_id, usd, month) VALUES ($1, $2, $3, $4, $5, $6)
              ON CONFLICT (forge, repo, run_id) DO UPDATE SET usd = excluded.usd",
         )
         .bind(forge.as_str())
@@ -42,7 +43,8 @@ impl SpendLog {
         .bind(pr as i64)
         .bind(run_id)
         .bind(usd)
-        .execute(&self.pool)
+        .bind(this_month())
+        .execute(self.db.pool())
         .await
         .context("recording a run's spend")?;
         Ok(())
@@ -51,14 +53,15 @@ impl SpendLog {
     /// The PR's spend over all its runs, and the repository's this UTC month.
     pub async fn spent(&self, forge: ForgeKind, repo: &str, pr: u64) -> anyhow::Result<Spent> {
         let (pr_usd, month_usd): (f64, f64) = sqlx::query_as(
-            "SELECT COALESCE(SUM(CASE WHEN pr = ?3 THEN usd END), 0.0),
-                    COALESCE(SUM(CASE WHEN month = strftime('%Y-%m', 'now') THEN usd END), 0.0)
-             FROM spend WHERE forge = ?1 AND repo = ?2",
+            "SELECT COALESCE(SUM(CASE WHEN pr = $3 THEN usd END), 0.0),
+                    COALESCE(SUM(CASE WHEN month = $4 THEN usd END), 0.0)
+             FROM spend WHERE forge = $1 AND repo = $2",
         )
         .bind(forge.as_str())
         .bind(repo)
         .bind(pr as i64)
-        .fetch_one(&self.pool)
+        .bind(this_month())
+        .fetch_one(self.db.pool())
         .await
         .context("reading the spend so far")?;
         Ok(Spent { pr_usd, month_usd })
@@ -68,9 +71,10 @@ impl SpendLog {
     pub async fn this_month(&self) -> anyhow::Result<Vec<MonthSpend>> {
         sqlx::query_as(
             "SELECT forge, repo, SUM(usd) AS usd FROM spend
-             WHERE month = strftime('%Y-%m', 'now') GROUP BY forge, repo ORDER BY forge, repo",
+             WHERE month = $1 GROUP BY forge, repo ORDER BY forge, repo",
         )
-        .fetch_all(&self.pool)
+        .bind(this_month())
+        .fetch_all(self.db.pool())
         .await
         .context("reading this month's spend")
     }

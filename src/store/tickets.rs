@@ -1,7 +1,8 @@
 //! The `tickets` table: which forge issue holds each finding (by its identity key).
 
 use anyhow::Context;
-use sqlx::SqlitePool;
+
+use super::db::Db;
 
 use crate::event::ForgeKind;
 
@@ -14,12 +15,12 @@ pub struct StoredTicket {
 
 #[derive(Clone)]
 pub struct Tickets {
-    pool: SqlitePool,
+    db: Db,
 }
 
 impl Tickets {
-    pub fn new(pool: SqlitePool) -> Self {
-        Self { pool }
+    pub fn new(db: Db) -> Self {
+        Self { db }
     }
 
     pub async fn get(
@@ -29,12 +30,12 @@ impl Tickets {
         key: &str,
     ) -> anyhow::Result<Option<StoredTicket>> {
         sqlx::query_as(
-            "SELECT number, url, last_sha FROM tickets WHERE forge = ?1 AND repo = ?2 AND key = ?3",
+            "SELECT number, url, last_sha FROM tickets WHERE forge = $1 AND repo = $2 AND key = $3",
         )
         .bind(forge.as_str())
         .bind(repo)
         .bind(key)
-        .fetch_optional(&self.pool)
+        .fetch_optional(self.db.pool())
         .await
         .context("reading a ticket")
     }
@@ -48,7 +49,7 @@ impl Tickets {
         ticket: &StoredTicket,
     ) -> anyhow::Result<()> {
         sqlx::query(
-            "INSERT INTO tickets (forge, repo, key, number, url, last_sha) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+            "INSERT INTO tickets (forge, repo, key, number, url, last_sha) VALUES ($1, $2, $3, $4, $5, $6)
              ON CONFLICT (forge, repo, key) DO UPDATE SET number = excluded.number, url = excluded.url, last_sha = excluded.last_sha",
         )
         .bind(forge.as_str())
@@ -57,7 +58,7 @@ impl Tickets {
         .bind(ticket.number)
         .bind(&ticket.url)
         .bind(&ticket.last_sha)
-        .execute(&self.pool)
+        .execute(self.db.pool())
         .await
         .context("recording a ticket")?;
         Ok(())

@@ -1,6 +1,6 @@
-//! The real service (router + queue + workers) on a loopback port over a SQLite file,
-//! with signed deliveries posted to it the way a forge does. A test can stop it and
-//! start another on the same database (a restart).
+//! The real service (router + queue + workers) on a loopback port over a SQLite file
+//! (or a Postgres database, [`Postgres`]), with signed deliveries posted to it the way a
+//! forge does. A test can stop it and start another on the same database (a restart).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -51,6 +51,42 @@ pub fn db_path(dir: &tempfile::TempDir) -> PathBuf {
     dir.path().join("promptgate.db")
 }
 
+/// Where a test service keeps its state: a SQLite file's path, or [`Postgres`].
+pub trait Database {
+    fn url(&self) -> String;
+}
+
+impl Database for Path {
+    fn url(&self) -> String {
+        format!("sqlite://{}", self.display())
+    }
+}
+
+impl Database for PathBuf {
+    fn url(&self) -> String {
+        self.as_path().url()
+    }
+}
+
+/// A new database on the test Postgres server (`PROMPTGATE_TEST_POSTGRES_URL`).
+pub struct Postgres(pub String);
+
+impl Postgres {
+    pub async fn new() -> Postgres {
+        Postgres(
+            promptgate::store::testing::new_postgres_database()
+                .await
+                .expect("a test Postgres database"),
+        )
+    }
+}
+
+impl Database for Postgres {
+    fn url(&self) -> String {
+        self.0.clone()
+    }
+}
+
 pub struct Service {
     pub url: String,
     pub state: AppState,
@@ -62,7 +98,11 @@ pub struct Service {
 impl Service {
     /// Opens the database at `db` and serves with `make_handler(&state)` as the worker's
     /// handler.
-    pub async fn start<F>(settings: Settings, db: &Path, make_handler: F) -> Self
+    pub async fn start<F>(
+        settings: Settings,
+        db: &(impl Database + ?Sized),
+        make_handler: F,
+    ) -> Self
     where
         F: FnOnce(&AppState) -> Arc<dyn EventHandler>,
     {
@@ -72,16 +112,14 @@ impl Service {
     /// [`start`](Self::start) with serve options of the test's own (say one worker).
     pub async fn start_with<F>(
         settings: Settings,
-        db: &Path,
+        db: &(impl Database + ?Sized),
         options: ServeOptions,
         make_handler: F,
     ) -> Self
     where
         F: FnOnce(&AppState) -> Arc<dyn EventHandler>,
     {
-        let store = server::open_store(&format!("sqlite://{}", db.display()))
-            .await
-            .expect("database");
+        let store = server::open_store(&db.url()).await.expect("database");
         let state = AppState::new(Arc::new(settings), store).expect("state");
         let handler = make_handler(&state);
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -239,7 +277,7 @@ impl Service {
     /// `forge` as the `kind` forge; links point at `http://bot.example`.
     pub async fn with_bot(
         settings: Settings,
-        db: &Path,
+        db: &(impl Database + ?Sized),
         kind: promptgate::event::ForgeKind,
         forge: Arc<dyn promptgate::forge::Forge>,
     ) -> Self {
@@ -249,7 +287,7 @@ impl Service {
     /// [`with_bot`](Self::with_bot) with serve options of the test's own.
     pub async fn bot_with(
         settings: Settings,
-        db: &Path,
+        db: &(impl Database + ?Sized),
         options: ServeOptions,
         kind: promptgate::event::ForgeKind,
         forge: Arc<dyn promptgate::forge::Forge>,

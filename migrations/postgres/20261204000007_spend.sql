@@ -1,0 +1,14 @@
+-- Budgets (issue 18): what each finished run paid, so a PR's and a month's spend can be
+-- checked against `budget` before the next run starts, and shown in /metrics.
+CREATE TABLE IF NOT EXISTS spend (
+    forge TEXT NOT NULL,
+    repo TEXT NOT NULL,
+    pr BIGINT NOT NULL,
+    run_id BIGINT NOT NULL,
+    -- UTC calendar month, YYYY-MM.
+    month TEXT NOT NULL DEFAULT (to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM')),
+    usd DOUBLE PRECISION NOT NULL,
+    created_at TEXT NOT NULL DEFAULT (to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')),
+    PRIMARY KEY (forge, repo, run_id)
+);
+CREATE INDEX IF NOT EXISTS spend_month ON spend (month, forge, repo);
