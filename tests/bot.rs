@@ -258,6 +258,38 @@ async fn a_restart_mid_run_completes_the_run_exactly_once() {
     second.stop().await;
 }
 
+/// Issue 14 item 5: a replica that crashed holding a lease takes it back as soon as it
+/// is restarted, instead of waiting for the lease (30 s here) to run out.
+#[tokio::test]
+async fn a_crashed_replica_restarted_takes_its_lease_back_at_once() {
+    let echo = Echo::default();
+    echo.slow.store(true, Ordering::SeqCst);
+    let (h, m) = world(echo.clone(), HEAD).await;
+    let dir = tempfile::tempdir().unwrap();
+    let db = db_path(&dir);
+    let first = start(&h, &db).await;
+    let opened = fixture("github/webhook.pull_request.opened.octokit.json");
+    assert_eq!(
+        first.github("pull_request", "d-1", SECRET, &opened).await,
+        202
+    );
+    wait_until(|| async { !m.received_requests().await.unwrap().is_empty() }).await;
+    first.crash().await;
+    echo.slow.store(false, Ordering::SeqCst);
+    let started = std::time::Instant::now();
+    let second = start(&h, &db).await;
+    let done = final_status(&h, HEAD).await;
+    assert_eq!(done.state, "failure");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(20),
+        "waited for the lease: {:?}",
+        started.elapsed()
+    );
+    second.drained().await;
+    assert_eq!(h.state().ours().len(), 1);
+    second.stop().await;
+}
+
 #[tokio::test]
 async fn a_forge_5xx_on_the_comment_write_is_retried_by_the_queue() {
     let (h, m) = world(Echo::default(), HEAD).await;

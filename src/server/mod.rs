@@ -135,6 +135,18 @@ impl Default for ServeOptions {
     }
 }
 
+/// This replica's stable name: `HOSTNAME`, else `/etc/hostname`, else `promptgate`.
+/// Two processes sharing one database must not share it (a restarted one takes back
+/// the other's leases); pods and containers have names of their own.
+fn replica_name() -> String {
+    std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+        .map(|h| h.trim().replace('~', "-"))
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "promptgate".to_string())
+}
+
 /// Opens the database named by `PROMPTGATE_DATABASE_URL` and applies migrations.
 pub async fn open_store(database_url: &str) -> anyhow::Result<Store> {
     crate::store::Backend::of_url(database_url).context("PROMPTGATE_DATABASE_URL")?;
@@ -191,13 +203,27 @@ pub async fn run(
         Err(e) => tracing::warn!("cannot read the listening address: {e}"),
     }
     let (stop_tx, stop_rx) = watch::channel(false);
+    // Lease owners are `{replica}~{pid}-{random}-{worker}`: the replica part survives
+    // a restart (the host name: a pod's, a container's, a machine's), the rest does not,
+    // so a restarted replica can take back at once what its crashed incarnation held.
+    let replica = format!("{}~", replica_name());
     let instance = format!(
-        "{}-{}-{:08x}",
-        std::env::var("HOSTNAME").unwrap_or_else(|_| "promptgate".to_string()),
+        "{replica}{}-{:08x}",
         std::process::id(),
         rand::random::<u32>()
     );
     let worker_queue = state.queue.clone().with_retry_backoff(opts.retry_backoff);
+    match worker_queue
+        .reclaim_own(&replica, &format!("{instance}-"))
+        .await
+    {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(
+            reclaimed = n,
+            "returned the leases of this replica's previous run to the queue"
+        ),
+        Err(e) => tracing::warn!("cannot reclaim this replica's old leases: {e:#}"),
+    }
     let mut workers = tokio::task::JoinSet::new();
     let mut owners = Vec::new();
     // `opts.workers` take anything; one more takes only comments, so commands are

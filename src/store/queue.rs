@@ -425,6 +425,27 @@ impl Queue {
         Ok(done.rows_affected())
     }
 
+    /// At start-up: returns to the queue, at once, the leases an earlier incarnation of
+    /// this replica held (owners starting with `replica`, but not with `instance`, this
+    /// process's own prefix), instead of waiting for them to expire. The attempt stays
+    /// counted: a delivery that crashed the process every time is still quarantined.
+    /// Other replicas' leases are left alone; they still wait for the lease.
+    pub async fn reclaim_own(&self, replica: &str, instance: &str) -> anyhow::Result<u64> {
+        let done = sqlx::query(
+            "UPDATE deliveries SET status = 'queued', lease_owner = NULL, lease_until = NULL, \
+             updated_at = $3 \
+             WHERE status = 'running' AND substr(lease_owner, 1, length($1)) = $1 \
+               AND substr(lease_owner, 1, length($2)) != $2",
+        )
+        .bind(replica)
+        .bind(instance)
+        .bind(now_text())
+        .execute(self.db.pool())
+        .await
+        .context("reclaiming this replica's leases")?;
+        Ok(done.rows_affected())
+    }
+
     /// Deliveries not yet processed (queued or running).
     pub async fn depth(&self) -> anyhow::Result<u64> {
         let row = sqlx::query(
@@ -710,6 +731,24 @@ mod tests {
             let d = q.claim("w3", LEASE).await.unwrap().unwrap();
             assert_eq!((d.delivery_id.as_str(), d.attempts), ("d1", 1));
             assert_eq!(q.release("nobody").await.unwrap(), 0);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_restarted_replica_reclaims_its_own_leases_at_once() {
+        for (_d, q) in queues().await {
+            for id in ["a", "b", "c"] {
+                q.enqueue("github", id, "ping", b"{}").await.unwrap();
+            }
+            // The old incarnation of replica "pod-0" and another replica hold leases.
+            let a = q.claim("pod-0~111-0", LEASE).await.unwrap().unwrap();
+            q.claim("pod-1~222-0", LEASE).await.unwrap().unwrap();
+            q.claim("pod-0~333-1", LEASE).await.unwrap().unwrap();
+            // pod-0 restarts as instance 333 (its own live lease stays).
+            assert_eq!(q.reclaim_own("pod-0~", "pod-0~333-").await.unwrap(), 1);
+            let again = q.claim("pod-0~333-0", LEASE).await.unwrap().unwrap();
+            assert_eq!((again.id, again.attempts), (a.id, 2));
+            assert!(q.claim("pod-0~333-0", LEASE).await.unwrap().is_none());
         }
     }
 

@@ -230,6 +230,13 @@ impl Service {
         wait_until(|| async { self.state.queue.depth().await.unwrap() == 0 }).await;
     }
 
+    /// Stops the service the way `kill -9` would for its database: no graceful drain,
+    /// no lease released, the evaluations dropped where they stand.
+    pub async fn crash(self) {
+        self.task.abort();
+        let _ = self.task.await;
+    }
+
     pub async fn stop(mut self) {
         if let Some(tx) = self.stop.take() {
             let _ = tx.send(());
