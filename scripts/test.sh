@@ -95,9 +95,17 @@ if [ -z "${PROMPTGATE_TEST_POSTGRES_URL:-}" ]; then
   fi
   "${as_pg[@]}" "$pg/initdb" -D "$pgdir/data" -U postgres --auth=trust -E UTF8 >"$pgdir/initdb.log" 2>&1 \
     || { cat "$pgdir/initdb.log" >&2; exit 1; }
+  # TLS on, with a throwaway self-signed certificate: the store's default sslmode
+  # (prefer) then encrypts every test connection, and one test insists on it.
+  command -v openssl >/dev/null 2>&1 || {
+    apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q openssl; }
+  openssl req -new -x509 -days 2 -nodes -subj /CN=127.0.0.1 \
+    -keyout "$pgdir/data/server.key" -out "$pgdir/data/server.crt" >/dev/null 2>&1
+  chmod 600 "$pgdir/data/server.key"
+  [ "$(id -u)" = 0 ] && chown postgres "$pgdir/data/server.key" "$pgdir/data/server.crt"
   # fsync off: a test cluster need not survive a power cut, and commits get cheap.
   "${as_pg[@]}" "$pg/pg_ctl" -D "$pgdir/data" -l "$pgdir/server.log" -w \
-    -o "-c listen_addresses=127.0.0.1 -p $pgport -k $pgdir -c fsync=off -c max_connections=400" start >/dev/null \
+    -o "-c listen_addresses=127.0.0.1 -p $pgport -k $pgdir -c fsync=off -c max_connections=400 -c ssl=on" start >/dev/null \
     || { cat "$pgdir/server.log" >&2; exit 1; }
   trap '"${as_pg[@]}" "$pg/pg_ctl" -D "$pgdir/data" -m immediate stop >/dev/null 2>&1; rm -rf "$pgdir"' EXIT
   export PROMPTGATE_TEST_POSTGRES_URL="postgres://postgres@127.0.0.1:$pgport/postgres"

@@ -281,3 +281,20 @@ async fn replicas_claiming_at_once_on_postgres_never_share_a_delivery() {
     assert_eq!(distinct.len(), 120);
     assert_eq!(replicas[0].counts().await.unwrap().done, 120);
 }
+
+/// With `sslmode=require` the store refuses a plaintext connection, and the test server
+/// (TLS on, see `scripts/test.sh`) gives it an encrypted one.
+#[tokio::test]
+async fn postgres_connections_can_require_tls() {
+    let url = testing::new_postgres_database().await.unwrap();
+    let sep = if url.contains('?') { '&' } else { '?' };
+    let store = promptgate::store::Store::open_url(&format!("{url}{sep}sslmode=require"))
+        .await
+        .unwrap();
+    let encrypted: bool =
+        sqlx::query_scalar("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()")
+            .fetch_one(store.pool())
+            .await
+            .unwrap();
+    assert!(encrypted);
+}
