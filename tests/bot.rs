@@ -290,6 +290,50 @@ async fn a_crashed_replica_restarted_takes_its_lease_back_at_once() {
     second.stop().await;
 }
 
+/// Issue 14 item 7: a push while the old head is still evaluating ends the old head's
+/// status ("superseded by …") instead of leaving it pending forever.
+#[tokio::test]
+async fn a_superseded_head_gets_a_final_status_naming_the_new_one() {
+    let echo = Echo::default();
+    echo.slow.store(true, Ordering::SeqCst);
+    let (h, m) = world(echo.clone(), HEAD).await;
+    let model_url = format!("{}/v1", m.uri());
+    let dir = tempfile::tempdir().unwrap();
+    let svc = start(&h, &db_path(&dir)).await;
+    let opened = fixture("github/webhook.pull_request.opened.octokit.json");
+    assert_eq!(
+        svc.github("pull_request", "d-1", SECRET, &opened).await,
+        202
+    );
+    wait_until(|| async { !m.received_requests().await.unwrap().is_empty() }).await;
+    seed(
+        &h,
+        &model_url,
+        NEW_HEAD,
+        "Explain invoice {{ n }} in detail.",
+    );
+    echo.slow.store(false, Ordering::SeqCst);
+    let sync = fixture("github/webhook.pull_request.synchronize.octokit.json");
+    assert_eq!(svc.github("pull_request", "d-2", SECRET, &sync).await, 202);
+    assert_eq!(final_status(&h, NEW_HEAD).await.state, "success");
+    svc.drained().await;
+    let old: Vec<StatusRec> = ours(&h).into_iter().filter(|s| s.sha == HEAD).collect();
+    let last = old.last().unwrap();
+    assert_eq!(last.state, "error", "{old:?}");
+    assert!(
+        last.description.contains("Superseded by 3333333"),
+        "{old:?}"
+    );
+    // Nothing finished the old head after that.
+    assert_eq!(
+        old.iter().filter(|s| s.state != "pending").count(),
+        1,
+        "{old:?}"
+    );
+    assert_eq!(h.state().ours().len(), 1);
+    svc.stop().await;
+}
+
 #[tokio::test]
 async fn a_forge_5xx_on_the_comment_write_is_retried_by_the_queue() {
     let (h, m) = world(Echo::default(), HEAD).await;

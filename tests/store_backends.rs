@@ -136,7 +136,7 @@ async fn runs_open_once_per_commit_and_move_through_their_states() {
             runs.supersede("github", "acme/app", 7, second.id)
                 .await
                 .unwrap(),
-            1,
+            vec!["a1".to_string()],
             "{kind}"
         );
         runs.finish(second.id, RunStatus::Done, "pass", "{\"v\":1}", Some("c9"))

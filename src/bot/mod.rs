@@ -206,10 +206,29 @@ impl Bot {
         // Policy (release branches) comes from the base revision.
         let policy = release::base_policy(forge.as_ref(), &repo, &pr.base_sha).await?;
         let is_release = release::is_release_branch(policy.as_ref(), &pr.base_ref);
-        // A newer commit supersedes whatever still runs for this PR.
-        self.runs
+        // A newer commit supersedes whatever still runs for this PR, here or on another
+        // replica (which notices through the run row), and the old commits' pending
+        // statuses end: nothing else would ever finish them.
+        let superseded = self
+            .runs
             .supersede(kind, &repo.full_name, number, row.id)
             .await?;
+        for old_sha in superseded.iter().filter(|sha| **sha != pr.head_sha) {
+            let short: String = pr.head_sha.chars().take(7).collect();
+            if let Err(e) = forge
+                .set_status(
+                    &repo,
+                    old_sha,
+                    STATUS_CONTEXT,
+                    StatusState::Error,
+                    &format!("Superseded by {short}; this commit was not evaluated to the end"),
+                    None,
+                )
+                .await
+            {
+                tracing::warn!(sha = %old_sha, "cannot end the superseded commit's status: {e:#}");
+            }
+        }
         let key: PrKey = (repo_ref.forge, repo.full_name.clone(), number);
         let mut stopped = Vec::new();
         if let Ok(mut active) = self.active.lock() {

@@ -282,26 +282,27 @@ impl Runs {
     }
 
     /// Marks the other unfinished runs of a PR cancelled: a push supersedes them.
+    /// Returns the head SHAs of the runs it ended, whose statuses must now say so.
     pub async fn supersede(
         &self,
         forge: &str,
         repo: &str,
         pr: u64,
         keep_id: i64,
-    ) -> anyhow::Result<u64> {
-        let done = sqlx::query(
+    ) -> anyhow::Result<Vec<String>> {
+        sqlx::query_scalar(
             "UPDATE runs SET status = 'cancelled', updated_at = $5 \
-             WHERE forge = $1 AND repo = $2 AND pr = $3 AND id != $4 AND status IN ('queued', 'running')",
+             WHERE forge = $1 AND repo = $2 AND pr = $3 AND id != $4 AND status IN ('queued', 'running') \
+             RETURNING head_sha",
         )
         .bind(forge)
         .bind(repo)
         .bind(pr as i64)
         .bind(keep_id)
         .bind(now_text())
-        .execute(self.db.pool())
+        .fetch_all(self.db.pool())
         .await
-        .context("superseding older runs")?;
-        Ok(done.rows_affected())
+        .context("superseding older runs")
     }
 }
 
