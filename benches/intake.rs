@@ -13,6 +13,11 @@
 //!   SQLite writer, as in production.
 //! * `store only`: `Queue::enqueue` called directly (no HTTP, no verification), closed
 //!   loop only: the ceiling the durable write itself sets.
+//! * With `PROMPTGATE_TEST_POSTGRES_URL` set (a Postgres server; `scripts/test.sh`
+//!   starts one the same way): `pg durable` (one replica, no worker) and
+//!   `pg 3 replicas+workers` (three services, each with its own pool and 4 workers, on
+//!   one new database; requests go round-robin, so a redelivery usually reaches
+//!   another replica than the first send and is deduplicated by the database).
 //!
 //! Every request is a real `pull_request` delivery body
 //! (`tests/fixtures/github/webhook.pull_request.opened.cogni.raw-body.json`, 23 KB),
@@ -75,16 +80,17 @@ impl EventHandler for Noop {
 /// A server under test.
 struct Target {
     name: &'static str,
-    url: String,
+    /// The replicas' intake URLs; requests go round-robin.
+    urls: Vec<String>,
     /// The durable targets' store, to count what was stored.
     store: Option<Store>,
-    /// The durable targets' queue, to count its intake transactions.
-    queue: Option<Queue>,
+    /// The durable targets' queues (one per replica), to count intake transactions.
+    queues: Vec<Queue>,
     /// Ids handed out to this target; redeliveries pick from below it.
     next_id: AtomicU64,
     /// Unique ids sent (first sends).
     unique_sent: AtomicU64,
-    stop: Option<oneshot::Sender<()>>,
+    stops: Vec<oneshot::Sender<()>>,
     _dir: Option<tempfile::TempDir>,
 }
 
@@ -117,17 +123,25 @@ async fn start_bare() -> anyhow::Result<(SocketAddr, oneshot::Sender<()>)> {
     Ok((addr, tx))
 }
 
+/// A durable service on `url` (a new SQLite file in `dir` when `url` is `None`).
 async fn start_durable(
     workers: bool,
+    url: Option<String>,
 ) -> anyhow::Result<(
     SocketAddr,
     oneshot::Sender<()>,
     Store,
     Queue,
-    tempfile::TempDir,
+    Option<tempfile::TempDir>,
 )> {
-    let dir = tempfile::tempdir()?;
-    let url = format!("sqlite://{}", dir.path().join("promptgate.db").display());
+    let (url, dir) = match url {
+        Some(url) => (url, None),
+        None => {
+            let dir = tempfile::tempdir()?;
+            let url = format!("sqlite://{}", dir.path().join("promptgate.db").display());
+            (url, Some(dir))
+        }
+    };
     let vars: HashMap<&str, String> = [
         ("PROMPTGATE_GITHUB_TOKEN", "ghp_bench_token".to_string()),
         ("PROMPTGATE_GITHUB_WEBHOOK_SECRET", SECRET.to_string()),
@@ -166,6 +180,42 @@ async fn start_durable(
     Ok((addr, tx, store, queue, dir))
 }
 
+/// `replicas` durable services (with workers or not) on one database: a new SQLite
+/// file, or with `postgres` a new database on the test Postgres server.
+async fn durable_target(
+    name: &'static str,
+    workers: bool,
+    replicas: usize,
+    postgres: bool,
+) -> anyhow::Result<Target> {
+    let url = if postgres {
+        Some(promptgate::store::testing::new_postgres_database().await?)
+    } else {
+        None
+    };
+    let mut target = Target {
+        name,
+        urls: Vec::new(),
+        store: None,
+        queues: Vec::new(),
+        next_id: AtomicU64::new(0),
+        unique_sent: AtomicU64::new(0),
+        stops: Vec::new(),
+        _dir: None,
+    };
+    for _ in 0..replicas {
+        let (addr, stop, store, queue, dir) = start_durable(workers, url.clone()).await?;
+        target.urls.push(format!("http://{addr}/webhooks/github"));
+        target.store.get_or_insert(store);
+        target.queues.push(queue);
+        target.stops.push(stop);
+        if dir.is_some() {
+            target._dir = dir;
+        }
+    }
+    Ok(target)
+}
+
 /// One request's result: latency and status (None: transport error).
 type Sample = (Duration, Option<u16>);
 
@@ -186,8 +236,9 @@ async fn send(
     since: Instant,
 ) -> Sample {
     let delivery = target.delivery_id(seq);
+    let url = &target.urls[seq as usize % target.urls.len()];
     let res = client
-        .post(&target.url)
+        .post(url)
         .header("content-type", "application/json")
         .header("user-agent", "GitHub-Hookshot/bench")
         .header("x-github-event", "pull_request")
@@ -381,26 +432,25 @@ fn main() -> anyhow::Result<()> {
         let (addr, stop) = server_rt.block_on(start_bare())?;
         targets.push(Target {
             name: "bare",
-            url: format!("http://{addr}/"),
+            urls: vec![format!("http://{addr}/")],
             store: None,
-            queue: None,
+            queues: Vec::new(),
             next_id: AtomicU64::new(0),
             unique_sent: AtomicU64::new(0),
-            stop: Some(stop),
+            stops: vec![stop],
             _dir: None,
         });
         for (name, workers) in [("durable", false), ("durable+workers", true)] {
-            let (addr, stop, store, queue, dir) = server_rt.block_on(start_durable(workers))?;
-            targets.push(Target {
-                name,
-                url: format!("http://{addr}/webhooks/github"),
-                store: Some(store),
-                queue: Some(queue),
-                next_id: AtomicU64::new(0),
-                unique_sent: AtomicU64::new(0),
-                stop: Some(stop),
-                _dir: Some(dir),
-            });
+            targets.push(server_rt.block_on(durable_target(name, workers, 1, false))?);
+        }
+        if std::env::var_os(promptgate::store::testing::POSTGRES_URL_VAR).is_some() {
+            targets.push(server_rt.block_on(durable_target("pg durable", false, 1, true))?);
+            targets.push(server_rt.block_on(durable_target(
+                "pg 3 replicas+workers",
+                true,
+                3,
+                true,
+            ))?);
         }
     }
     let targets: Vec<Arc<Target>> = targets.into_iter().map(Arc::new).collect();
@@ -411,7 +461,7 @@ fn main() -> anyhow::Result<()> {
         body.len()
     );
     println!(
-        "{:<16} {:<13} {:>6} {:>6} {:>5} {:>4} {:>8} {:>7} {:>7} {:>7}",
+        "{:<22} {:<13} {:>6} {:>6} {:>5} {:>4} {:>8} {:>7} {:>7} {:>7}",
         "target", "load", "sent", "202", "200", "err", "req/s", "p50 ms", "p99 ms", "max ms"
     );
     let mut results: Vec<(&'static str, Stats, Stats)> = Vec::new();
@@ -464,7 +514,7 @@ fn main() -> anyhow::Result<()> {
                 .fetch_one(store.pool()),
         )?;
         let sent = target.unique_sent.load(Ordering::Relaxed);
-        let batches = target.queue.as_ref().map_or(0, Queue::batches);
+        let batches: u64 = target.queues.iter().map(Queue::batches).sum();
         println!(
             "{}: stored {rows} deliveries ({distinct} distinct ids) in {batches} transactions \
              for {sent} unique ids sent: {}",
@@ -477,8 +527,10 @@ fn main() -> anyhow::Result<()> {
         );
     }
     for target in targets {
-        if let Some(stop) = Arc::into_inner(target).and_then(|mut t| t.stop.take()) {
-            let _ = stop.send(());
+        if let Some(t) = Arc::into_inner(target) {
+            for stop in t.stops {
+                let _ = stop.send(());
+            }
         }
     }
     server_rt.shutdown_timeout(Duration::from_secs(3));

@@ -290,6 +290,78 @@ async fn a_crashed_replica_restarted_takes_its_lease_back_at_once() {
     second.stop().await;
 }
 
+/// Issue 14 item 6: two deliveries asking for the same head at once (here `opened` and
+/// a `synchronize` of the same commit, taken by two workers; or by two replicas on one
+/// Postgres) make one evaluation: one pending status, one final, no repeated call.
+async fn one_evaluation_per_head(db: &(impl Database + ?Sized), two_replicas: bool) {
+    let echo = Echo::default();
+    echo.delay_ms.store(2000, Ordering::SeqCst);
+    let (h, m) = world(echo.clone(), HEAD).await;
+    let replica = |host: &'static str| {
+        let forge: Arc<dyn Forge> = Arc::new(h.forge());
+        Service::bot_named(
+            bot_settings(),
+            db,
+            common::service::test_options(),
+            Some(host),
+            ForgeKind::Github,
+            forge,
+        )
+    };
+    let first = replica("pod-0").await;
+    let second = if two_replicas {
+        Some(replica("pod-1").await)
+    } else {
+        None
+    };
+    let opened = fixture("github/webhook.pull_request.opened.octokit.json");
+    let sync = fixture("github/webhook.pull_request.synchronize.octokit.json");
+    assert_eq!(
+        first.github("pull_request", "d-1", SECRET, &opened).await,
+        202
+    );
+    wait_until(|| async { !m.received_requests().await.unwrap().is_empty() }).await;
+    let other = second.as_ref().unwrap_or(&first);
+    assert_eq!(
+        other.github("pull_request", "d-2", SECRET, &sync).await,
+        202
+    );
+    // The second delivery is handled (left to the evaluation already running) while
+    // the first still waits on the model.
+    wait_until(|| async {
+        other
+            .count("SELECT COUNT(*) FROM deliveries WHERE delivery_id = 'd-2' AND status = 'done'")
+            .await
+            == 1
+    })
+    .await;
+    assert_eq!(final_status(&h, HEAD).await.state, "failure");
+    first.drained().await;
+    let states: Vec<String> = ours(&h).into_iter().map(|s| s.state).collect();
+    assert_eq!(states, ["pending", "failure"], "{states:?}");
+    assert_eq!(
+        m.received_requests().await.unwrap().len(),
+        4,
+        "2 affected cases at base and head, once"
+    );
+    assert_eq!(h.state().ours().len(), 1);
+    if let Some(second) = second {
+        second.stop().await;
+    }
+    first.stop().await;
+}
+
+#[tokio::test]
+async fn two_workers_asked_for_the_same_head_evaluate_it_once() {
+    let dir = tempfile::tempdir().unwrap();
+    one_evaluation_per_head(&db_path(&dir), false).await;
+}
+
+#[tokio::test]
+async fn two_replicas_on_postgres_asked_for_the_same_head_evaluate_it_once() {
+    one_evaluation_per_head(&Postgres::new().await, true).await;
+}
+
 /// Issue 14 item 7: a push while the old head is still evaluating ends the old head's
 /// status ("superseded by …") instead of leaving it pending forever.
 #[tokio::test]

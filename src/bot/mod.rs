@@ -84,6 +84,8 @@ pub struct Bot {
     public_url: String,
     /// The run in progress per PR in this process, so a push can cancel it.
     active: Mutex<HashMap<PrKey, (i64, tokio::task::AbortHandle)>>,
+    /// The service's identity: run claims are made in its name.
+    identity: crate::server::Identity,
     /// The operator's model endpoint and key allowlists.
     endpoint_rules: EndpointRules,
     /// Signs the run links posted in statuses and comments.
@@ -116,6 +118,7 @@ impl Bot {
                 ..EndpointRules::default()
             },
             links: state.links.clone(),
+            identity: state.identity.clone(),
         }
     }
 
@@ -203,6 +206,51 @@ impl Bot {
             tracing::debug!(run = row.id, status = %row.status, "this commit needs no run");
             return Ok(());
         }
+        // One evaluation of a commit at a time, across workers and replicas: the run row
+        // is claimed, not the delivery (two deliveries can ask for the same commit).
+        let me = &self.identity;
+        let owner = format!("{}#{:08x}", me.instance, rand::random::<u32>());
+        if !self
+            .runs
+            .claim(
+                row.id,
+                &owner,
+                &me.replica,
+                &me.instance,
+                request.force,
+                RUN_CLAIM_TTL,
+            )
+            .await?
+        {
+            tracing::info!(
+                run = row.id,
+                "this commit is being evaluated by another worker; leaving it to that one"
+            );
+            return Ok(());
+        }
+        let outcome = self
+            .evaluate_claimed(&forge, repo_ref, &repo, &pr, &row, request, &owner)
+            .await;
+        if let Err(e) = self.runs.release_claim(row.id, &owner).await {
+            tracing::warn!(run = row.id, "cannot release the run's claim: {e:#}");
+        }
+        outcome
+    }
+
+    /// [`Bot::evaluate_with`] once this evaluation holds the run's claim as `owner`.
+    #[allow(clippy::too_many_arguments)]
+    async fn evaluate_claimed(
+        &self,
+        forge: &Arc<dyn Forge>,
+        repo_ref: &RepoRef,
+        repo: &RepoId,
+        pr: &PullRequestInfo,
+        row: &crate::store::runs::RunRow,
+        request: &RunRequest,
+        owner: &str,
+    ) -> anyhow::Result<()> {
+        let (forge, repo, pr, number) = (forge.clone(), repo.clone(), pr.clone(), pr.number);
+        let kind = repo_ref.forge.as_str();
         // Policy (release branches) comes from the base revision.
         let policy = release::base_policy(forge.as_ref(), &repo, &pr.base_sha).await?;
         let is_release = release::is_release_branch(policy.as_ref(), &pr.base_ref);
@@ -329,7 +377,7 @@ impl Bot {
         // If this future is dropped (shutdown past its grace), the evaluation stops too;
         // the run stays `running` and the re-leased delivery picks it up again.
         let _abort = AbortOnDrop(task.abort_handle());
-        let outcome = self.await_unless_cancelled(task, row.id).await;
+        let outcome = self.await_unless_cancelled(task, row.id, owner).await;
         if let Ok(mut active) = self.active.lock() {
             if active.get(&key).is_some_and(|(id, _)| *id == row.id) {
                 active.remove(&key);
@@ -338,7 +386,11 @@ impl Bot {
         let mut report = match outcome {
             Ok(report) => report,
             Err(e) if e.is_cancelled() => {
-                self.runs.set_status(row.id, RunStatus::Cancelled).await?;
+                // Marked cancelled unless another evaluation of the same commit took the
+                // run over (a forced re-run): that one's status is not ours to change.
+                if self.runs.holds_claim(row.id, owner).await? {
+                    self.runs.set_status(row.id, RunStatus::Cancelled).await?;
+                }
                 return Ok(());
             }
             Err(e) => anyhow::bail!("run {} crashed: {e}", row.id),
@@ -554,6 +606,11 @@ impl Bot {
 /// which can only mark the row.
 const CANCEL_POLL: std::time::Duration = std::time::Duration::from_secs(2);
 
+/// How long a run claim lasts unless its evaluation extends it (every [`CANCEL_POLL`]):
+/// after a crash on another host, the commit waits this long before another replica
+/// may evaluate it (its delivery's lease is longer anyway).
+const RUN_CLAIM_TTL: std::time::Duration = std::time::Duration::from_secs(30);
+
 impl Bot {
     /// Waits for the evaluation, aborting it (and its executor's builds) when its run
     /// row turns `cancelled`: the row is the source of truth across replicas. A row
@@ -562,6 +619,7 @@ impl Bot {
         &self,
         mut task: tokio::task::JoinHandle<Report>,
         run_id: i64,
+        owner: &str,
     ) -> Result<Report, tokio::task::JoinError> {
         let mut poll = tokio::time::interval(CANCEL_POLL);
         poll.tick().await;
@@ -569,14 +627,20 @@ impl Bot {
             tokio::select! {
                 outcome = &mut task => return outcome,
                 _ = poll.tick() => {
-                    match self.runs.status(run_id).await {
-                        Ok(Some(RunStatus::Cancelled)) => {
-                            tracing::info!(run = run_id, "run cancelled elsewhere; stopping it");
-                            task.abort();
-                            self.executor.cancel(&run_id.to_string()).await;
+                    // Keeps the claim alive and reads the row in one statement.
+                    let stop = match self.runs.extend_claim(run_id, owner, RUN_CLAIM_TTL).await {
+                        Ok(Some(RunStatus::Cancelled)) => Some("cancelled elsewhere"),
+                        Ok(Some(_)) => None,
+                        Ok(None) => Some("its claim was taken over"),
+                        Err(e) => {
+                            tracing::warn!(run = run_id, "reading the run's status: {e:#}");
+                            None
                         }
-                        Ok(_) => {}
-                        Err(e) => tracing::warn!(run = run_id, "reading the run's status: {e:#}"),
+                    };
+                    if let Some(why) = stop {
+                        tracing::info!(run = run_id, "run {why}; stopping it");
+                        task.abort();
+                        self.executor.cancel(&run_id.to_string()).await;
                     }
                 }
             }

@@ -64,6 +64,8 @@ pub struct AppState {
     pub links: links::LinkSigner,
     /// Delivery workers running now; readiness needs at least one.
     pub workers_alive: Arc<std::sync::atomic::AtomicUsize>,
+    /// Who this service is, for delivery leases and run claims.
+    pub identity: Identity,
 }
 
 impl AppState {
@@ -79,6 +81,7 @@ impl AppState {
             admission: admission::Admission::default(),
             links,
             workers_alive: Arc::default(),
+            identity: Identity::new(),
         })
     }
 }
@@ -132,6 +135,40 @@ impl Default for ServeOptions {
             retry_backoff: Duration::from_secs(10),
             conn: listen::ConnLimits::default(),
         }
+    }
+}
+
+/// Who this service is, for leases and run claims: `replica` (`{host}~`) survives a
+/// restart (the host name: a pod's, a container's, a machine's), `instance`
+/// (`{host}~{pid}-{random}`, new for every start) does not, so a restarted replica can
+/// take back at once what its crashed incarnation held. Lease owners are
+/// `{instance}-{worker}`, run claims `{instance}#{random}`.
+#[derive(Clone, Debug)]
+pub struct Identity {
+    pub replica: String,
+    pub instance: String,
+}
+
+impl Identity {
+    pub fn new() -> Identity {
+        Identity::on_host(&replica_name())
+    }
+
+    /// A new instance of the replica named `host`.
+    pub fn on_host(host: &str) -> Identity {
+        let replica = format!("{}~", host.replace('~', "-"));
+        let instance = format!(
+            "{replica}{}-{:08x}",
+            std::process::id(),
+            rand::random::<u32>()
+        );
+        Identity { replica, instance }
+    }
+}
+
+impl Default for Identity {
+    fn default() -> Self {
+        Identity::new()
     }
 }
 
@@ -203,15 +240,7 @@ pub async fn run(
         Err(e) => tracing::warn!("cannot read the listening address: {e}"),
     }
     let (stop_tx, stop_rx) = watch::channel(false);
-    // Lease owners are `{replica}~{pid}-{random}-{worker}`: the replica part survives
-    // a restart (the host name: a pod's, a container's, a machine's), the rest does not,
-    // so a restarted replica can take back at once what its crashed incarnation held.
-    let replica = format!("{}~", replica_name());
-    let instance = format!(
-        "{replica}{}-{:08x}",
-        std::process::id(),
-        rand::random::<u32>()
-    );
+    let Identity { replica, instance } = state.identity.clone();
     let worker_queue = state.queue.clone().with_retry_backoff(opts.retry_backoff);
     match worker_queue
         .reclaim_own(&replica, &format!("{instance}-"))

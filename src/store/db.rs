@@ -204,6 +204,19 @@ fn create_sqlite_file(path: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Milliseconds since the Unix epoch: how leases and claims are stored and compared.
+pub fn unix_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(millis)
+        .unwrap_or(0)
+}
+
+/// A duration in milliseconds, saturating far below overflow when added to a time.
+pub fn millis(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX / 4)
+}
+
 /// The current UTC time as the store writes it: ISO 8601 with milliseconds and `Z`,
 /// so text order is time order on both backends.
 pub fn now_text() -> String {

@@ -27,12 +27,12 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use anyhow::{anyhow, Context};
 use sqlx::{AnyPool, Row};
 
-use super::db::{age_secs, now_text, Backend, Db};
+use super::db::{age_secs, millis as ms, now_text, unix_ms as now_ms, Backend, Db};
 use tokio::sync::{mpsc, oneshot};
 
 /// After this many attempts a delivery is marked failed instead of retried.
@@ -164,17 +164,6 @@ fn claim_lock(backend: Backend) -> &'static str {
         Backend::Sqlite => "",
         Backend::Postgres => " FOR UPDATE SKIP LOCKED",
     }
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
-
-fn ms(d: Duration) -> i64 {
-    i64::try_from(d.as_millis()).unwrap_or(i64::MAX / 4)
 }
 
 impl Queue {

@@ -8,7 +8,7 @@ use std::str::FromStr;
 use anyhow::Context;
 use sqlx::Row;
 
-use super::db::{now_text, Db};
+use super::db::{millis as ttl_ms, now_text, unix_ms, Db};
 
 use crate::report::Tier;
 
@@ -155,14 +155,84 @@ impl Runs {
             .with_context(|| format!("run {id} has no public id"))
     }
 
-    /// The run's status now; `None` when there is no such run.
-    pub async fn status(&self, id: i64) -> anyhow::Result<Option<RunStatus>> {
-        let found: Option<String> = sqlx::query_scalar("SELECT status FROM runs WHERE id = $1")
-            .bind(id)
-            .fetch_optional(self.db.pool())
-            .await
-            .context("reading the run's status")?;
+    /// Claims the run for `owner` (one evaluation, `{instance}#{random}`) until `ttl`
+    /// from now, unless another evaluation holds a live claim. A claim is free when it
+    /// is empty, expired, or held by an earlier incarnation of this replica (starts with
+    /// `replica` but not with `instance`: that process is gone); with `force` (a re-run
+    /// was asked for) this process's own claims give way too. False when another
+    /// evaluation has it.
+    pub async fn claim(
+        &self,
+        id: i64,
+        owner: &str,
+        replica: &str,
+        instance: &str,
+        force: bool,
+        ttl: std::time::Duration,
+    ) -> anyhow::Result<bool> {
+        let now = unix_ms();
+        let done = sqlx::query(
+            "UPDATE runs SET claimed_by = $2, claimed_until = $3 \
+             WHERE id = $1 AND (claimed_by IS NULL OR claimed_by = $2 OR claimed_until < $4 \
+                OR (substr(claimed_by, 1, length($5)) = $5 AND substr(claimed_by, 1, length($6)) != $6) \
+                OR ($7 AND substr(claimed_by, 1, length($6)) = $6))",
+        )
+        .bind(id)
+        .bind(owner)
+        .bind(now.saturating_add(ttl_ms(ttl)))
+        .bind(now)
+        .bind(replica)
+        .bind(instance)
+        .bind(force)
+        .execute(self.db.pool())
+        .await
+        .context("claiming the run")?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Whether `owner` still holds the run's claim.
+    pub async fn holds_claim(&self, id: i64, owner: &str) -> anyhow::Result<bool> {
+        let n: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM runs WHERE id = $1 AND claimed_by = $2")
+                .bind(id)
+                .bind(owner)
+                .fetch_one(self.db.pool())
+                .await
+                .context("reading the run's claim")?;
+        Ok(n == 1)
+    }
+
+    /// Extends `owner`'s claim and reads the run's status in one statement; `None` when
+    /// the claim was lost (it expired and someone took it over) or the run is gone.
+    pub async fn extend_claim(
+        &self,
+        id: i64,
+        owner: &str,
+        ttl: std::time::Duration,
+    ) -> anyhow::Result<Option<RunStatus>> {
+        let found: Option<String> = sqlx::query_scalar(
+            "UPDATE runs SET claimed_until = $3 WHERE id = $1 AND claimed_by = $2 RETURNING status",
+        )
+        .bind(id)
+        .bind(owner)
+        .bind(unix_ms().saturating_add(ttl_ms(ttl)))
+        .fetch_optional(self.db.pool())
+        .await
+        .context("extending the run's claim")?;
         found.map(|s| s.parse()).transpose()
+    }
+
+    /// Gives up `owner`'s claim (the evaluation ended, however it ended).
+    pub async fn release_claim(&self, id: i64, owner: &str) -> anyhow::Result<()> {
+        sqlx::query(
+            "UPDATE runs SET claimed_by = NULL, claimed_until = NULL WHERE id = $1 AND claimed_by = $2",
+        )
+        .bind(id)
+        .bind(owner)
+        .execute(self.db.pool())
+        .await
+        .context("releasing the run's claim")?;
+        Ok(())
     }
 
     pub async fn set_status(&self, id: i64, status: RunStatus) -> anyhow::Result<()> {

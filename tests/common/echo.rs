@@ -15,6 +15,9 @@ use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 #[derive(Clone, Default)]
 pub struct Echo {
     pub slow: Arc<AtomicBool>,
+    /// When not zero, every answer takes this many milliseconds (a run that is going,
+    /// but ends soon).
+    pub delay_ms: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Respond for Echo {
@@ -30,8 +33,11 @@ impl Respond for Echo {
             "choices": [{"index": 0, "message": {"role": "assistant", "content": user}, "finish_reason": "stop"}],
             "usage": {"prompt_tokens": 5, "completion_tokens": 5}
         }));
+        let delay_ms = self.delay_ms.load(Ordering::SeqCst);
         if self.slow.load(Ordering::SeqCst) {
             response.set_delay(Duration::from_secs(60))
+        } else if delay_ms > 0 {
+            response.set_delay(Duration::from_millis(delay_ms))
         } else {
             response
         }

@@ -119,8 +119,27 @@ impl Service {
     where
         F: FnOnce(&AppState) -> Arc<dyn EventHandler>,
     {
+        Service::start_named(settings, db, options, None, make_handler).await
+    }
+
+    /// [`start_with`](Self::start_with) as a replica on host `host` (else this
+    /// machine's name, which every service of the test process shares, as a restarted
+    /// process would).
+    pub async fn start_named<F>(
+        settings: Settings,
+        db: &(impl Database + ?Sized),
+        options: ServeOptions,
+        host: Option<&str>,
+        make_handler: F,
+    ) -> Self
+    where
+        F: FnOnce(&AppState) -> Arc<dyn EventHandler>,
+    {
         let store = server::open_store(&db.url()).await.expect("database");
-        let state = AppState::new(Arc::new(settings), store).expect("state");
+        let mut state = AppState::new(Arc::new(settings), store).expect("state");
+        if let Some(host) = host {
+            state.identity = server::Identity::on_host(host);
+        }
         let handler = make_handler(&state);
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
@@ -299,7 +318,19 @@ impl Service {
         kind: promptgate::event::ForgeKind,
         forge: Arc<dyn promptgate::forge::Forge>,
     ) -> Self {
-        Service::start_with(settings, db, options, move |state| {
+        Service::bot_named(settings, db, options, None, kind, forge).await
+    }
+
+    /// [`bot_with`](Self::bot_with) as a replica on host `host`.
+    pub async fn bot_named(
+        settings: Settings,
+        db: &(impl Database + ?Sized),
+        options: ServeOptions,
+        host: Option<&str>,
+        kind: promptgate::event::ForgeKind,
+        forge: Arc<dyn promptgate::forge::Forge>,
+    ) -> Self {
+        Service::start_named(settings, db, options, host, move |state| {
             let mut forges = HashMap::new();
             forges.insert(kind, forge);
             Arc::new(promptgate::bot::Bot::new(
