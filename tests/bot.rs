@@ -362,6 +362,43 @@ async fn two_replicas_on_postgres_asked_for_the_same_head_evaluate_it_once() {
     one_evaluation_per_head(&Postgres::new().await, true).await;
 }
 
+/// Issue 14 item 6: a crash after the final status was posted but before the run was
+/// marked done makes the next delivery re-publish; the commit does not get a second
+/// final status (nor a new pending one), and the run ends done.
+#[tokio::test]
+async fn a_publish_interrupted_after_the_final_status_does_not_post_it_twice() {
+    let (h, m) = world(Echo::default(), HEAD).await;
+    let dir = tempfile::tempdir().unwrap();
+    let svc = start(&h, &db_path(&dir)).await;
+    let opened = fixture("github/webhook.pull_request.opened.octokit.json");
+    assert_eq!(
+        svc.github("pull_request", "d-1", SECRET, &opened).await,
+        202
+    );
+    assert_eq!(final_status(&h, HEAD).await.state, "failure");
+    svc.drained().await;
+    let calls = m.received_requests().await.unwrap().len();
+    // What the crash leaves: the report stored, the run not yet done.
+    sqlx::query("UPDATE runs SET status = 'running'")
+        .execute(svc.state.store.pool())
+        .await
+        .unwrap();
+    let sync = fixture("github/webhook.pull_request.synchronize.octokit.json");
+    assert_eq!(svc.github("pull_request", "d-2", SECRET, &sync).await, 202);
+    svc.drained().await;
+    let states: Vec<String> = ours(&h).into_iter().map(|s| s.state).collect();
+    assert_eq!(states, ["pending", "failure"], "{states:?}");
+    assert_eq!(h.state().ours().len(), 1);
+    assert_eq!(
+        svc.count("SELECT COUNT(*) FROM runs WHERE status = 'done'")
+            .await,
+        1
+    );
+    // Re-published from the cache: no model call repeated.
+    assert_eq!(m.received_requests().await.unwrap().len(), calls);
+    svc.stop().await;
+}
+
 /// Issue 14 item 7: a push while the old head is still evaluating ends the old head's
 /// status ("superseded by …") instead of leaving it pending forever.
 #[tokio::test]

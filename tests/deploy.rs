@@ -324,6 +324,12 @@ const ROUTE_PERMISSIONS: &[(&str, &str, Option<Permission>)] = &[
         "/repos/:owner/:repo/statuses/*",
         Some(("statuses", "write")),
     ),
+    // Read back before re-publishing an interrupted run ("Commit statuses" read).
+    (
+        "GET",
+        "/repos/:owner/:repo/commits/*/statuses",
+        Some(("statuses", "read")),
+    ),
     (
         "GET",
         "/repos/:owner/:repo/collaborators/*/permission",

@@ -198,6 +198,62 @@ async fn post_comment_creates_a_new_comment_each_time() {
 // ---- statuses --------------------------------------------------------------------
 
 #[tokio::test]
+async fn the_latest_status_of_a_context_is_read_back() {
+    let h = Harness::start().await;
+    let forge = h.forge();
+    assert_eq!(
+        forge
+            .latest_status(&repo(), HEAD_SHA, "promptgate")
+            .await
+            .unwrap(),
+        None
+    );
+    for (context, state, text) in [
+        ("promptgate", StatusState::Pending, "evaluating"),
+        (
+            "promptgate",
+            StatusState::Failure,
+            "billing: assertions 0.50 < 1.00",
+        ),
+        (
+            "promptgate/release-approval",
+            StatusState::Pending,
+            "waiting",
+        ),
+    ] {
+        forge
+            .set_status(&repo(), HEAD_SHA, context, state, text, None)
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        forge
+            .latest_status(&repo(), HEAD_SHA, "promptgate")
+            .await
+            .unwrap(),
+        Some((
+            StatusState::Failure,
+            "billing: assertions 0.50 < 1.00".to_string()
+        ))
+    );
+    assert_eq!(
+        forge
+            .latest_status(&repo(), HEAD_SHA, "promptgate/release-approval")
+            .await
+            .unwrap()
+            .map(|s| s.0),
+        Some(StatusState::Pending)
+    );
+    assert_eq!(
+        forge
+            .latest_status(&repo(), "0".repeat(40).as_str(), "promptgate")
+            .await
+            .unwrap(),
+        None
+    );
+}
+
+#[tokio::test]
 async fn set_status_posts_to_the_exact_sha() {
     let h = Harness::start().await;
     let forge = h.forge();

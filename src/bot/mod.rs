@@ -296,42 +296,27 @@ impl Bot {
             // Dropping the task already stops remote builds; this is the explicit call.
             self.executor.cancel(&old.to_string()).await;
         }
+        // A run that stored its report but never got to `done` was interrupted while
+        // publishing (a crash, or a forge write that failed): its commit may already
+        // show the final status, so it is not set back to pending, and the publish
+        // below posts only what the forge does not show yet.
+        let interrupted = self
+            .runs
+            .get(kind, &repo.full_name, number, &pr.head_sha)
+            .await?
+            .is_some_and(|r| {
+                r.report_json.is_some()
+                    && matches!(r.status, RunStatus::Running | RunStatus::Error)
+                    && !request.force
+            });
         self.runs.set_status(row.id, RunStatus::Running).await?;
         let tier = if is_release { Tier::Release } else { Tier::Pr };
         self.runs.set_tier(row.id, tier).await?;
         let run_url = self.run_url(row.id).await?;
-        forge
-            .set_status(
-                &repo,
-                &pr.head_sha,
-                STATUS_CONTEXT,
-                StatusState::Pending,
-                "Evaluating the prompts, models and guardrails this change touches…",
-                Some(&run_url),
-            )
-            .await?;
-        if is_release {
-            forge
-                .set_status(
-                    &repo,
-                    &pr.head_sha,
-                    release::RELEASE_CONTEXT,
-                    StatusState::Pending,
-                    "Waiting for the full evaluation of this commit, then /promptgate approve",
-                    Some(&run_url),
-                )
+        if !interrupted {
+            self.announce_pending(&forge, &repo, &pr, is_release, &run_url)
                 .await?;
         }
-        self.post_check_run(
-            &forge,
-            &repo,
-            &pr.head_sha,
-            StatusState::Pending,
-            "Evaluating",
-            "Evaluating the prompts, models and guardrails this change touches.",
-            &run_url,
-        )
-        .await;
         // The release tier evaluates every case of every suite: a release approval
         // must stand on the whole evaluation, never on a subset.
         let options = CheckOptions {
@@ -399,7 +384,7 @@ impl Bot {
         let run_url = self.run_url(row.id).await?;
         self.file_tickets(&forge, &repo, &pr, &run_url, &mut report)
             .await;
-        self.publish(&forge, &repo, &pr, row.id, &report, is_release)
+        self.publish(&forge, &repo, &pr, row.id, &report, is_release, interrupted)
             .await?;
         if let Err(e) = self
             .spend
@@ -419,9 +404,56 @@ impl Bot {
         Ok(())
     }
 
+    /// The pending statuses (and check run) a starting evaluation shows on its commit.
+    async fn announce_pending(
+        &self,
+        forge: &Arc<dyn Forge>,
+        repo: &RepoId,
+        pr: &PullRequestInfo,
+        is_release: bool,
+        run_url: &str,
+    ) -> anyhow::Result<()> {
+        forge
+            .set_status(
+                repo,
+                &pr.head_sha,
+                STATUS_CONTEXT,
+                StatusState::Pending,
+                "Evaluating the prompts, models and guardrails this change touches…",
+                Some(run_url),
+            )
+            .await?;
+        if is_release {
+            forge
+                .set_status(
+                    repo,
+                    &pr.head_sha,
+                    release::RELEASE_CONTEXT,
+                    StatusState::Pending,
+                    "Waiting for the full evaluation of this commit, then /promptgate approve",
+                    Some(run_url),
+                )
+                .await?;
+        }
+        self.post_check_run(
+            forge,
+            repo,
+            &pr.head_sha,
+            StatusState::Pending,
+            "Evaluating",
+            "Evaluating the prompts, models and guardrails this change touches.",
+            run_url,
+        )
+        .await;
+        Ok(())
+    }
+
     /// Stores the report, then the comment, then the final status. A forge write that
     /// finally fails leaves the run `error` and returns the error, so the delivery is
     /// retried (from the cache: no model call is repeated).
+    /// With `resumed` (the last publish of this run was interrupted), a status the commit
+    /// already shows, same state and description, is not posted again.
+    #[allow(clippy::too_many_arguments)]
     async fn publish(
         &self,
         forge: &Arc<dyn Forge>,
@@ -430,6 +462,7 @@ impl Bot {
         run_id: i64,
         report: &Report,
         is_release: bool,
+        resumed: bool,
     ) -> anyhow::Result<()> {
         let run_url = &self.run_url(run_id).await?;
         let json = serde_json::to_string(report).context("encoding the report")?;
@@ -462,6 +495,10 @@ impl Bot {
                 .upsert_comment(repo, pr.number, COMMENT_MARKER, &body)
                 .await?;
             for (context, state, description) in &statuses {
+                if resumed && already_shown(forge, repo, &pr.head_sha, context, *state, description).await {
+                    tracing::info!(run = run_id, context = %context, "the commit already shows this status; not posting it again");
+                    continue;
+                }
                 forge
                     .set_status(
                         repo,
@@ -644,6 +681,28 @@ impl Bot {
                     }
                 }
             }
+        }
+    }
+}
+
+/// Whether the commit's newest `context` status is already `state` with `description`
+/// (as `set_status` would truncate it). A failed read says no: posting twice is better
+/// than not at all.
+async fn already_shown(
+    forge: &Arc<dyn Forge>,
+    repo: &RepoId,
+    sha: &str,
+    context: &str,
+    state: StatusState,
+    description: &str,
+) -> bool {
+    let wanted = crate::forge::truncate_chars(description, crate::forge::STATUS_DESCRIPTION_LIMIT);
+    match forge.latest_status(repo, sha, context).await {
+        Ok(Some((shown, text))) => shown == state && text == wanted,
+        Ok(None) => false,
+        Err(e) => {
+            tracing::warn!(sha, context, "cannot read the commit's statuses: {e:#}");
+            false
         }
     }
 }

@@ -875,6 +875,29 @@ impl Forge for GitHubForge {
             .map(|_| ())
     }
 
+    async fn latest_status(
+        &self,
+        repo: &RepoId,
+        sha: &str,
+        context: &str,
+    ) -> Result<Option<(StatusState, String)>, ForgeError> {
+        // Newest first; a context's latest is its first entry. One page of 100 holds
+        // it unless the commit has had 100 newer statuses of other contexts.
+        let path = format!(
+            "{}/commits/{}/statuses?per_page=100",
+            repo_path(repo)?,
+            encode_segment(sha)
+        );
+        let reply = self.repo_call(repo, Method::GET, &path, None).await?;
+        let statuses: Vec<StatusWire> = decode(&reply, &what(&Method::GET, &path))?;
+        Ok(statuses
+            .into_iter()
+            .find(|s| s.context == context)
+            .and_then(|s| {
+                StatusState::from_github(&s.state).map(|st| (st, s.description.unwrap_or_default()))
+            }))
+    }
+
     async fn upsert_comment(
         &self,
         repo: &RepoId,
@@ -1355,6 +1378,15 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 fn what(method: &Method, path: &str) -> String {
     let path = path.split('?').next().unwrap_or(path);
     format!("GitHub {method} {path}")
+}
+
+/// One entry of `GET /repos/{o}/{r}/commits/{ref}/statuses`.
+#[derive(Deserialize)]
+struct StatusWire {
+    state: String,
+    #[serde(default)]
+    context: String,
+    description: Option<String>,
 }
 
 fn decode<T: DeserializeOwned>(reply: &Reply, what: &str) -> Result<T, ForgeError> {

@@ -59,6 +59,18 @@ pub enum StatusState {
 }
 
 impl StatusState {
+    /// The state a GitHub wire name names.
+    pub fn from_github(name: &str) -> Option<StatusState> {
+        [
+            StatusState::Pending,
+            StatusState::Success,
+            StatusState::Failure,
+            StatusState::Error,
+        ]
+        .into_iter()
+        .find(|s| s.as_str() == name)
+    }
+
     /// The GitHub wire name: `pending`, `success`, `failure`, `error`.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -220,6 +232,21 @@ pub trait Forge: Send + Sync {
         description: &str,
         target_url: Option<&str>,
     ) -> Result<(), ForgeError>;
+
+    /// The newest status `context` has on `sha`: its state and description, `None`
+    /// when it has none. The bot reads it before re-publishing a run whose publish was
+    /// interrupted (a crash after the status, before the run was marked done), so the
+    /// commit does not get its final status twice. The default knows nothing and says
+    /// `None` (the bot then posts): right for GitLab, which refuses a repeated
+    /// transition to the same state anyway.
+    async fn latest_status(
+        &self,
+        _repo: &RepoId,
+        _sha: &str,
+        _context: &str,
+    ) -> Result<Option<(StatusState, String)>, ForgeError> {
+        Ok(None)
+    }
 
     /// Keeps exactly one comment of ours containing `marker` on the pull request: edits
     /// it in place when it exists, creates it otherwise. The stored body always contains

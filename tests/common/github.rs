@@ -713,6 +713,27 @@ impl FakeGitHub {
                 st.reviews.push(body.clone());
                 json_response(200, &body)
             }
+            // Newest first, in the shape of the create response (its docs example),
+            // as `GET /repos/{o}/{r}/commits/{ref}/statuses` lists them.
+            ("GET", ["repos", _, _, "commits", sha, "statuses"]) => {
+                let template: Value =
+                    serde_json::from_str(&self.status_body).unwrap_or(Value::Null);
+                let list: Vec<Value> = st
+                    .statuses
+                    .iter()
+                    .rev()
+                    .filter(|s| s.sha == *sha)
+                    .map(|s| {
+                        let mut v = template.clone();
+                        v["state"] = json!(s.state);
+                        v["context"] = json!(s.context);
+                        v["description"] = json!(s.description);
+                        v["target_url"] = json!(s.target_url);
+                        v
+                    })
+                    .collect();
+                json_response(200, &Value::Array(list))
+            }
             ("GET", ["repos", _, _, "commits", sha, "check-runs"]) => {
                 let name = query("check_name");
                 let runs: Vec<Value> = st
