@@ -113,3 +113,6 @@ if [ -z "${PROMPTGATE_TEST_POSTGRES_URL:-}" ]; then
 fi
 
 cargo test "$@"
+# Issue 14's kill campaign (ignored by default: about 70 s): three replicas on Postgres
+# with and without kills, and one replica on SQLite; it prints its figures.
+cargo test "$@" --test kill_campaign -- --ignored --test-threads=1 --nocapture
