@@ -1197,7 +1197,7 @@ fn terraform_module_passes_checkov() {
 // ---- docker compose trial --------------------------------------------------------
 
 #[test]
-fn compose_trial_runs_the_bot_on_sqlite_with_a_stand_in_model() {
+fn compose_trial_runs_the_bot_on_postgres_with_a_stand_in_model() {
     let compose: Yaml = serde_yaml_ng::from_str(&read("deploy/compose.yaml")).unwrap();
     let bot = &compose["services"]["bot"];
     assert_eq!(
@@ -1205,15 +1205,23 @@ fn compose_trial_runs_the_bot_on_sqlite_with_a_stand_in_model() {
         Some("deploy/Dockerfile")
     );
     assert_eq!(bot["build"]["context"].as_str(), Some(".."));
-    assert!(bot["volumes"]
-        .as_sequence()
-        .unwrap()
-        .iter()
-        .any(|v| v.as_str().is_some_and(|v| v.ends_with(":/data"))));
+    // The store is the db service, which the bot waits for.
+    let url = bot["environment"]["PROMPTGATE_DATABASE_URL"]
+        .as_str()
+        .unwrap();
     assert!(
-        compose["services"].get("db").is_none(),
-        "no Postgres until promptgate supports it"
+        url.starts_with("postgres://promptgate:") && url.ends_with("@db:5432/promptgate"),
+        "{url}"
     );
+    assert_eq!(
+        bot["depends_on"]["db"]["condition"].as_str(),
+        Some("service_healthy")
+    );
+    let db = &compose["services"]["db"];
+    assert!(db["image"].as_str().unwrap().starts_with("postgres:"));
+    assert!(db["volumes"].as_sequence().unwrap().iter().any(|v| v
+        .as_str()
+        .is_some_and(|v| v.ends_with(":/var/lib/postgresql/data"))));
     let known: BTreeSet<String> = KEYS.iter().map(|k| env_name(k)).collect();
     for (k, _) in bot["environment"].as_mapping().unwrap() {
         let k = k.as_str().unwrap();
