@@ -427,6 +427,37 @@ async fn release_flow_evaluation_passes_then_approve_then_a_push_drops_it() {
     assert_eq!(w.h.state().reviews.len(), 1);
 }
 
+/// Issue 14 item 7 on a release branch: a push while the old head is evaluating ends
+/// both of the old head's statuses, the release approval's too.
+#[tokio::test]
+async fn a_superseded_release_head_ends_its_approval_status_too() {
+    let w = World::start("release/1.0", PASSING).await;
+    w.echo.delay_ms.store(1500, Ordering::SeqCst);
+    w.open().await;
+    wait_until(|| async { w.model_calls().await > 0 }).await;
+    assert_eq!(
+        w.last("promptgate/release-approval", HEAD).unwrap().state,
+        "pending"
+    );
+    w.seed("release/1.0", NEW_HEAD, "Explain invoice {{ n }} please.");
+    w.echo.delay_ms.store(0, Ordering::SeqCst);
+    w.push("push-1").await;
+    for context in ["promptgate", "promptgate/release-approval"] {
+        let last = w.last(context, HEAD).unwrap();
+        assert_eq!(
+            last.state,
+            "error",
+            "{context}: {:?}",
+            w.statuses(context, HEAD)
+        );
+        assert!(
+            last.description.contains("Superseded by 3333333"),
+            "{context}: {last:?}"
+        );
+    }
+    assert_eq!(w.last("promptgate", NEW_HEAD).unwrap().state, "success");
+}
+
 #[tokio::test]
 async fn an_approval_before_the_evaluation_passed_does_not_count() {
     let w = World::start("release/1.0", FAILING).await;

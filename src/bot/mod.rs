@@ -261,20 +261,27 @@ impl Bot {
             .runs
             .supersede(kind, &repo.full_name, number, row.id)
             .await?;
+        let short: String = pr.head_sha.chars().take(7).collect();
+        let contexts: &[&str] = if is_release {
+            &[STATUS_CONTEXT, release::RELEASE_CONTEXT]
+        } else {
+            &[STATUS_CONTEXT]
+        };
         for old_sha in superseded.iter().filter(|sha| **sha != pr.head_sha) {
-            let short: String = pr.head_sha.chars().take(7).collect();
-            if let Err(e) = forge
-                .set_status(
-                    &repo,
-                    old_sha,
-                    STATUS_CONTEXT,
-                    StatusState::Error,
-                    &format!("Superseded by {short}; this commit was not evaluated to the end"),
-                    None,
-                )
-                .await
-            {
-                tracing::warn!(sha = %old_sha, "cannot end the superseded commit's status: {e:#}");
+            for context in contexts {
+                if let Err(e) = forge
+                    .set_status(
+                        &repo,
+                        old_sha,
+                        context,
+                        StatusState::Error,
+                        &format!("Superseded by {short}; this commit was not evaluated to the end"),
+                        None,
+                    )
+                    .await
+                {
+                    tracing::warn!(sha = %old_sha, context, "cannot end the superseded commit's status: {e:#}");
+                }
             }
         }
         let key: PrKey = (repo_ref.forge, repo.full_name.clone(), number);

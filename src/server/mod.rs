@@ -502,10 +502,10 @@ async fn healthz(State(st): State<AppState>) -> Response {
             "no delivery worker is running\n",
         );
     }
-    match sqlx::query("SELECT 1").execute(st.store.pool()).await {
+    match st.store.ping().await {
         Ok(_) => plain(StatusCode::OK, "ok\n"),
         Err(e) => {
-            tracing::error!("health check: database unavailable: {e}");
+            tracing::error!("health check: database unavailable: {e:#}");
             plain(StatusCode::SERVICE_UNAVAILABLE, "database unavailable\n")
         }
     }

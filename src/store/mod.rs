@@ -159,6 +159,15 @@ impl Store {
         Ok(n as u64)
     }
 
+    /// One round trip to the database: what `/healthz` and `/readyz` ask.
+    pub async fn ping(&self) -> anyhow::Result<()> {
+        sqlx::query("SELECT 1")
+            .execute(self.db.pool())
+            .await
+            .context("the database does not answer")?;
+        Ok(())
+    }
+
     pub fn pool(&self) -> &AnyPool {
         self.db.pool()
     }
