@@ -477,4 +477,11 @@ async fn campaign(backend: Backend, replicas_n: usize, max_kills: u64) {
     if kills == 0 {
         assert_eq!(repeated, 0, "calls repeated without any kill");
     }
+    // The bot writes each answer as it arrives, so a kill repeats at most the calls in
+    // flight in the killed replica: its 4 workers, each evaluating one head's 2 cases.
+    let in_flight_bound = 4 * 2;
+    assert!(
+        repeated as u64 <= kills * in_flight_bound,
+        "{repeated} head calls repeated over {kills} kills: more than the {in_flight_bound} a kill can have in flight"
+    );
 }

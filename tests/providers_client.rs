@@ -100,6 +100,33 @@ fn model_client_is_send_and_sync() {
     assert_send_sync::<ModelClient>();
 }
 
+/// Issue 14 item 5: the bot's client (`write_through`) stores each answer as it arrives,
+/// so a crash before the run ends repeats no finished call; the CLI's batches them.
+#[tokio::test]
+async fn a_write_through_client_stores_each_answer_at_once() {
+    let server = MockServer::start().await;
+    mount_chat(&server, "Paris", Duration::ZERO).await;
+    let store = memory_store().await;
+    let batched = ModelClient::new(store.clone(), opts(4, Mode::Live));
+    batched
+        .chat(chat_req(&server, "k1", "Capital?"))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.len().await.unwrap(),
+        0,
+        "batched until the run flushes"
+    );
+    let through = ModelClient::new(store.clone(), opts(4, Mode::Live)).write_through();
+    through
+        .chat(chat_req(&server, "k2", "Capital of Italy?"))
+        .await
+        .unwrap();
+    assert_eq!(store.len().await.unwrap(), 1, "stored as it arrived");
+    batched.flush().await;
+    assert_eq!(store.len().await.unwrap(), 2);
+}
+
 #[tokio::test]
 async fn second_identical_call_is_a_cache_hit_without_http() {
     let server = MockServer::start().await;

@@ -294,6 +294,8 @@ pub struct ModelClient {
     offered: Option<std::sync::Mutex<HashMap<String, (&'static str, Value)>>>,
     /// The offered results a request of this run asked for and could use.
     accepted: std::sync::Mutex<Vec<CacheWrite>>,
+    /// Fetched results are written once this many wait ([`ModelClient::write_through`]).
+    write_batch: usize,
 }
 
 /// Fetched results are written to the cache in transactions of this many.
@@ -325,7 +327,16 @@ impl ModelClient {
             fresh: std::sync::Mutex::new(HashSet::new()),
             offered: None,
             accepted: std::sync::Mutex::new(Vec::new()),
+            write_batch: WRITE_BATCH,
         }
+    }
+
+    /// Writes every fetched result to the cache as it arrives instead of in batches:
+    /// what the bot wants, so that a crash (a replica killed mid-run) repeats only the
+    /// calls that were in flight, at the cost of one small transaction per answer.
+    pub fn write_through(mut self) -> Self {
+        self.write_batch = 1;
+        self
     }
 
     /// Results from outside (a CodeBuild shard) that are taken only when a request
@@ -411,7 +422,8 @@ impl ModelClient {
     }
 
     /// Writes the results still buffered to the cache. `check` calls it at the end of
-    /// a run; results are also written every `WRITE_BATCH` answers.
+    /// a run; results are also written every `WRITE_BATCH` answers (every answer with
+    /// [`ModelClient::write_through`]).
     pub async fn flush(&self) {
         let batch = std::mem::take(&mut *self.pending.lock().await);
         if batch.is_empty() {
@@ -433,7 +445,7 @@ impl ModelClient {
         let full = {
             let mut pending = self.pending.lock().await;
             pending.push((key.to_string(), kind, value));
-            pending.len() >= WRITE_BATCH
+            pending.len() >= self.write_batch
         };
         if full {
             self.flush().await;

@@ -43,13 +43,16 @@ impl Executor for LocalExecutor {
 
     async fn run(&self, req: RunRequest<'_>) -> Report {
         let (_guard, mut cancel) = self.runs.start(&req.run_id);
+        // The bot's runs: each answer is durable as soon as it arrives, so a crash
+        // repeats only the calls in flight.
         let client = ModelClient::new(
             self.store.clone(),
             ClientOptions {
                 namespace: req.opts.namespace.clone(),
                 ..self.client_opts.clone()
             },
-        );
+        )
+        .write_through();
         let plan = check::plan(req.source, req.revs, req.opts).await;
         let planned = plan.report().clone();
         tokio::select! {
