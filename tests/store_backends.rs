@@ -149,8 +149,8 @@ async fn runs_open_once_per_commit_and_move_through_their_states() {
         );
         let page = runs.by_public_id(&second.public_id).await.unwrap().unwrap();
         assert_eq!(
-            (page.status.as_str(), page.verdict.as_deref()),
-            ("done", Some("pass")),
+            (page.status, page.verdict.as_deref()),
+            (RunStatus::Done, Some("pass")),
             "{kind}"
         );
         assert_eq!(page.report_json.as_deref(), Some("{\"v\":1}"), "{kind}");
@@ -297,4 +297,34 @@ async fn postgres_connections_can_require_tls() {
             .await
             .unwrap();
     assert!(encrypted);
+}
+
+/// Issue 12 item 1: a run's status reads back as the type, and a row holding a status
+/// the code does not know is an error, not a string passed along.
+#[tokio::test]
+async fn run_statuses_decode_as_the_type() {
+    for t in testing::each_backend().await {
+        let kind = t.backend().as_str();
+        let runs = t.store.runs();
+        let row = runs
+            .open("github", "acme/app", 1, "a1", "b0")
+            .await
+            .unwrap();
+        let page = runs.by_public_id(&row.public_id).await.unwrap().unwrap();
+        assert_eq!(page.status, RunStatus::Queued, "{kind}");
+        assert_eq!(
+            serde_json::to_value(&page).unwrap()["status"],
+            json!("queued"),
+            "{kind}"
+        );
+        sqlx::query("UPDATE runs SET status = 'finished'")
+            .execute(t.store.pool())
+            .await
+            .unwrap();
+        let err = runs.by_public_id(&row.public_id).await.unwrap_err();
+        assert!(
+            format!("{err:#}").contains("unknown run status \"finished\""),
+            "{kind}: {err:#}"
+        );
+    }
 }

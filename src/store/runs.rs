@@ -15,7 +15,8 @@ use crate::report::Tier;
 /// Where a run is in its life: `queued` when opened, `running` while evaluated, then
 /// `done` (the forge has its answer), `cancelled` (superseded or `/promptgate cancel`)
 /// or `error` (the answer could not be published).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum RunStatus {
     Queued,
     Running,
@@ -64,6 +65,25 @@ impl FromStr for RunStatus {
             .into_iter()
             .find(|st| st.as_str() == s)
             .with_context(|| format!("unknown run status {s:?} in the runs table"))
+    }
+}
+
+/// Stored as its name (`runs.status` is TEXT on both backends); a row holding any other
+/// text does not decode.
+impl sqlx::Type<sqlx::Any> for RunStatus {
+    fn type_info() -> sqlx::any::AnyTypeInfo {
+        <String as sqlx::Type<sqlx::Any>>::type_info()
+    }
+
+    fn compatible(ty: &sqlx::any::AnyTypeInfo) -> bool {
+        <String as sqlx::Type<sqlx::Any>>::compatible(ty)
+    }
+}
+
+impl<'r> sqlx::Decode<'r, sqlx::Any> for RunStatus {
+    fn decode(value: sqlx::any::AnyValueRef<'r>) -> Result<Self, sqlx::error::BoxDynError> {
+        let text = <String as sqlx::Decode<'r, sqlx::Any>>::decode(value)?;
+        Ok(text.parse::<RunStatus>()?)
     }
 }
 
@@ -385,7 +405,7 @@ pub struct RunPage {
     pub pr: i64,
     pub head_sha: String,
     pub base_sha: Option<String>,
-    pub status: String,
+    pub status: RunStatus,
     pub verdict: Option<String>,
     /// The SPEC §5 report exactly as stored; the JSON endpoint serves these bytes.
     pub report_json: Option<String>,
@@ -402,7 +422,7 @@ pub struct RunListing {
     pub repo: String,
     pub pr: i64,
     pub head_sha: String,
-    pub status: String,
+    pub status: RunStatus,
     pub verdict: Option<String>,
     pub tier: Option<String>,
     pub created_at: String,
