@@ -1143,6 +1143,92 @@ async fn a_failing_handler_is_retried_and_a_broken_body_fails() {
     bot.stop().await;
 }
 
+/// Fails each delivery by its id: `panic-*` panics, `gone-*` gets a forge 404, `busy-*`
+/// a forge 502 the first time.
+#[derive(Default)]
+struct ByClass {
+    calls: Mutex<Vec<String>>,
+}
+
+#[async_trait]
+impl EventHandler for ByClass {
+    async fn handle(&self, delivery_id: &str, _event: Event) -> anyhow::Result<()> {
+        let first = {
+            let mut calls = self.calls.lock().unwrap();
+            let first = !calls.iter().any(|c| c == delivery_id);
+            calls.push(delivery_id.to_string());
+            first
+        };
+        if delivery_id.starts_with("panic-") {
+            panic!("a bug in the handler (test)");
+        }
+        if delivery_id.starts_with("gone-") {
+            return Err(anyhow::Error::new(promptgate::forge::ForgeError::permanent(
+                Some(404),
+                "GET /repos/o/r/pulls/9: Not Found",
+            ))
+            .context("reading the pull request"));
+        }
+        if delivery_id.starts_with("busy-") && first {
+            return Err(anyhow::Error::new(promptgate::forge::ForgeError::retryable(
+                Some(502),
+                "Bad Gateway",
+                None,
+            ))
+            .context("writing the comment"));
+        }
+        Ok(())
+    }
+}
+
+/// Issue 12 item 2: the queue retries by error class. A forge 5xx is retried; a forge
+/// 404 (a retry would fail the same way) and a panic are recorded once as failed, with
+/// the reason, and counted.
+#[tokio::test]
+async fn handler_errors_are_retried_by_class() {
+    let dir = tempfile::tempdir().unwrap();
+    let handler = Arc::new(ByClass::default());
+    let bot = start_bot(default_settings(), handler.clone(), &db(&dir)).await;
+    let body = fixture("github/webhook.pull_request.synchronize.octokit.json");
+    for id in ["busy-1", "gone-1", "panic-1"] {
+        assert_eq!(
+            bot.github("pull_request", id, COGNI_SECRET, &body).await,
+            202
+        );
+    }
+    bot.drained().await;
+    let calls = handler.calls.lock().unwrap().clone();
+    let count = |id: &str| calls.iter().filter(|c| *c == id).count();
+    assert_eq!(
+        (count("busy-1"), count("gone-1"), count("panic-1")),
+        (2, 1, 1),
+        "{calls:?}"
+    );
+    let rows: Vec<(String, String, i64, Option<String>)> = sqlx::query_as(
+        "SELECT delivery_id, status, attempts, last_error FROM deliveries ORDER BY delivery_id",
+    )
+    .fetch_all(bot.state.store.pool())
+    .await
+    .unwrap();
+    let find = |id: &str| rows.iter().find(|r| r.0 == id).unwrap().clone();
+    assert_eq!(find("busy-1").1, "done");
+    let gone = find("gone-1");
+    assert_eq!((gone.1.as_str(), gone.2), ("failed", 1));
+    assert!(gone.3.unwrap().contains("Not Found"));
+    let panicked = find("panic-1");
+    assert_eq!((panicked.1.as_str(), panicked.2), ("failed", 1));
+    assert!(panicked
+        .3
+        .unwrap()
+        .starts_with("panic: a bug in the handler"));
+    let (_, metrics) = bot.get("/metrics").await;
+    assert!(
+        metrics.contains("promptgate_deliveries_failed 2\n"),
+        "{metrics}"
+    );
+    bot.stop().await;
+}
+
 #[tokio::test]
 async fn shutdown_releases_the_lease_and_a_restart_processes_it_once() {
     let dir = tempfile::tempdir().unwrap();

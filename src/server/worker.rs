@@ -283,8 +283,13 @@ pub async fn process(
         }
         Some(Ok(Err(e))) => {
             let msg = format!("{e:#}");
-            tracing::error!(parent: &span, kind, "handler failed (will retry): {msg}");
-            record(queue.fail(id, &msg, true).await);
+            let retry = is_transient(&e);
+            if retry {
+                tracing::error!(parent: &span, kind, "handler failed (will retry): {msg}");
+            } else {
+                tracing::error!(parent: &span, kind, "handler failed for good (a retry would fail the same way): {msg}");
+            }
+            record(queue.fail(id, &msg, retry).await);
             Outcome::HandlerFailed(msg)
         }
         Some(Err(panic)) => {
@@ -293,8 +298,10 @@ pub async fn process(
                 .map(|s| s.to_string())
                 .or_else(|| panic.downcast_ref::<String>().cloned())
                 .unwrap_or_else(|| "handler panicked".to_string());
-            tracing::error!(parent: &span, kind, "handler panicked (will retry): {msg}");
-            record(queue.fail(id, &format!("panic: {msg}"), true).await);
+            // A panic is a bug: the same delivery would panic again, so it is recorded
+            // once as failed (and counted in /metrics) instead of retried.
+            tracing::error!(parent: &span, kind, "handler panicked (not retried): {msg}");
+            record(queue.fail(id, &format!("panic: {msg}"), false).await);
             Outcome::HandlerFailed(msg)
         }
         None => {
@@ -303,6 +310,23 @@ pub async fn process(
             Outcome::Abandoned
         }
     }
+}
+
+/// Whether a handler's error is worth a retry (issue 12: retry by class). A forge error
+/// says so itself (5xx, 429, rate limits and network errors are retryable; 404, 422 or
+/// a refused permission are not); a database error is (the store may be briefly
+/// unavailable). Anything the chain does not name is retried too: being wrong that way
+/// costs a few retries, the other way would lose an evaluation.
+fn is_transient(e: &anyhow::Error) -> bool {
+    for cause in e.chain() {
+        if let Some(f) = cause.downcast_ref::<crate::forge::ForgeError>() {
+            return f.is_retryable();
+        }
+        if cause.downcast_ref::<sqlx::Error>().is_some() {
+            return true;
+        }
+    }
+    true
 }
 
 fn record(r: anyhow::Result<()>) {
