@@ -12,7 +12,8 @@
 
 use std::str::FromStr;
 
-use crate::store::{Backend, Db};
+use crate::store::audit::{self as store_audit, AuditRow as Row};
+use crate::store::Db;
 use anyhow::Context;
 use futures::TryStreamExt;
 use serde::{Deserialize, Serialize};
@@ -148,27 +149,11 @@ impl AuditLog {
     /// busy timeout while each holds a pool connection.
     pub async fn append(&self, entry: &AuditEntry) -> anyhow::Result<i64> {
         let _turn = self.turn.lock().await;
-        let mut tx = self
-            .db
-            .begin_write()
-            .await
-            .context("audit log: starting the append transaction")?;
-        if self.db.backend() == Backend::Postgres {
-            // Wrapped: the `Any` driver cannot decode a `void` column.
-            sqlx::query("SELECT COUNT(*) FROM (SELECT pg_advisory_xact_lock($1)) AS locked")
-                .bind(APPEND_LOCK)
-                .execute(&mut *tx)
-                .await
-                .context("audit log: taking the append lock")?;
-        }
-        let last: Option<(i64, String)> =
-            sqlx::query_as("SELECT id, hash FROM audit_log ORDER BY id DESC LIMIT 1")
-                .fetch_optional(&mut *tx)
-                .await
-                .context("audit log: reading the last entry")?;
-        // Follow the AUTOINCREMENT counter rather than the last row, so that an entry
-        // appended after the newest ones were deleted leaves a gap that `verify` reports.
-        let counter = id_counter(self.db.backend(), &mut tx).await?;
+        let mut tx = store_audit::begin_append(&self.db).await?;
+        let last = store_audit::last_entry(&mut tx).await?;
+        // Follow the id counter rather than the last row, so that an entry appended
+        // after the newest ones were deleted leaves a gap that `verify` reports.
+        let counter = store_audit::id_counter(self.db.backend(), &mut tx).await?;
         let id = last
             .as_ref()
             .map_or(0, |(id, _)| *id)
@@ -194,36 +179,22 @@ impl AuditLog {
         let hash = content.hash(&prev_hash);
         let mut detail = String::new();
         canonical(&entry.detail, &mut detail);
-        sqlx::query(
-            "INSERT INTO audit_log (id, at, kind, actor_id, actor_login, forge, repo, pr, sha, \
-             verdict, detail, prev_hash, hash) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
-        )
-        .bind(id)
-        .bind(&at)
-        .bind(content.kind)
-        .bind(actor_id)
-        .bind(&entry.actor_login)
-        .bind(&entry.forge)
-        .bind(&entry.repo)
-        .bind(pr)
-        .bind(&entry.sha)
-        .bind(&entry.verdict)
-        .bind(&detail)
-        .bind(&prev_hash)
-        .bind(&hash)
-        .execute(&mut *tx)
-        .await
-        .context("audit log: inserting the entry")?;
-        if self.db.backend() == Backend::Postgres {
-            // Explicit ids do not move the sequence; move it, so that the counter says
-            // how far the log got even after its tail is deleted.
-            sqlx::query("SELECT setval(pg_get_serial_sequence('audit_log', 'id'), $1)")
-                .bind(id)
-                .execute(&mut *tx)
-                .await
-                .context("audit log: advancing the id counter")?;
-        }
+        let row = Row {
+            id,
+            at: at.clone(),
+            kind: entry.kind.as_str().to_string(),
+            actor_id,
+            actor_login: entry.actor_login.clone(),
+            forge: entry.forge.clone(),
+            repo: entry.repo.clone(),
+            pr,
+            sha: entry.sha.clone(),
+            verdict: entry.verdict.clone(),
+            detail,
+            prev_hash,
+            hash,
+        };
+        store_audit::insert(self.db.backend(), &mut tx, &row).await?;
         tx.commit()
             .await
             .context("audit log: committing the entry")?;
@@ -232,9 +203,7 @@ impl AuditLog {
 
     /// Every entry, oldest first.
     pub async fn entries(&self) -> anyhow::Result<Vec<StoredEntry>> {
-        sqlx::query_as::<_, Row>(SELECT_ALL)
-            .fetch(self.db.pool())
-            .map_err(|e| anyhow::Error::new(e).context("audit log: reading entries"))
+        store_audit::all(&self.db)
             .and_then(|row| async move { row.into_stored() })
             .try_collect()
             .await
@@ -245,16 +214,12 @@ impl AuditLog {
 /// not check out: a missing id (a deleted entry), a `prev_hash` that is not the previous
 /// entry's hash, or a `hash` that does not match the entry's content.
 pub async fn verify(db: &Db) -> anyhow::Result<Verification> {
-    let mut rows = sqlx::query_as::<_, Row>(SELECT_ALL).fetch(db.pool());
+    let mut rows = store_audit::all(db);
     let mut entries = 0usize;
     let mut first_broken: Option<Broken> = None;
     let mut last_id = 0i64;
     let mut prev_hash = GENESIS.to_string();
-    while let Some(row) = rows
-        .try_next()
-        .await
-        .context("audit log: reading entries")?
-    {
+    while let Some(row) = rows.try_next().await? {
         entries += 1;
         if first_broken.is_none() {
             first_broken = check(&row, last_id, &prev_hash);
@@ -264,12 +229,7 @@ pub async fn verify(db: &Db) -> anyhow::Result<Verification> {
     }
     drop(rows);
     if first_broken.is_none() {
-        let mut conn = db
-            .pool()
-            .acquire()
-            .await
-            .context("audit log: reading the id counter")?;
-        if let Some(counter) = id_counter(db.backend(), &mut conn).await? {
+        if let Some(counter) = store_audit::stored_id_counter(db).await? {
             if counter > last_id {
                 first_broken = Some(Broken {
                     id: last_id + 1,
@@ -289,13 +249,9 @@ pub async fn verify(db: &Db) -> anyhow::Result<Verification> {
 /// Writes every entry as one JSON line ([`StoredEntry`]), in id order; returns how many.
 /// Exports as stored, broken or not: run [`verify`] to judge it.
 pub async fn export(db: &Db, out: &mut dyn std::io::Write) -> anyhow::Result<usize> {
-    let mut rows = sqlx::query_as::<_, Row>(SELECT_ALL).fetch(db.pool());
+    let mut rows = store_audit::all(db);
     let mut n = 0usize;
-    while let Some(row) = rows
-        .try_next()
-        .await
-        .context("audit log: reading entries")?
-    {
+    while let Some(row) = rows.try_next().await? {
         let stored = row.into_stored()?;
         serde_json::to_writer(&mut *out, &stored)
             .with_context(|| format!("audit log: writing entry {}", stored.id))?;
@@ -306,9 +262,6 @@ pub async fn export(db: &Db, out: &mut dyn std::io::Write) -> anyhow::Result<usi
     out.flush().context("audit log: writing the export")?;
     Ok(n)
 }
-
-const SELECT_ALL: &str = "SELECT id, at, kind, actor_id, actor_login, forge, repo, pr, sha, \
-                          verdict, detail, prev_hash, hash FROM audit_log ORDER BY id";
 
 /// The first problem with `row`, given the id and hash of the entry before it.
 fn check(row: &Row, last_id: i64, prev_hash: &str) -> Option<Broken> {
@@ -348,31 +301,6 @@ fn check(row: &Row, last_id: i64, prev_hash: &str) -> Option<Broken> {
         return broken(row.id, "hash does not match its content".into());
     }
     None
-}
-
-/// The advisory lock key Postgres appenders serialise on (any constant will do; this
-/// one is "pgaudit" in ASCII).
-const APPEND_LOCK: i64 = 0x70_67_61_75_64_69_74;
-
-/// The id counter of `audit_log`: the highest id ever inserted, even if that row is
-/// gone. SQLite's AUTOINCREMENT keeps it in `sqlite_sequence` (in the transaction);
-/// on Postgres it is the id sequence, which `append` advances. `None` before the
-/// first append.
-async fn id_counter(
-    backend: Backend,
-    conn: &mut sqlx::AnyConnection,
-) -> anyhow::Result<Option<i64>> {
-    let sql = match backend {
-        Backend::Sqlite => "SELECT seq FROM sqlite_sequence WHERE name = 'audit_log'",
-        Backend::Postgres => {
-            "SELECT pg_sequence_last_value(pg_get_serial_sequence('audit_log', 'id')::regclass)"
-        }
-    };
-    let found: Option<Option<i64>> = sqlx::query_scalar(sql)
-        .fetch_optional(conn)
-        .await
-        .context("audit log: reading the id counter")?;
-    Ok(found.flatten())
 }
 
 /// SQLite integers are signed; ids beyond `i64::MAX` do not exist on either forge.
@@ -422,24 +350,6 @@ impl Content<'_> {
         h.update(text.as_bytes());
         hex::encode(h.finalize())
     }
-}
-
-/// One `audit_log` row as stored.
-#[derive(sqlx::FromRow)]
-struct Row {
-    id: i64,
-    at: String,
-    kind: String,
-    actor_id: Option<i64>,
-    actor_login: String,
-    forge: String,
-    repo: String,
-    pr: Option<i64>,
-    sha: Option<String>,
-    verdict: Option<String>,
-    detail: String,
-    prev_hash: String,
-    hash: String,
 }
 
 impl Row {

@@ -10,6 +10,7 @@ use std::path::Path;
 use anyhow::Context;
 use sqlx::{AnyPool, Row};
 
+pub mod audit;
 pub mod db;
 pub mod queue;
 pub mod runs;
