@@ -72,6 +72,17 @@ enum Command {
         #[arg(long, env = "PROMPTGATE_RESULT")]
         out: String,
     },
+    /// Ask a running service's readiness endpoint (the image's HEALTHCHECK): exit 0
+    /// when it answers 2xx, 1 otherwise.
+    Healthcheck {
+        /// The URL to ask (default: /readyz on the PROMPTGATE_LISTEN address, a
+        /// wildcard bind asked on loopback).
+        #[arg(long)]
+        url: Option<String>,
+        /// Seconds to wait for the answer.
+        #[arg(long, default_value_t = 4)]
+        timeout: u64,
+    },
     /// Check or export the tamper-evident audit log.
     Audit {
         #[command(subcommand)]
@@ -276,6 +287,20 @@ fn main() -> ExitCode {
                 }
             },
             Command::Worker { plan, out } => run_worker(&plan, &out).await,
+            Command::Healthcheck { url, timeout } => {
+                let url = match url {
+                    Some(url) => url,
+                    None => promptgate::server::probe::default_url(
+                        &promptgate::settings::Settings::from_env(None)?,
+                    )?,
+                };
+                promptgate::server::probe::healthcheck(
+                    &url,
+                    std::time::Duration::from_secs(timeout),
+                    &mut std::io::stdout(),
+                )
+                .await
+            }
         }
     });
     match code {

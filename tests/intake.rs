@@ -1264,6 +1264,39 @@ async fn shutdown_releases_the_lease_and_a_restart_processes_it_once() {
 // ---------------------------------------------------------------------------------
 // operations
 
+/// Issue 15: `promptgate healthcheck` (the image's HEALTHCHECK) asks /readyz of the
+/// service on PROMPTGATE_LISTEN, or the URL given: 0 when ready, 1 when not.
+// Multi-threaded: the probe process is waited for on a test thread while the service
+// answers on the others.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_healthcheck_subcommand_asks_readyz() {
+    let dir = tempfile::tempdir().unwrap();
+    let bot = start_bot(default_settings(), Arc::new(Stuck::default()), &db(&dir)).await;
+    let run = |args: &[&str], listen: &str| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_promptgate"))
+            .arg("healthcheck")
+            .args(args)
+            .env_clear()
+            .env("PROMPTGATE_LISTEN", listen)
+            .env("PROMPTGATE_LOG", "error")
+            .output()
+            .unwrap()
+    };
+    let port = bot.url.rsplit(':').next().unwrap().to_string();
+    let ready = run(&[], &format!("0.0.0.0:{port}"));
+    let text = String::from_utf8_lossy(&ready.stdout).to_string();
+    assert_eq!(ready.status.code(), Some(0), "{text}");
+    assert!(text.starts_with("ready: http://127.0.0.1:"), "{text}");
+    assert!(text.contains("/readyz answered 200"), "{text}");
+    let missing = run(&["--url", &format!("{}/nowhere", bot.url)], "127.0.0.1:1");
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&missing.stdout).contains("answered 404"));
+    bot.stop().await;
+    let closed = run(&["--timeout", "2"], &format!("127.0.0.1:{port}"));
+    assert_eq!(closed.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&closed.stdout).starts_with("not ready: "));
+}
+
 #[tokio::test]
 async fn healthz_and_metrics() {
     let dir = tempfile::tempdir().unwrap();

@@ -12,6 +12,7 @@ pub mod admission;
 pub mod links;
 pub mod listen;
 pub mod metrics;
+pub mod probe;
 pub mod run_view;
 pub mod runs;
 pub mod word_diff;
