@@ -159,8 +159,15 @@ impl Db {
 
     /// Opens (creating if needed) the SQLite file at `path`.
     pub async fn open_sqlite(path: &Path) -> anyhow::Result<Db> {
-        let url = format!("sqlite://{}", path.display());
-        Db::connect(&url).await
+        // The URL's path is percent-decoded: escape what would otherwise be read as
+        // an escape, the query or a fragment.
+        let escaped = path
+            .display()
+            .to_string()
+            .replace('%', "%25")
+            .replace('?', "%3F")
+            .replace('#', "%23");
+        Db::connect(&format!("sqlite://{escaped}")).await
     }
 
     pub fn pool(&self) -> &AnyPool {
@@ -272,6 +279,19 @@ mod tests {
         assert!(!is_in_memory(
             "sqlite:///var/lib/promptgate/db.sqlite?mode=rwc"
         ));
+    }
+
+    #[tokio::test]
+    async fn a_sqlite_file_whose_path_looks_like_a_url_opens_where_it_says() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("odd ?#% name").join("cache.db");
+        let db = Db::open_sqlite(&path).await.unwrap();
+        sqlx::query("CREATE TABLE t (x INTEGER)")
+            .execute(db.pool())
+            .await
+            .unwrap();
+        db.close().await;
+        assert!(path.is_file(), "{}", path.display());
     }
 
     #[test]
