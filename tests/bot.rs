@@ -40,25 +40,8 @@ fn pull(head_sha: &str, head_repo: &str) -> Value {
 
 /// The repository at BASE and at `head` (the prompt as `head_prompt`), PR 2 between.
 fn seed(h: &Harness, model_url: &str, head: &str, head_prompt: &str) {
-    for sha in [BASE, head] {
-        h.put_file(
-            sha,
-            ".promptgate.yml",
-            b"version: 1\nsuites:\n  billing:\n    prompts: { user: prompts/user.j2 }\n    model: models/m.yaml\n    dataset: evals/b.jsonl\n    metrics:\n      assertions: { min: 1.0 }\n",
-        );
-        h.put_file(
-            sha,
-            "models/m.yaml",
-            format!("provider: openai\nmodel: chat\nbase_url: {model_url}\n").as_bytes(),
-        );
-        h.put_file(
-            sha,
-            "evals/b.jsonl",
-            b"{\"id\": \"a\", \"vars\": {\"n\": 1}, \"assert\": [{\"type\": \"icontains\", \"value\": \"invoice\"}]}\n{\"id\": \"b\", \"vars\": {\"n\": 2}, \"assert\": [{\"type\": \"icontains\", \"value\": \"invoice\"}]}\n",
-        );
-    }
-    h.put_file(BASE, "prompts/user.j2", b"Explain invoice {{ n }}.");
-    h.put_file(head, "prompts/user.j2", head_prompt.as_bytes());
+    h.put_billing(BASE, model_url, "Explain invoice {{ n }}.");
+    h.put_billing(head, model_url, head_prompt);
     let mut st = h.state();
     st.repo = REPO.to_string();
     st.pr_files = vec![PrFile {
@@ -67,6 +50,16 @@ fn seed(h: &Harness, model_url: &str, head: &str, head_prompt: &str) {
         previous: None,
     }];
     st.pulls = vec![pull(head, REPO)];
+}
+
+/// Delivers octokit's `opened` (as `d-1`) and waits until its run has asked the model.
+async fn open_and_wait_for_the_model(svc: &Service, m: &MockServer) {
+    let opened = fixture("github/webhook.pull_request.opened.octokit.json");
+    assert_eq!(
+        svc.github("pull_request", "d-1", SECRET, &opened).await,
+        202
+    );
+    wait_until(|| async { !m.received_requests().await.unwrap().is_empty() }).await;
 }
 
 /// The fake GitHub and the model, seeded with a PR whose head prompt drops "invoice".
@@ -225,13 +218,8 @@ async fn a_restart_mid_run_completes_the_run_exactly_once() {
     let db = db_path(&dir);
 
     let first = start(&h, &db).await;
-    let opened = fixture("github/webhook.pull_request.opened.octokit.json");
-    assert_eq!(
-        first.github("pull_request", "d-1", SECRET, &opened).await,
-        202
-    );
     // The run has started: pending is set and the model was asked.
-    wait_until(|| async { !m.received_requests().await.unwrap().is_empty() }).await;
+    open_and_wait_for_the_model(&first, &m).await;
     assert_eq!(ours(&h).len(), 1);
     first.stop().await;
     assert!(ours(&h).iter().all(|s| s.state == "pending"));
@@ -268,12 +256,7 @@ async fn a_crashed_replica_restarted_takes_its_lease_back_at_once() {
     let dir = tempfile::tempdir().unwrap();
     let db = db_path(&dir);
     let first = start(&h, &db).await;
-    let opened = fixture("github/webhook.pull_request.opened.octokit.json");
-    assert_eq!(
-        first.github("pull_request", "d-1", SECRET, &opened).await,
-        202
-    );
-    wait_until(|| async { !m.received_requests().await.unwrap().is_empty() }).await;
+    open_and_wait_for_the_model(&first, &m).await;
     first.crash().await;
     echo.slow.store(false, Ordering::SeqCst);
     let started = std::time::Instant::now();
@@ -409,12 +392,7 @@ async fn a_superseded_head_gets_a_final_status_naming_the_new_one() {
     let model_url = format!("{}/v1", m.uri());
     let dir = tempfile::tempdir().unwrap();
     let svc = start(&h, &db_path(&dir)).await;
-    let opened = fixture("github/webhook.pull_request.opened.octokit.json");
-    assert_eq!(
-        svc.github("pull_request", "d-1", SECRET, &opened).await,
-        202
-    );
-    wait_until(|| async { !m.received_requests().await.unwrap().is_empty() }).await;
+    open_and_wait_for_the_model(&svc, &m).await;
     seed(
         &h,
         &model_url,

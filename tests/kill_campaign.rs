@@ -39,25 +39,6 @@ fn head(n: u64, k: u64) -> String {
     format!("{n:020x}{k:020x}")
 }
 
-fn seed_files(h: &Harness, sha: &str, model_url: &str, prompt: &str) {
-    h.put_file(
-        sha,
-        ".promptgate.yml",
-        b"version: 1\nsuites:\n  billing:\n    prompts: { user: prompts/user.j2 }\n    model: models/m.yaml\n    dataset: evals/b.jsonl\n    metrics:\n      assertions: { min: 1.0 }\n",
-    );
-    h.put_file(
-        sha,
-        "models/m.yaml",
-        format!("provider: openai\nmodel: chat\nbase_url: {model_url}\n").as_bytes(),
-    );
-    h.put_file(
-        sha,
-        "evals/b.jsonl",
-        b"{\"id\": \"a\", \"vars\": {\"n\": 1}, \"assert\": [{\"type\": \"icontains\", \"value\": \"invoice\"}]}\n{\"id\": \"b\", \"vars\": {\"n\": 2}, \"assert\": [{\"type\": \"icontains\", \"value\": \"invoice\"}]}\n",
-    );
-    h.put_file(sha, "prompts/user.j2", prompt.as_bytes());
-}
-
 fn pull(n: u64, head_sha: &str) -> Value {
     json!({
         "number": n, "state": "open", "draft": false,
@@ -192,7 +173,7 @@ async fn campaign(backend: Backend, replicas_n: usize, max_kills: u64) {
         .store(150, std::sync::atomic::Ordering::SeqCst);
     let m = model(echo).await;
     let model_url = format!("{}/v1", m.uri());
-    seed_files(&h, BASE, &model_url, "Explain invoice {{ n }}.");
+    h.put_billing(BASE, &model_url, "Explain invoice {{ n }}.");
     // Three pushes per PR; each head's prompt is its own, so each costs its own calls.
     let pushes = 3u64;
     {
@@ -206,8 +187,7 @@ async fn campaign(backend: Backend, replicas_n: usize, max_kills: u64) {
     }
     for n in 1..=prs {
         for k in 0..pushes {
-            seed_files(
-                &h,
+            h.put_billing(
                 &head(n, k),
                 &model_url,
                 &format!("Explain invoice {{{{ n }}}} for PR {n}, version {k}."),

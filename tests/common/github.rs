@@ -943,6 +943,28 @@ impl Harness {
             .files
             .insert((sha.to_string(), path.to_string()), bytes.to_vec());
     }
+
+    /// The one-suite `billing` repository the bot tests use, at `sha`: the config, an
+    /// OpenAI-compatible model at `model_url`, two cases asserting the word "invoice",
+    /// and `prompt` as the user prompt.
+    pub fn put_billing(&self, sha: &str, model_url: &str, prompt: &str) {
+        self.put_file(
+            sha,
+            ".promptgate.yml",
+            b"version: 1\nsuites:\n  billing:\n    prompts: { user: prompts/user.j2 }\n    model: models/m.yaml\n    dataset: evals/b.jsonl\n    metrics:\n      assertions: { min: 1.0 }\n",
+        );
+        self.put_file(
+            sha,
+            "models/m.yaml",
+            format!("provider: openai\nmodel: chat\nbase_url: {model_url}\n").as_bytes(),
+        );
+        self.put_file(
+            sha,
+            "evals/b.jsonl",
+            b"{\"id\": \"a\", \"vars\": {\"n\": 1}, \"assert\": [{\"type\": \"icontains\", \"value\": \"invoice\"}]}\n{\"id\": \"b\", \"vars\": {\"n\": 2}, \"assert\": [{\"type\": \"icontains\", \"value\": \"invoice\"}]}\n",
+        );
+        self.put_file(sha, "prompts/user.j2", prompt.as_bytes());
+    }
 }
 
 pub fn repo() -> RepoId {
